@@ -1,0 +1,1 @@
+"""Observable gateway between dApp web clients and Ethereum."""

@@ -1,0 +1,35 @@
+"""The app factory: the table of contents of the service."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from gateway import health, openapi
+from gateway.config import SETTINGS, Settings
+from gateway.error_middleware import error_middleware
+from gateway.rpc import upstream_ctx
+from gateway.storage import storage_ctx
+from gateway.telemetry import SPAN_EXPORTERS, observe_middleware, telemetry_ctx
+
+
+def create_app(settings: Settings, *, span_exporters: Sequence[SpanExporter] = ()) -> web.Application:
+    """Build the application; synchronous and I/O-free. Resources open in ``cleanup_ctx``.
+
+    ``span_exporters`` receive every finished span synchronously (tests use the SDK's
+    in-memory exporter); OTLP export is configured by the settings.
+    """
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware],
+        client_max_size=settings.server.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[SPAN_EXPORTERS] = tuple(span_exporters)
+    app.cleanup_ctx.append(telemetry_ctx)  # first in, last out: spans of cleanup still flush
+    app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(upstream_ctx)
+    for feature in (health, openapi):
+        app.add_routes(feature.routes)
+    return app

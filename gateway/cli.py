@@ -1,0 +1,159 @@
+"""Command line: gateway serve | dev | check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import LogSettings, Settings, load_settings
+from gateway.errors import SettingsError
+from gateway.telemetry import configure_logging
+
+log = structlog.get_logger("gateway")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--config", type=Path, help="TOML settings file")
+        sub.add_argument("--log-format", choices=["json", "console", "auto"],
+                         help="overrides GATEWAY_LOG_FORMAT")
+
+    serve = commands.add_parser("serve", help="run the gateway against the configured nodes")
+    common(serve)
+    serve.add_argument("--host", help="overrides GATEWAY_HOST")
+    serve.add_argument("--port", type=int, help="overrides GATEWAY_PORT")
+
+    dev = commands.add_parser("dev", help="start anvil and the gateway on it (embedded defaults)")
+    common(dev)
+    dev.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    dev.add_argument("--anvil-port", type=int, default=0, help="anvil port (default: free)")
+    dev.add_argument("--block-time", type=float, default=None,
+                     help="mine a block every N seconds (default: on each transaction)")
+
+    check = commands.add_parser("check-config", help="validate settings and print them, masked")
+    common(check)
+    return parser
+
+
+def _settings(args: argparse.Namespace, environ: Mapping[str, str],
+              extra: Mapping[str, str] | None = None) -> Settings:
+    overlay = dict(environ)
+    if getattr(args, "host", None):
+        overlay["GATEWAY_HOST"] = args.host
+    if getattr(args, "port", None) is not None and args.command == "serve":
+        overlay["GATEWAY_PORT"] = str(args.port)
+    if args.log_format:
+        overlay["GATEWAY_LOG_FORMAT"] = args.log_format
+    overlay.update(extra or {})
+    return load_settings(args.config, overlay)
+
+
+async def serve_app(app: web.Application, settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT, then stop accepting, let in-flight requests finish
+    (bounded by ``server.shutdown_timeout_s``) and close every resource."""
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False,
+        shutdown_timeout=settings.server.shutdown_timeout_s,
+    )  # fmt: skip
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        log.info("listening", url=f"http://{settings.server.host}:{settings.server.port}")
+        await stop.wait()
+        log.info("shutting down", shutdown_timeout_s=settings.server.shutdown_timeout_s)
+    finally:
+        await runner.cleanup()
+        log.info("stopped")
+
+
+def _run(settings: Settings) -> int:
+    try:
+        asyncio.run(serve_app(create_app(settings), settings))
+    except OSError as exc:  # the port is taken, the host does not exist, ...
+        log.error("cannot serve", error=str(exc))  # noqa: TRY400  # a clear line, no stack
+        return 1
+    return 0
+
+
+def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from gateway.chain import DevChain, DevChainError  # noqa: PLC0415  # dev only
+
+    state = Path(".gateway")
+    try:
+        chain_ctx = DevChain.start(port=args.anvil_port, block_time_s=args.block_time,
+                                   log_dir=state / "anvil")
+        with chain_ctx as chain:
+            settings = _settings(args, environ, {
+                "GATEWAY_HOST": "127.0.0.1",
+                "GATEWAY_PORT": str(args.port),
+                "GATEWAY_UPSTREAMS": f"{chain.url}|{chain.ws_url}",
+                "GATEWAY_CHAIN_ID": str(chain.chain_id),
+                "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
+            })  # fmt: skip
+            configure_logging(settings.log)
+            _print_banner(chain, settings)
+            return _run(settings)
+    except DevChainError as exc:
+        print(f"gateway dev: {exc}", file=sys.stderr)
+        return 1
+
+
+def _print_banner(chain: object, settings: Settings) -> None:
+    from gateway.chain import DevChain  # noqa: PLC0415  # dev only
+
+    assert isinstance(chain, DevChain)  # noqa: S101  # narrowing for the type checker
+    base = f"http://{settings.server.host}:{settings.server.port}"
+    lines = [
+        "",
+        "  dApp gateway (dev)",
+        f"  API      {base}    (JSON-RPC: {base}/rpc)",
+        f"  Docs     {base}/docs",
+        f"  Metrics  {base}/metrics",
+        f"  Ready    {base}/readyz",
+        f"  anvil    {chain.url}  chain id {chain.chain_id}  log {chain.log_path}",
+        "",
+        "  Funded dev accounts (anvil's public test mnemonic; never use them on a real chain):",
+        *(f"  ({i}) {a.address}  {a.private_key}" for i, a in enumerate(chain.accounts[:5])),
+        "",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    if args.command == "dev":
+        return _dev(args, env)
+    try:
+        settings = _settings(args, env)
+    except SettingsError as exc:
+        for problem in exc.problems:
+            print(f"gateway: invalid setting {problem}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        print(json.dumps(settings.masked(), indent=2))
+        return 0
+    configure_logging(settings.log)
+    return _run(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

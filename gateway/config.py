@@ -1,0 +1,308 @@
+"""Typed settings: a TOML file, then GATEWAY_* and OTEL_* environment overrides, validated once."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from aiohttp import web
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.errors import SettingsError
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["json", "console", "auto"]
+Sampler = Literal[
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+]
+Port = Annotated[int, Field(ge=0, le=65535)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+
+class ServerSettings(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    shutdown_timeout_s: PositiveFloat = 15.0
+    # Trust X-Forwarded-For for the client ip only behind a known proxy.
+    trust_forwarded_for: bool = False
+
+
+class UpstreamSettings(_Section):
+    url: str
+    ws_url: str | None = None
+    name: str = ""
+    weight: Annotated[int, Field(ge=1, le=1000)] = 1
+    timeout_s: PositiveFloat = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_url(value, ("http", "https"))
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value, ("ws", "wss"))
+
+    @model_validator(mode="after")
+    def _default_name(self) -> UpstreamSettings:
+        if not self.name:
+            parts = urlsplit(self.url)
+            object.__setattr__(self, "name", parts.netloc.rsplit("@", 1)[-1])
+        return self
+
+
+class UpstreamPoolSettings(_Section):
+    readiness_timeout_s: PositiveFloat = 2.0
+    max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
+
+
+class StorageSettings(_Section):
+    database_url: SecretStr = SecretStr("sqlite:///./.gateway/gateway.db")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_scheme(cls, value: SecretStr) -> SecretStr:
+        scheme = urlsplit(value.get_secret_value()).scheme
+        if scheme not in {"sqlite", "postgresql", "postgres"}:
+            raise ValueError(f"scheme {scheme!r} is not one of sqlite, postgresql")
+        return value
+
+
+class LogSettings(_Section):
+    level: LogLevel = "info"
+    format: LogFormat = "auto"
+    access_log: bool = True
+
+    @field_validator("level", "format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+
+class TracingSettings(_Section):
+    """OpenTelemetry, configured by the standard OTEL_* variables (or [tracing] in the file)."""
+
+    enabled: bool = True
+    service_name: str = "gateway"
+    exporter_endpoint: str | None = None
+    exporter_headers: SecretStr | None = None
+    exporter_timeout_s: PositiveFloat = 10.0
+    sampler: Sampler = "parentbased_always_on"
+    sampler_arg: Annotated[float, Field(ge=0, le=1)] = 1.0
+    resource_attributes: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("exporter_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        return None if not value else _check_url(value, ("http", "https"))
+
+
+class IdentitySettings(_Section):
+    siwe_domains: tuple[str, ...] = ("127.0.0.1:8080", "localhost:8080")
+
+
+class Settings(_Section):
+    server: ServerSettings = ServerSettings()
+    chain_id: Annotated[int, Field(ge=1)] | None = None
+    upstreams: tuple[UpstreamSettings, ...] = ()
+    upstream_pool: UpstreamPoolSettings = UpstreamPoolSettings()
+    storage: StorageSettings = StorageSettings()
+    log: LogSettings = LogSettings()
+    tracing: TracingSettings = TracingSettings()
+    identity: IdentitySettings = IdentitySettings()
+
+    def masked(self) -> dict[str, Any]:
+        """The effective settings as plain data, with every secret masked."""
+        data = self.model_dump(mode="json")
+        data["storage"]["database_url"] = mask_url(self.storage.database_url.get_secret_value())
+        if self.tracing.exporter_headers is not None:
+            data["tracing"]["exporter_headers"] = "**********"
+        for upstream in data["upstreams"]:
+            upstream["url"] = mask_url(upstream["url"])
+            if upstream["ws_url"]:
+                upstream["ws_url"] = mask_url(upstream["ws_url"])
+        return data
+
+
+SETTINGS = web.AppKey("settings", Settings)
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ValueError(f"{value!r} is not a URL with scheme {' or '.join(schemes)}")
+    return value
+
+
+def mask_url(url: str) -> str:
+    """Hide the password (and any API key in the path of hosted nodes' URLs) of a URL."""
+    parts = urlsplit(url)
+    if not parts.netloc:  # sqlite:///path: nothing secret
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{host}"
+    path = parts.path
+    # Hosted node URLs carry the API key as the last path segment (…/v3/<key>).
+    segments = path.split("/")
+    if segments and len(segments[-1]) >= 20:
+        segments[-1] = "***"
+        path = "/".join(segments)
+    return urlunsplit((parts.scheme, netloc, path, parts.query and "***", parts.fragment))
+
+
+# --- loading ---------------------------------------------------------------------------
+
+# Short environment names of ARCHITECTURE.md -> dotted setting path.
+ENV_ALIASES: dict[str, str] = {
+    "GATEWAY_HOST": "server.host",
+    "GATEWAY_PORT": "server.port",
+    "GATEWAY_UPSTREAMS": "upstreams",
+    "GATEWAY_CHAIN_ID": "chain_id",
+    "GATEWAY_SIWE_DOMAINS": "identity.siwe_domains",
+    "GATEWAY_DATABASE_URL": "storage.database_url",
+    "GATEWAY_LOG_LEVEL": "log.level",
+    "GATEWAY_LOG_FORMAT": "log.format",
+}
+
+OTEL_ENV: dict[str, str] = {
+    "OTEL_SERVICE_NAME": "tracing.service_name",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "tracing.exporter_endpoint",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "tracing.exporter_endpoint",
+    "OTEL_EXPORTER_OTLP_HEADERS": "tracing.exporter_headers",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS": "tracing.exporter_headers",
+    "OTEL_TRACES_SAMPLER": "tracing.sampler",
+    "OTEL_TRACES_SAMPLER_ARG": "tracing.sampler_arg",
+    "OTEL_RESOURCE_ATTRIBUTES": "tracing.resource_attributes",
+}
+
+
+def parse_upstreams(value: str) -> list[dict[str, str]]:
+    """``http://a:8545|ws://a:8546,http://b:8545`` -> upstream tables."""
+    upstreams: list[dict[str, str]] = []
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        http_url, _, ws_url = item.partition("|")
+        entry = {"url": http_url.strip()}
+        if ws_url.strip():
+            entry["ws_url"] = ws_url.strip()
+        upstreams.append(entry)
+    return upstreams
+
+
+def _env_value(dotted: str, raw: str) -> object:
+    if dotted == "upstreams":
+        return parse_upstreams(raw)
+    if dotted == "identity.siwe_domains":
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if dotted == "tracing.resource_attributes":
+        pairs = (item.partition("=") for item in raw.split(",") if item.strip())
+        return {key.strip(): value.strip() for key, _, value in pairs}
+    return raw
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: object) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def _environment_overrides(environ: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Returns the override tree and, for error messages, dotted path -> variable name."""
+    overrides: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    def put(variable: str, dotted: str) -> None:
+        raw = environ[variable]
+        if variable == "OTEL_EXPORTER_OTLP_ENDPOINT":  # the base URL of all signals
+            raw = raw.rstrip("/") + "/v1/traces"
+        _set_path(overrides, dotted, _env_value(dotted, raw))
+        origin[dotted] = variable
+
+    # OTEL_SDK_DISABLED is the standard switch for the whole SDK.
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        _set_path(overrides, "tracing.enabled", value=False)
+        origin["tracing.enabled"] = "OTEL_SDK_DISABLED"
+    for variable, dotted in OTEL_ENV.items():  # signal-specific names come later and win
+        if environ.get(variable):
+            put(variable, dotted)
+    for variable in sorted(environ):
+        if variable.startswith("GATEWAY_") and "__" in variable:
+            put(variable, variable.removeprefix("GATEWAY_").lower().replace("__", "."))
+    for variable, dotted in ENV_ALIASES.items():
+        if variable in environ:
+            put(variable, dotted)
+    return overrides, origin
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: Any, origin: Mapping[str, str]) -> str:
+    dotted = ".".join(str(part) for part in error["loc"])
+    source = next(
+        (variable for path, variable in origin.items() if dotted.startswith(path)), None
+    )
+    where = f"{dotted} (from {source})" if source else dotted
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting"
+    if "input" in error and error["type"] != "extra_forbidden" and not dotted.endswith("url"):
+        message = f"{message}, got {error['input']!r}"
+    return f"{where}: {message}"
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Read ``path`` (TOML, optional), overlay the environment, validate everything.
+
+    Raises SettingsError naming every bad key and what it accepts.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError([f"config file {path}: {exc.strerror}"]) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError([f"config file {path}: {exc}"]) from exc
+    overrides, origin = _environment_overrides(environ)
+    try:
+        return Settings.model_validate(_merge(data, overrides))
+    except ValidationError as exc:
+        raise SettingsError([_describe(error, origin) for error in exc.errors()]) from exc

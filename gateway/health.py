@@ -1,0 +1,91 @@
+"""Operations endpoints: liveness, readiness and the metrics exposition."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, Field
+
+from gateway.config import SETTINGS
+from gateway.errors import StorageUnavailable
+from gateway.openapi import operation
+from gateway.rpc import UPSTREAMS, check_upstream
+from gateway.storage import STORAGE
+from gateway.telemetry import metrics_handler
+
+routes = web.RouteTableDef()
+
+
+class Health(BaseModel):
+    """The process is alive."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """What each dependency answered."""
+
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str] = Field(
+        description="`storage` and `upstream:<name>` -> `ok` or why not."
+    )
+
+
+class NotReady(BaseModel):
+    """Not ready: the error body plus the checks that failed."""
+
+    error: dict[str, str]
+    checks: dict[str, str]
+
+
+@routes.get("/healthz")
+@operation(summary="Liveness: 200 while the process runs", tag="operations",
+           responses={200: Health})
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+@operation(summary="Readiness: the chain upstream(s) and storage answer", tag="operations",
+           responses={200: Readiness, 503: NotReady})
+async def readyz(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    timeout_s = settings.upstream_pool.readiness_timeout_s
+    upstreams = request.config_dict[UPSTREAMS]
+
+    async def storage_check() -> str:
+        try:
+            await request.config_dict[STORAGE].ping(timeout_s)
+        except StorageUnavailable:
+            return "unreachable"
+        return "ok"
+
+    results = await asyncio.gather(
+        storage_check(),
+        *(check_upstream(u, chain_id=settings.chain_id, timeout_s=timeout_s) for u in upstreams),
+    )
+    checks = {"storage": results[0]}
+    checks.update({f"upstream:{u.name}": r for u, r in zip(upstreams, results[1:], strict=True)})
+    failed = []
+    if checks["storage"] != "ok":
+        failed.append("storage")
+    if not any(r == "ok" for r in results[1:]):
+        failed.append("upstream" if upstreams else "upstream (none configured)")
+    if not failed:
+        return web.json_response({"status": "ok", "checks": checks})
+    body = {
+        "error": {"code": "not_ready", "message": f"not ready: {', '.join(failed)} unavailable"},
+        "checks": checks,
+    }
+    return web.json_response(body, status=503)
+
+
+@routes.get("/metrics")
+@operation(summary="Prometheus metrics (OpenMetrics with exemplars when asked for)",
+           tag="operations", responses={200: "Prometheus text or OpenMetrics exposition"},
+           content_type="text/plain")
+async def metrics(request: web.Request) -> web.StreamResponse:
+    return await metrics_handler(request)
+

@@ -1,0 +1,89 @@
+"""The database handle: engine lifecycle, SQLite pragmas, and the readiness ping."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+from aiohttp import web
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from gateway.config import SETTINGS
+from gateway.errors import StorageUnavailable
+
+
+def sqlalchemy_url(url: str) -> str:
+    """The gateway's database URL (``sqlite:///…``, ``postgresql://…``) -> an async driver URL."""
+    scheme, _, rest = url.partition("://")
+    if scheme == "sqlite":
+        return f"sqlite+aiosqlite://{rest}"
+    if scheme in {"postgresql", "postgres"}:
+        return f"postgresql+asyncpg://{rest}"
+    raise ValueError(f"unsupported database scheme {scheme!r}")
+
+
+def _sqlite_path(url: str) -> Path | None:
+    path = urlsplit(url).path
+    if path in {"", "/", "/:memory:"}:
+        return None
+    # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy reads them.
+    return Path(path[1:])
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL: readers never block the writer. synchronous=NORMAL in WAL mode survives a crash
+    # of the process (kill -9); only an OS crash or power loss can lose the last commits.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+class Database:
+    """An async engine plus what the gateway needs to know about its backend."""
+
+    def __init__(self, engine: AsyncEngine, *, backend: str) -> None:
+        self.engine = engine
+        self.backend = backend
+
+    @classmethod
+    def open(cls, url: str) -> Database:
+        backend = "sqlite" if url.startswith("sqlite") else "postgresql"
+        if backend == "sqlite":
+            path = _sqlite_path(url)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(sqlalchemy_url(url), pool_pre_ping=backend != "sqlite")
+        if backend == "sqlite":
+            event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
+        return cls(engine, backend=backend)
+
+    async def ping(self, timeout_s: float = 2.0) -> None:
+        """Raises StorageUnavailable unless the database answers ``SELECT 1`` in time."""
+        try:
+            async with asyncio.timeout(timeout_s), self.engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+        except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
+            raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+STORAGE = web.AppKey("storage", Database)
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    database = Database.open(app[SETTINGS].storage.database_url.get_secret_value())
+    app[STORAGE] = database
+    try:
+        yield
+    finally:
+        await database.close()

@@ -1,0 +1,58 @@
+"""Observability: structlog logs, Prometheus metrics, OpenTelemetry traces, tied per request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from aiohttp import web
+from opentelemetry.sdk.trace.export import SpanExporter
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from gateway.build import build_commit, build_version
+from gateway.config import SETTINGS, Settings
+from gateway.telemetry.logging import configure_logging
+from gateway.telemetry.metrics import Metrics
+from gateway.telemetry.middleware import add_request_id_header, observe_middleware
+from gateway.telemetry.state import REQUEST_ID, TELEMETRY, Telemetry
+from gateway.telemetry.tracing import build_tracer_provider
+
+__all__ = [
+    "REQUEST_ID",
+    "SPAN_EXPORTERS",
+    "TELEMETRY",
+    "Metrics",
+    "Telemetry",
+    "configure_logging",
+    "metrics_handler",
+    "observe_middleware",
+    "telemetry_ctx",
+]
+
+SPAN_EXPORTERS = web.AppKey("span_exporters", Sequence[SpanExporter])
+
+
+async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Metrics registry and tracer provider; on cleanup, buffered spans are flushed."""
+    settings: Settings = app[SETTINGS]
+    version = build_version()
+    provider = build_tracer_provider(
+        settings.tracing, version=version, exporters=app.get(SPAN_EXPORTERS, ())
+    )
+    app[TELEMETRY] = Telemetry(
+        metrics=Metrics.create(version=version, commit=build_commit()),
+        tracer_provider=provider,
+        tracer=provider.get_tracer("gateway", version),
+        access_log=settings.log.access_log,
+        trust_forwarded_for=settings.server.trust_forwarded_for,
+    )
+    app.on_response_prepare.append(add_request_id_header)
+    try:
+        yield
+    finally:
+        provider.shutdown()  # flushes the batch processor
+
+
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
+    """GET /metrics: Prometheus text, or OpenMetrics (with exemplars) when asked for."""
+    handler = make_aiohttp_handler(request.app[TELEMETRY].metrics.registry)
+    return await handler(request)

@@ -1,0 +1,127 @@
+"""The request middleware that ties logs, metrics and traces to one request id and trace id."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from gateway.telemetry.metrics import HTTP_METHODS
+from gateway.telemetry.state import REQUEST_ID, TELEMETRY
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# Echo an incoming id only if it is short and plain: it lands in logs and headers.
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
+_PROPAGATOR = TraceContextTextMapPropagator()
+_UNMATCHED = "unmatched"
+
+access_log = structlog.get_logger("gateway.access")
+
+
+def request_id_for(request: web.Request) -> str:
+    incoming = request.headers.get(REQUEST_ID_HEADER)
+    if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
+        return incoming
+    return os.urandom(16).hex()
+
+
+def route_template(request: web.Request) -> str:
+    """The bounded route label: the route's template, never the raw path."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else _UNMATCHED
+
+
+def client_ip(request: web.Request, *, trust_forwarded_for: bool) -> str:
+    if trust_forwarded_for:
+        forwarded = request.headers.get("X-Forwarded-For")
+        if forwarded:
+            return forwarded.split(",", 1)[0].strip()
+    return request.remote or ""
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, server span, metrics and one access-log line for every request.
+
+    Sits outermost, so it sees the status the error middleware rendered.
+    """
+    telemetry = request.app[TELEMETRY]
+    metrics = telemetry.metrics
+    request_id = request_id_for(request)
+    request[REQUEST_ID] = request_id
+    method = request.method if request.method in HTTP_METHODS else "other"
+    route = route_template(request)
+    parent = _PROPAGATOR.extract(request.headers) if "traceparent" in request.headers else None
+
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    metrics.http_in_flight.inc()
+    span = telemetry.tracer.start_span(
+        f"{method} {route}", context=parent, kind=SpanKind.SERVER,
+        record_exception=False, set_status_on_exception=False,
+    )  # fmt: skip
+    token = otel_context.attach(trace.set_span_in_context(span))
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # raised past the error middleware (should not happen)
+        status = exc.status
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics.http_in_flight.dec()
+        context = span.get_span_context()
+        trace_id = format(context.trace_id, "032x")
+        span_id = format(context.span_id, "016x")
+        if span.is_recording():
+            span.set_attributes({
+                "http.request.method": method, "http.route": route,
+                "url.path": request.path, "http.response.status_code": status,
+                "gateway.request_id": request_id,
+            })  # fmt: skip
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            exemplar = {"trace_id": trace_id} if context.trace_flags.sampled else None
+        else:
+            exemplar = None
+        span.end()
+        otel_context.detach(token)
+        metrics.http_requests.labels(method, route, str(status)).inc()
+        metrics.http_duration.labels(method, route).observe(elapsed, exemplar)
+        if telemetry.access_log:
+            access_log.info(
+                "request",
+                method=request.method, route=route, path=request.path, status=status,
+                duration_ms=round(elapsed * 1000, 3), bytes=_body_bytes(response),
+                client_ip=client_ip(request, trust_forwarded_for=telemetry.trust_forwarded_for),
+                trace_id=trace_id, span_id=span_id,
+            )  # fmt: skip
+
+
+def _body_bytes(response: web.StreamResponse | None) -> int:
+    if response is None:
+        return 0
+    if response.prepared:  # streamed by the handler itself (WebSocket, large bodies)
+        return response.body_length
+    return response.content_length or 0
+
+
+async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response carries the request id, streamed ones included."""
+    request_id = request.get(REQUEST_ID)
+    if request_id is not None:
+        response.headers[REQUEST_ID_HEADER] = request_id

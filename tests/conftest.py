@@ -1,0 +1,75 @@
+"""Shared fixtures: a real anvil per session, settings, and a gateway app under test."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway.app import create_app
+from gateway.chain import DevChain
+from gateway.config import LogSettings, Settings, load_settings
+from gateway.telemetry import configure_logging
+
+from tests.helpers.processes import free_port
+
+__all__ = ["free_port"]
+
+
+@pytest.fixture(scope="session", name="anvil")
+def _anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevChain]:
+    with DevChain.start(log_dir=tmp_path_factory.mktemp("anvil")) as chain:
+        yield chain
+
+
+class LogLines:
+    """JSON log lines the app wrote, parsed."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.buffer.getvalue().splitlines() if line]
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("event") == event]
+
+
+@pytest.fixture(name="logs", autouse=True)
+def _logs() -> Iterator[LogLines]:
+    captured = LogLines()
+    configure_logging(LogSettings(level="debug", format="json"), stream=captured.buffer)
+    yield captured
+    structlog.reset_defaults()
+
+
+@pytest.fixture(name="make_settings")
+def _make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    def make(*, upstreams: list[str] | None = None, **env: str) -> Settings:
+        environ = {
+            "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
+            "GATEWAY_LOG_FORMAT": "json",
+            **env,
+        }
+        if upstreams is not None:
+            environ["GATEWAY_UPSTREAMS"] = ",".join(upstreams)
+        return load_settings(None, environ)
+
+    return make
+
+
+@pytest.fixture(name="spans")
+def _spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture(name="gateway")
+async def _gateway(aiohttp_client, anvil: DevChain, make_settings, spans):
+    settings = make_settings(upstreams=[anvil.url], GATEWAY_CHAIN_ID=str(anvil.chain_id))
+    return await aiohttp_client(create_app(settings, span_exporters=[spans]))

@@ -1,0 +1,116 @@
+"""One request -> one access-log line, one server span, one metric sample, all correlated."""
+
+import pytest
+from opentelemetry.trace import SpanKind
+
+pytestmark = pytest.mark.integration
+
+
+async def test_access_log_line_matches_span_and_response(gateway, spans, logs):
+    response = await gateway.get("/readyz")
+    assert response.status == 200
+    (line,) = logs.events("request")
+    server = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(server) == 1
+    assert server[0].name == "GET /readyz"
+    assert line["trace_id"] == format(server[0].context.trace_id, "032x")
+    assert line["span_id"] == format(server[0].context.span_id, "016x")
+    assert line["request_id"] == response.headers["X-Request-ID"]
+    assert line["route"] == "/readyz"
+    assert line["status"] == 200
+    assert line["method"] == "GET"
+    assert line["bytes"] == int(response.headers["Content-Length"])
+    assert line["client_ip"] == "127.0.0.1"
+    assert line["duration_ms"] > 0
+    assert line["level"] == "info"
+    assert line["timestamp"].endswith("Z")
+
+
+async def test_upstream_call_is_a_child_span_and_carries_traceparent(gateway, spans):
+    await gateway.get("/readyz")
+    finished = spans.get_finished_spans()
+    (server,) = [s for s in finished if s.kind is SpanKind.SERVER]
+    clients = [s for s in finished if s.kind is SpanKind.CLIENT]
+    assert clients, "the eth_chainId call to anvil made no client span"
+    for client in clients:
+        assert client.context.trace_id == server.context.trace_id
+        assert client.parent is not None
+        assert client.parent.span_id == server.context.span_id
+
+
+async def test_incoming_traceparent_is_continued(gateway, spans, logs):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    parent_span = "00f067aa0ba902b7"
+    response = await gateway.get("/healthz", headers={"traceparent": f"00-{trace_id}-{parent_span}-01"})
+    assert response.status == 200
+    (server,) = spans.get_finished_spans()
+    assert format(server.context.trace_id, "032x") == trace_id
+    assert format(server.parent.span_id, "016x") == parent_span
+    assert logs.events("request")[0]["trace_id"] == trace_id
+
+
+async def test_malformed_traceparent_starts_a_new_trace(gateway, spans):
+    response = await gateway.get("/healthz", headers={"traceparent": "00-zzzz-yyyy-01"})
+    assert response.status == 200
+    (server,) = spans.get_finished_spans()
+    assert server.parent is None
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["", "has space", "x" * 129, "<script>", "id\twith\ttabs", "ünïcode", "-leading-dash"],
+)
+async def test_bad_request_ids_are_replaced(gateway, logs, bad):
+    response = await gateway.get("/healthz", headers={"X-Request-ID": bad.encode().decode("latin-1")})
+    returned = response.headers["X-Request-ID"]
+    assert returned != bad
+    assert len(returned) == 32
+    assert logs.events("request")[0]["request_id"] == returned
+
+
+async def test_sane_request_id_is_echoed(gateway, logs):
+    response = await gateway.get("/healthz", headers={"X-Request-ID": "frontend-7f3a.42:retry-1"})
+    assert response.headers["X-Request-ID"] == "frontend-7f3a.42:retry-1"
+    assert logs.events("request")[0]["request_id"] == "frontend-7f3a.42:retry-1"
+
+
+async def test_request_id_is_on_error_responses_too(gateway):
+    response = await gateway.get("/no/such/route")
+    assert response.status == 404
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
+async def test_metrics_count_requests_under_the_route_template(gateway):
+    for _ in range(3):
+        await gateway.get("/healthz")
+    await gateway.get("/secret/path/123")
+    text = await (await gateway.get("/metrics")).text()
+    assert 'gateway_http_requests_total{method="GET",route="/healthz",status="200"} 3.0' in text
+    assert 'gateway_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
+    assert "/secret/path/123" not in text
+    assert 'gateway_http_request_duration_seconds_bucket{le="0.0005",method="GET",route="/healthz"}' in text
+    assert "gateway_http_requests_in_flight" in text
+    assert 'gateway_build_info{commit="' in text
+    assert "process_resident_memory_bytes" in text
+
+
+async def test_openmetrics_exposition_carries_trace_exemplars(gateway, spans):
+    await gateway.get("/healthz")
+    (server,) = spans.get_finished_spans()
+    response = await gateway.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.content_type == "application/openmetrics-text"
+    text = await response.text()
+    trace_id = format(server.context.trace_id, "032x")
+    exemplar_lines = [l for l in text.splitlines() if f'trace_id="{trace_id}"' in l]
+    assert exemplar_lines
+    assert exemplar_lines[0].startswith("gateway_http_request_duration_seconds_bucket")
+
+
+async def test_secrets_in_log_fields_are_redacted(logs):
+    import structlog
+
+    structlog.get_logger("t").info("auth", token="eyJhbGciOiJFUzI1NiJ9.payload.sig", signature="0x" + "ab" * 65, password="pw")
+    (line,) = logs.events("auth")
+    assert line["token"].startswith("eyJhbG") and "payload" not in line["token"]
+    assert "abababab" not in line["signature"]
+    assert line["password"] == "***"

@@ -1,0 +1,85 @@
+"""The real console script: graceful SIGTERM, and `gateway dev` bringing up anvil + gateway."""
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.helpers.processes import free_port, gateway_process, wait_http
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(name="slow_node")
+async def _slow_node(aiohttp_server):
+    """A node that takes 1.5 s to answer: a fault anvil will not produce on demand."""
+
+    async def rpc(request: web.Request) -> web.Response:
+        body = await request.json()
+        await asyncio.sleep(1.5)
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
+
+    app = web.Application()
+    app.router.add_post("/", rpc)
+    return await aiohttp_server(app)
+
+
+async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
+    port = free_port()
+    process = gateway_process(["serve", "--port", str(port)], {
+        "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slow_node.port}",
+        "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S": "5",
+    }, tmp_path / "gateway.log")  # fmt: skip
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz")
+        async with aiohttp.ClientSession() as session:
+            in_flight = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/readyz"))
+            await asyncio.sleep(0.5)  # the request is now waiting on the slow node
+            process.send_signal(signal.SIGTERM)
+            response = await in_flight
+            assert response.status == 200
+            assert (await response.json())["status"] == "ok"
+        assert await asyncio.to_thread(process.wait, 15) == 0
+    finally:
+        process.kill()
+    lines = [json.loads(l) for l in (tmp_path / "gateway.log").read_text().splitlines()]
+    events = [(l["event"], l.get("route")) for l in lines]
+    assert (
+        events.index(("shutting down", None))
+        < events.index(("request", "/readyz"))
+        < events.index(("stopped", None))
+    )
+
+
+def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
+    port = free_port()
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "dev", "--port", str(port), "--log-format", "json"],
+            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+    finally:
+        process.kill()
+    text = log.read_text()
+    assert f"http://127.0.0.1:{port}/docs" in text
+    assert "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in text
+    assert (tmp_path / ".gateway" / "gateway.db").exists()
+    anvil_url = next(l.split()[1] for l in text.splitlines() if l.strip().startswith("anvil"))
+    time.sleep(0.2)
+    with pytest.raises(OSError):  # noqa: PT011  # anvil stopped with the gateway
+        import urllib.request
+
+        urllib.request.urlopen(anvil_url, timeout=2)
