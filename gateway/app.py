@@ -15,7 +15,9 @@ from gateway.storage import storage_ctx
 from gateway.telemetry import SPAN_EXPORTERS, observe_middleware, telemetry_ctx
 
 
-def create_app(settings: Settings, *, span_exporters: Sequence[SpanExporter] = ()) -> web.Application:
+def create_app(
+    settings: Settings, *, span_exporters: Sequence[SpanExporter] = ()
+) -> web.Application:
     """Build the application; synchronous and I/O-free. Resources open in ``cleanup_ctx``.
 
     ``span_exporters`` receive every finished span synchronously (tests use the SDK's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import structlog
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.config import LogSettings, Settings, load_settings
+from gateway.config import Settings, load_settings
 from gateway.errors import SettingsError
 from gateway.telemetry import configure_logging
 
@@ -28,8 +29,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--config", type=Path, help="TOML settings file")
-        sub.add_argument("--log-format", choices=["json", "console", "auto"],
-                         help="overrides GATEWAY_LOG_FORMAT")
+        sub.add_argument(
+            "--log-format", choices=["json", "console", "auto"], help="overrides GATEWAY_LOG_FORMAT"
+        )
 
     serve = commands.add_parser("serve", help="run the gateway against the configured nodes")
     common(serve)
@@ -40,16 +42,21 @@ def _parser() -> argparse.ArgumentParser:
     common(dev)
     dev.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
     dev.add_argument("--anvil-port", type=int, default=0, help="anvil port (default: free)")
-    dev.add_argument("--block-time", type=float, default=None,
-                     help="mine a block every N seconds (default: on each transaction)")
+    dev.add_argument(
+        "--block-time",
+        type=float,
+        default=None,
+        help="mine a block every N seconds (default: on each transaction)",
+    )
 
     check = commands.add_parser("check-config", help="validate settings and print them, masked")
     common(check)
     return parser
 
 
-def _settings(args: argparse.Namespace, environ: Mapping[str, str],
-              extra: Mapping[str, str] | None = None) -> Settings:
+def _settings(
+    args: argparse.Namespace, environ: Mapping[str, str], extra: Mapping[str, str] | None = None
+) -> Settings:
     overlay = dict(environ)
     if getattr(args, "host", None):
         overlay["GATEWAY_HOST"] = args.host
@@ -72,6 +79,10 @@ async def serve_app(app: web.Application, settings: Settings) -> None:
     try:
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
         await site.start()
+        # Everything imported and built so far lives as long as the process: keep it out of
+        # the cyclic GC's full collections, which otherwise rescan it while serving.
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -98,8 +109,9 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 
     state = Path(".gateway")
     try:
-        chain_ctx = DevChain.start(port=args.anvil_port, block_time_s=args.block_time,
-                                   log_dir=state / "anvil")
+        chain_ctx = DevChain.start(
+            port=args.anvil_port, block_time_s=args.block_time, log_dir=state / "anvil"
+        )
         with chain_ctx as chain:
             settings = _settings(args, environ, {
                 "GATEWAY_HOST": "127.0.0.1",

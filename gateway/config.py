@@ -18,6 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails
 
 from gateway.errors import SettingsError
 
@@ -274,16 +275,15 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _describe(error: Any, origin: Mapping[str, str]) -> str:
+def _describe(error: ErrorDetails, origin: Mapping[str, str]) -> str:
     dotted = ".".join(str(part) for part in error["loc"])
-    source = next(
-        (variable for path, variable in origin.items() if dotted.startswith(path)), None
-    )
+    source = next((variable for path, variable in origin.items() if dotted.startswith(path)), None)
     where = f"{dotted} (from {source})" if source else dotted
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown setting"
-    if "input" in error and error["type"] != "extra_forbidden" and not dotted.endswith("url"):
+    secret = dotted.endswith(("url", "headers", "key", "secret", "password"))
+    if error["type"] != "extra_forbidden" and not secret:
         message = f"{message}, got {error['input']!r}"
     return f"{where}: {message}"
 

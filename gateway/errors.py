@@ -46,7 +46,7 @@ class GatewayError(Exception):
         *,
         code: str | None = None,
         detail: str | None = None,
-        data: Any = None,
+        data: object = None,
     ) -> None:
         self.message = message or self.default_message
         if code is not None:
@@ -113,7 +113,9 @@ class MethodNotAllowed(GatewayError):
     code = "method_not_allowed"
     default_message = "method not allowed"
 
-    def __init__(self, message: str | None = None, *, allowed: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, message: str | None = None, *, allowed: frozenset[str] = frozenset()
+    ) -> None:
         super().__init__(message)
         self.allowed = allowed
 

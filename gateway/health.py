@@ -41,15 +41,19 @@ class NotReady(BaseModel):
 
 
 @routes.get("/healthz")
-@operation(summary="Liveness: 200 while the process runs", tag="operations",
-           responses={200: Health})
+@operation(
+    summary="Liveness: 200 while the process runs", tag="operations", responses={200: Health}
+)
 async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
 @routes.get("/readyz")
-@operation(summary="Readiness: the chain upstream(s) and storage answer", tag="operations",
-           responses={200: Readiness, 503: NotReady})
+@operation(
+    summary="Readiness: the chain upstream(s) and storage answer",
+    tag="operations",
+    responses={200: Readiness, 503: NotReady},
+)
 async def readyz(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     timeout_s = settings.upstream_pool.readiness_timeout_s
@@ -83,9 +87,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
-@operation(summary="Prometheus metrics (OpenMetrics with exemplars when asked for)",
-           tag="operations", responses={200: "Prometheus text or OpenMetrics exposition"},
-           content_type="text/plain")
+@operation(
+    summary="Prometheus metrics (OpenMetrics with exemplars when asked for)",
+    tag="operations",
+    responses={200: "Prometheus text or OpenMetrics exposition"},
+    content_type="text/plain",
+)
 async def metrics(request: web.Request) -> web.StreamResponse:
     return await metrics_handler(request)
-

@@ -158,20 +158,23 @@ class OpenAPIDocument(BaseModel):
 
 
 @routes.get("/openapi.json")
-@operation(summary="This API as OpenAPI 3.1", tag="operations",
-           responses={200: OpenAPIDocument})
+@operation(summary="This API as OpenAPI 3.1", tag="operations", responses={200: OpenAPIDocument})
 async def openapi_json(request: web.Request) -> web.Response:
     return web.json_response(build_document(request.app))
 
 
 @routes.get("/docs")
-@operation(summary="API reference page (works offline)", tag="operations",
-           responses={200: "An HTML page that renders /openapi.json"},
-           content_type="text/html")
+@operation(
+    summary="API reference page (works offline)",
+    tag="operations",
+    responses={200: "An HTML page that renders /openapi.json"},
+    content_type="text/html",
+)
 async def docs_page(_request: web.Request) -> web.Response:
     page = resources.files("gateway").joinpath("docs.html").read_text(encoding="utf-8")
-    return web.Response(text=page, content_type="text/html",
-                        headers={"Content-Security-Policy": _DOCS_CSP})
+    return web.Response(
+        text=page, content_type="text/html", headers={"Content-Security-Policy": _DOCS_CSP}
+    )
 
 
 # The page is self-contained: inline script and style, fetching only /openapi.json.

@@ -16,7 +16,6 @@ from gateway.app import create_app
 from gateway.chain import DevChain
 from gateway.config import LogSettings, Settings, load_settings
 from gateway.telemetry import configure_logging
-
 from tests.helpers.processes import free_port
 
 __all__ = ["free_port"]
@@ -33,8 +32,12 @@ class LogLines:
 
     def __init__(self) -> None:
         self.buffer = io.BytesIO()
+        self.sink = configure_logging(
+            LogSettings(level="debug", format="json"), stream=self.buffer, cache=False
+        )
 
     def lines(self) -> list[dict[str, Any]]:
+        self.sink.flush()
         return [json.loads(line) for line in self.buffer.getvalue().splitlines() if line]
 
     def events(self, event: str) -> list[dict[str, Any]]:
@@ -44,7 +47,6 @@ class LogLines:
 @pytest.fixture(name="logs", autouse=True)
 def _logs() -> Iterator[LogLines]:
     captured = LogLines()
-    configure_logging(LogSettings(level="debug", format="json"), stream=captured.buffer)
     yield captured
     structlog.reset_defaults()
 

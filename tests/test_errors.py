@@ -59,7 +59,8 @@ async def test_unexpected_exception_is_500_without_stack_or_secret(app_with_prob
     text = str(body)
     assert body["error"]["code"] == "internal"
     assert body["error"]["requestId"] == response.headers["X-Request-ID"]
-    assert "hunter2" not in text and "Traceback" not in text and "RuntimeError" not in text
+    for leak in ("hunter2", "Traceback", "RuntimeError"):
+        assert leak not in text
     (logged,) = logs.events("unhandled error")
     assert logged["request_id"] == response.headers["X-Request-ID"]
     assert logged["exception"][0]["exc_type"] == "RuntimeError"

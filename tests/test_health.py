@@ -17,13 +17,17 @@ async def test_readyz_names_each_check(gateway, anvil):
     response = await gateway.get("/readyz")
     assert response.status == 200
     body = await response.json()
-    assert body == {"status": "ok", "checks": {"storage": "ok", f"upstream:127.0.0.1:{anvil.port}": "ok"}}
+    assert body == {
+        "status": "ok",
+        "checks": {"storage": "ok", f"upstream:127.0.0.1:{anvil.port}": "ok"},
+    }
 
 
 async def test_readyz_follows_the_node_down_and_up(aiohttp_client, make_settings, tmp_path):
     with DevChain.start(log_dir=tmp_path / "anvil") as chain:
-        settings = make_settings(upstreams=[chain.url],
-                                 GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S="1")
+        settings = make_settings(
+            upstreams=[chain.url], GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S="1"
+        )
         client = await aiohttp_client(create_app(settings))
         assert (await client.get("/readyz")).status == 200
 
@@ -51,9 +55,11 @@ async def test_readyz_refuses_an_upstream_on_the_wrong_chain(aiohttp_client, anv
 
 async def test_readyz_reports_storage_failure(aiohttp_client, anvil, make_settings):
     closed = free_port()  # nothing listens there
-    settings = make_settings(upstreams=[anvil.url],
-                             GATEWAY_DATABASE_URL=f"postgresql://gw:pw@127.0.0.1:{closed}/gw",
-                             GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S="1")
+    settings = make_settings(
+        upstreams=[anvil.url],
+        GATEWAY_DATABASE_URL=f"postgresql://gw:pw@127.0.0.1:{closed}/gw",
+        GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S="1",
+    )
     client = await aiohttp_client(create_app(settings))
     response = await client.get("/readyz")
     assert response.status == 503

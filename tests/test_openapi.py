@@ -13,7 +13,9 @@ async def test_every_route_is_documented(gateway):
     for route in gateway.app.router.routes():
         if route.method == "HEAD":
             continue
-        assert operation_of(route.handler) is not None, f"{route.method} {route.resource.canonical} has no operation"
+        assert operation_of(route.handler) is not None, (
+            f"{route.method} {route.resource.canonical} has no operation"
+        )
         assert route.method.lower() in document["paths"][route.resource.canonical]
 
 
@@ -21,7 +23,9 @@ async def test_schemas_come_from_the_models(gateway):
     document = await (await gateway.get("/openapi.json")).json()
     schemas = document["components"]["schemas"]
     ready = document["paths"]["/readyz"]["get"]["responses"]
-    assert ready["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Readiness"}
+    assert ready["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Readiness"
+    }
     assert schemas["Readiness"]["properties"]["status"]["enum"] == ["ok", "unavailable"]
     assert "ErrorBody" in schemas
     refs = re.findall(r'"#/components/schemas/(\w+)"', str(document).replace("'", '"'))

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 
 import aiohttp
 import pytest
@@ -65,7 +66,9 @@ def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway", "dev", "--port", str(port), "--log-format", "json"],
-            cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
@@ -80,6 +83,4 @@ def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
     anvil_url = next(l.split()[1] for l in text.splitlines() if l.strip().startswith("anvil"))
     time.sleep(0.2)
     with pytest.raises(OSError):  # noqa: PT011  # anvil stopped with the gateway
-        import urllib.request
-
         urllib.request.urlopen(anvil_url, timeout=2)

@@ -121,8 +121,14 @@ class DevChain:
         args += list(extra_args)
         directory = log_dir or Path(tempfile.mkdtemp(prefix="anvil-"))
         directory.mkdir(parents=True, exist_ok=True)
-        chain = cls(port=port, chain_id=chain_id, process=_spawn(args, port, directory / "anvil.log"),
-                    log_path=directory / "anvil.log", args=args, accounts=dev_accounts())
+        chain = cls(
+            port=port,
+            chain_id=chain_id,
+            process=_spawn(args, port, directory / "anvil.log"),
+            log_path=directory / "anvil.log",
+            args=args,
+            accounts=dev_accounts(),
+        )
         chain._await_ready(startup_timeout_s)
         return chain
 
@@ -143,7 +149,7 @@ class DevChain:
 
     def _answers(self) -> bool:
         try:
-            return int(self.rpc("eth_chainId"), 16) == self.chain_id
+            return int(str(self.rpc("eth_chainId")), 16) == self.chain_id
         except (OSError, ValueError, urllib.error.URLError):
             return False
 
@@ -153,7 +159,7 @@ class DevChain:
         except OSError:
             return ""
 
-    def rpc(self, method: str, params: list[object] | None = None) -> object:  # noqa: ANN401
+    def rpc(self, method: str, params: list[object] | None = None) -> object:
         """A blocking JSON-RPC call, for fixtures and the dev launcher (not the hot path)."""
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []})
         request = urllib.request.Request(  # noqa: S310  # loopback http URL built above

@@ -24,8 +24,9 @@ class Upstream:
         self._ids = itertools.count(1)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
 
-    async def call(self, method: str, params: list[Any] | None = None,
-                   *, timeout_s: float | None = None) -> Any:  # noqa: ANN401  # JSON result
+    async def call(
+        self, method: str, params: list[Any] | None = None, *, timeout_s: float | None = None
+    ) -> Any:  # noqa: ANN401  # JSON result
         """Send one JSON-RPC call; returns its ``result`` or raises UpstreamError."""
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}

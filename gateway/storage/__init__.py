@@ -1,5 +1,5 @@
 """Storage: one SQLAlchemy (async) engine over SQLite by default, PostgreSQL by URL."""
 
-from gateway.storage.database import STORAGE, Database, storage_ctx, sqlalchemy_url
+from gateway.storage.database import STORAGE, Database, sqlalchemy_url, storage_ctx
 
 __all__ = ["STORAGE", "Database", "sqlalchemy_url", "storage_ctx"]

@@ -35,7 +35,7 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(path[1:])
 
 
-def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:
+def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401  # DB-API objects are untyped
     cursor = dbapi_connection.cursor()
     # WAL: readers never block the writer. synchronous=NORMAL in WAL mode survives a crash
     # of the process (kill -9); only an OS crash or power loss can lose the last commits.

@@ -10,7 +10,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from gateway.build import build_commit, build_version
 from gateway.config import SETTINGS, Settings
-from gateway.telemetry.logging import configure_logging
+from gateway.telemetry.logging import active_sink, configure_logging
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.middleware import add_request_id_header, observe_middleware
 from gateway.telemetry.state import REQUEST_ID, TELEMETRY, Telemetry
@@ -46,8 +46,13 @@ async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
         trust_forwarded_for=settings.server.trust_forwarded_for,
     )
     app.on_response_prepare.append(add_request_id_header)
+    sink = active_sink()
     try:
-        yield
+        if sink is None:
+            yield
+        else:
+            async with sink.batching():
+                yield
     finally:
         provider.shutdown()  # flushes the batch processor
 

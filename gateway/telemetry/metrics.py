@@ -6,6 +6,7 @@ Dashboards and alert rules (grafana/, observability/) query only the names in th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.gc_collector import GCCollector
@@ -32,24 +33,72 @@ class Metrics:
     http_in_flight: Gauge = field(init=False)
     build_info: Info = field(init=False)
     upstream_up: Gauge = field(init=False)
+    # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
+    _http_children: dict[tuple[str, str, int], tuple[Any, Any]] = field(
+        init=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         r = self.registry
         put = object.__setattr__
-        put(self, "http_requests", Counter(
-            "gateway_http_requests", "HTTP requests answered, by route template and status.",
-            ["method", "route", "status"], registry=r))
-        put(self, "http_duration", Histogram(
-            "gateway_http_request_duration_seconds",
-            "Time from request routed to response ready, by route template.",
-            ["method", "route"], buckets=LATENCY_BUCKETS_S, registry=r))
-        put(self, "http_in_flight", Gauge(
-            "gateway_http_requests_in_flight", "HTTP requests being handled now.", registry=r))
-        put(self, "build_info", Info(
-            "gateway_build", "Version and commit of the running gateway.", registry=r))
-        put(self, "upstream_up", Gauge(
-            "gateway_upstream_up", "1 when the upstream node answered its last check.",
-            ["upstream"], registry=r))
+        put(
+            self,
+            "http_requests",
+            Counter(
+                "gateway_http_requests",
+                "HTTP requests answered, by route template and status.",
+                ["method", "route", "status"],
+                registry=r,
+            ),
+        )
+        put(
+            self,
+            "http_duration",
+            Histogram(
+                "gateway_http_request_duration_seconds",
+                "Time from request routed to response ready, by route template.",
+                ["method", "route"],
+                buckets=LATENCY_BUCKETS_S,
+                registry=r,
+            ),
+        )
+        put(
+            self,
+            "http_in_flight",
+            Gauge(
+                "gateway_http_requests_in_flight", "HTTP requests being handled now.", registry=r
+            ),
+        )
+        put(
+            self,
+            "build_info",
+            Info("gateway_build", "Version and commit of the running gateway.", registry=r),
+        )
+        put(
+            self,
+            "upstream_up",
+            Gauge(
+                "gateway_upstream_up",
+                "1 when the upstream node answered its last check.",
+                ["upstream"],
+                registry=r,
+            ),
+        )
+
+    def observe_http(
+        self, method: str, route: str, status: int, elapsed_s: float,
+        exemplar: dict[str, str] | None,
+    ) -> None:  # fmt: skip
+        key = (method, route, status)
+        children = self._http_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(method, route, str(status)),
+                self.http_duration.labels(method, route),
+            )
+            self._http_children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed_s, exemplar)
 
     @classmethod
     def create(cls, *, version: str, commit: str) -> Metrics:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -14,8 +14,9 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from gateway.telemetry.logging import write_access_line
 from gateway.telemetry.metrics import HTTP_METHODS
-from gateway.telemetry.state import REQUEST_ID, TELEMETRY
+from gateway.telemetry.state import REQUEST_ID, TELEMETRY, Telemetry
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -25,14 +26,13 @@ _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _UNMATCHED = "unmatched"
 
-access_log = structlog.get_logger("gateway.access")
-
 
 def request_id_for(request: web.Request) -> str:
     incoming = request.headers.get(REQUEST_ID_HEADER)
     if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
         return incoming
-    return os.urandom(16).hex()
+    # Unique, not secret: the Mersenne Twister is ~20x cheaper than a getrandom() call.
+    return f"{random.getrandbits(128):032x}"
 
 
 def route_template(request: web.Request) -> str:
@@ -72,44 +72,60 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         record_exception=False, set_status_on_exception=False,
     )  # fmt: skip
     token = otel_context.attach(trace.set_span_in_context(span))
-    status = 500
     response: web.StreamResponse | None = None
+    status = 500  # what the client sees if the handler is cancelled or escapes the middleware
     try:
         response = await handler(request)
         status = response.status
-        return response
     except web.HTTPException as exc:  # raised past the error middleware (should not happen)
         status = exc.status
         raise
     finally:
         elapsed = time.perf_counter() - started
         metrics.http_in_flight.dec()
-        context = span.get_span_context()
-        trace_id = format(context.trace_id, "032x")
-        span_id = format(context.span_id, "016x")
-        if span.is_recording():
-            span.set_attributes({
-                "http.request.method": method, "http.route": route,
-                "url.path": request.path, "http.response.status_code": status,
-                "gateway.request_id": request_id,
-            })  # fmt: skip
-            if status >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-            exemplar = {"trace_id": trace_id} if context.trace_flags.sampled else None
-        else:
-            exemplar = None
-        span.end()
         otel_context.detach(token)
-        metrics.http_requests.labels(method, route, str(status)).inc()
-        metrics.http_duration.labels(method, route).observe(elapsed, exemplar)
-        if telemetry.access_log:
-            access_log.info(
-                "request",
-                method=request.method, route=route, path=request.path, status=status,
-                duration_ms=round(elapsed * 1000, 3), bytes=_body_bytes(response),
-                client_ip=client_ip(request, trust_forwarded_for=telemetry.trust_forwarded_for),
-                trace_id=trace_id, span_id=span_id,
-            )  # fmt: skip
+        _finish(
+            request, span=span, telemetry=telemetry, method=method, route=route,
+            status=status, elapsed=elapsed, response=response,
+        )  # fmt: skip
+    return response
+
+
+def _finish(  # noqa: PLR0913  # the facts of one finished request
+    request: web.Request,
+    *,
+    span: trace.Span,
+    telemetry: Telemetry,
+    method: str,
+    route: str,
+    status: int,
+    elapsed: float,
+    response: web.StreamResponse | None,
+) -> None:
+    """End the span, count the request, write its access-log line."""
+    context = span.get_span_context()
+    trace_id = format(context.trace_id, "032x")
+    exemplar = None
+    if span.is_recording():
+        span.set_attributes({
+            "http.request.method": method, "http.route": route, "url.path": request.path,
+            "http.response.status_code": status, "gateway.request_id": request[REQUEST_ID],
+        })  # fmt: skip
+        if status >= 500:
+            span.set_status(Status(StatusCode.ERROR))
+        if context.trace_flags.sampled:
+            exemplar = {"trace_id": trace_id}
+    span.end()
+    telemetry.metrics.observe_http(method, route, status, elapsed, exemplar)
+    if telemetry.access_log:
+        write_access_line({
+            "method": request.method, "route": route, "path": request.path,
+            "status": status, "duration_ms": round(elapsed * 1000, 3),
+            "bytes": _body_bytes(response),
+            "client_ip": client_ip(request, trust_forwarded_for=telemetry.trust_forwarded_for),
+            "request_id": request[REQUEST_ID], "trace_id": trace_id,
+            "span_id": format(context.span_id, "016x"),
+        })  # fmt: skip
 
 
 def _body_bytes(response: web.StreamResponse | None) -> int:

@@ -45,8 +45,11 @@ def build_tracer_provider(
     """OTLP/HTTP export when an endpoint is configured; ``exporters`` are added synchronously
     (tests pass an in-memory exporter)."""
     resource = Resource.create(
-        {**settings.resource_attributes, SERVICE_NAME: settings.service_name,
-         SERVICE_VERSION: version}
+        {
+            **settings.resource_attributes,
+            SERVICE_NAME: settings.service_name,
+            SERVICE_VERSION: version,
+        }
     )
     sampler = build_sampler(settings) if settings.enabled else ALWAYS_OFF
     provider = TracerProvider(resource=resource, sampler=sampler)

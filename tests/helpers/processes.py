@@ -19,12 +19,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def gateway_process(args: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def gateway_process(
+    args: list[str], env: Mapping[str, str], log_path: Path
+) -> subprocess.Popen[bytes]:
     full_env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), **env}
     with log_path.open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "gateway", *args], env=full_env, stdout=log,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "gateway", *args],
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
 
 

@@ -41,7 +41,9 @@ async def test_upstream_call_is_a_child_span_and_carries_traceparent(gateway, sp
 async def test_incoming_traceparent_is_continued(gateway, spans, logs):
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent_span = "00f067aa0ba902b7"
-    response = await gateway.get("/healthz", headers={"traceparent": f"00-{trace_id}-{parent_span}-01"})
+    response = await gateway.get(
+        "/healthz", headers={"traceparent": f"00-{trace_id}-{parent_span}-01"}
+    )
     assert response.status == 200
     (server,) = spans.get_finished_spans()
     assert format(server.context.trace_id, "032x") == trace_id
@@ -61,7 +63,9 @@ async def test_malformed_traceparent_starts_a_new_trace(gateway, spans):
     ["", "has space", "x" * 129, "<script>", "id\twith\ttabs", "ünïcode", "-leading-dash"],
 )
 async def test_bad_request_ids_are_replaced(gateway, logs, bad):
-    response = await gateway.get("/healthz", headers={"X-Request-ID": bad.encode().decode("latin-1")})
+    response = await gateway.get(
+        "/healthz", headers={"X-Request-ID": bad.encode().decode("latin-1")}
+    )
     returned = response.headers["X-Request-ID"]
     assert returned != bad
     assert len(returned) == 32
@@ -88,7 +92,10 @@ async def test_metrics_count_requests_under_the_route_template(gateway):
     assert 'gateway_http_requests_total{method="GET",route="/healthz",status="200"} 3.0' in text
     assert 'gateway_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
     assert "/secret/path/123" not in text
-    assert 'gateway_http_request_duration_seconds_bucket{le="0.0005",method="GET",route="/healthz"}' in text
+    assert (
+        'gateway_http_request_duration_seconds_bucket{le="0.0005",method="GET",route="/healthz"}'
+        in text
+    )
     assert "gateway_http_requests_in_flight" in text
     assert 'gateway_build_info{commit="' in text
     assert "process_resident_memory_bytes" in text
@@ -97,7 +104,9 @@ async def test_metrics_count_requests_under_the_route_template(gateway):
 async def test_openmetrics_exposition_carries_trace_exemplars(gateway, spans):
     await gateway.get("/healthz")
     (server,) = spans.get_finished_spans()
-    response = await gateway.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    response = await gateway.get(
+        "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
     assert response.content_type == "application/openmetrics-text"
     text = await response.text()
     trace_id = format(server.context.trace_id, "032x")
@@ -109,8 +118,11 @@ async def test_openmetrics_exposition_carries_trace_exemplars(gateway, spans):
 async def test_secrets_in_log_fields_are_redacted(logs):
     import structlog
 
-    structlog.get_logger("t").info("auth", token="eyJhbGciOiJFUzI1NiJ9.payload.sig", signature="0x" + "ab" * 65, password="pw")
+    structlog.get_logger("t").info(
+        "auth", token="eyJhbGciOiJFUzI1NiJ9.payload.sig", signature="0x" + "ab" * 65, password="pw"
+    )
     (line,) = logs.events("auth")
-    assert line["token"].startswith("eyJhbG") and "payload" not in line["token"]
+    assert line["token"].startswith("eyJhbG")
+    assert "payload" not in line["token"]
     assert "abababab" not in line["signature"]
     assert line["password"] == "***"

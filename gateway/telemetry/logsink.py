@@ -1,0 +1,85 @@
+"""Where log lines go: written through at start-up, batched while the server runs.
+
+One ``write`` + ``flush`` per line costs a system call per request (py-spy put it at ~9% of a
+`/healthz` request); batching lines for at most ``interval_s`` costs nothing per request.
+What a ``kill -9`` can lose is the last ``interval_s`` of log lines, never a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from typing import BinaryIO
+
+FLUSH_INTERVAL_S = 0.1
+FLUSH_BYTES = 64 * 1024
+
+
+class LogSink:
+    """A structlog logger (its ``msg`` takes rendered bytes) shared by every logger."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._lines: list[bytes] = []
+        self._size = 0
+        self._batching = 0
+        self._lock = threading.Lock()  # stdlib logging may write from other threads
+
+    def msg(self, message: bytes) -> None:
+        line = message + b"\n"
+        with self._lock:
+            if not self._batching:
+                self._stream.write(line)
+                self._stream.flush()
+                return
+            self._lines.append(line)
+            self._size += len(line)
+            if self._size >= FLUSH_BYTES:
+                self._flush_locked()
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self) -> None:
+        if self._lines:
+            self._stream.write(b"".join(self._lines))
+            self._lines.clear()
+            self._size = 0
+        self._stream.flush()
+
+    @contextlib.asynccontextmanager
+    async def batching(self, interval_s: float = FLUSH_INTERVAL_S) -> AsyncIterator[None]:
+        """Batch lines while the block runs; flush every ``interval_s`` and on exit."""
+
+        async def flush_periodically() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                self.flush()
+
+        with self._lock:
+            self._batching += 1
+        task = asyncio.create_task(flush_periodically(), name="log-flush")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with self._lock:
+                self._batching -= 1
+                self._flush_locked()
+
+
+class SinkFactory:
+    """structlog logger factory: every logger writes into the one sink."""
+
+    def __init__(self, sink: LogSink) -> None:
+        self.sink = sink
+
+    def __call__(self, *_args: object) -> LogSink:
+        return self.sink
