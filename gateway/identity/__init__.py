@@ -1,0 +1,1 @@
+"""Identity: Sign-In with Ethereum (EIP-4361), nonces, session tokens, contract wallets."""
