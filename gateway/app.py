@@ -8,6 +8,8 @@ from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import health, openapi
+from gateway.chain.web3 import web3_ctx
+from gateway.identity import routes as identity
 from gateway.config import SETTINGS, Settings
 from gateway.error_middleware import error_middleware
 from gateway.rpc import upstream_ctx
@@ -32,6 +34,8 @@ def create_app(
     app.cleanup_ctx.append(telemetry_ctx)  # first in, last out: spans of cleanup still flush
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(upstream_ctx)
-    for feature in (health, openapi):
+    app.cleanup_ctx.append(web3_ctx)
+    app.cleanup_ctx.append(identity.identity_ctx)
+    for feature in (health, openapi, identity):
         app.add_routes(feature.routes)
     return app

@@ -75,8 +75,8 @@ async def serve_app(app: web.Application, settings: Settings) -> None:
         app, access_log=None, handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout_s,
     )  # fmt: skip
-    await runner.setup()
     try:
+        await runner.setup()  # runs every cleanup_ctx up to the first that fails
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
         await site.start()
         # Everything imported and built so far lives as long as the process: keep it out of
@@ -91,7 +91,7 @@ async def serve_app(app: web.Application, settings: Settings) -> None:
         await stop.wait()
         log.info("shutting down", shutdown_timeout_s=settings.server.shutdown_timeout_s)
     finally:
-        await runner.cleanup()
+        await runner.cleanup()  # closes what setup opened, even when setup failed
         log.info("stopped")
 
 
@@ -119,6 +119,8 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 "GATEWAY_UPSTREAMS": f"{chain.url}|{chain.ws_url}",
                 "GATEWAY_CHAIN_ID": str(chain.chain_id),
                 "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
+                "GATEWAY_IDENTITY__KEYS_DIR": str(state / "keys"),
+                "GATEWAY_IDENTITY__COOKIE_SECURE": "false",  # plain http on loopback
             })  # fmt: skip
             configure_logging(settings.log)
             _print_banner(chain, settings)

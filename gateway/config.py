@@ -81,6 +81,9 @@ class UpstreamPoolSettings(_Section):
 
 class StorageSettings(_Section):
     database_url: SecretStr = SecretStr("sqlite:///./.gateway/gateway.db")
+    # auto: migrate the embedded SQLite database at start; PostgreSQL (shared by replicas)
+    # only through `gateway db upgrade`, unless set to always.
+    migrate_on_start: Literal["auto", "always", "never"] = "auto"
 
     @field_validator("database_url")
     @classmethod
@@ -121,7 +124,31 @@ class TracingSettings(_Section):
 
 
 class IdentitySettings(_Section):
+    """Sign-In with Ethereum and session tokens."""
+
+    # host[:port] accepted as a message's domain, and as its URI's origin.
     siwe_domains: tuple[str, ...] = ("127.0.0.1:8080", "localhost:8080")
+    # Chain ids accepted in messages; empty means the gateway's chain_id (or 1 without one).
+    chain_ids: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    nonce_ttl_s: Annotated[int, Field(ge=10, le=86_400)] = 300
+    max_outstanding_nonces: Annotated[int, Field(ge=1, le=10_000)] = 20
+    clock_skew_s: Annotated[int, Field(ge=0, le=3600)] = 60
+    session_ttl_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 3600
+    issuer: str = "gateway"
+    audience: str = "gateway"
+    keys_dir: Path = Path(".gateway/keys")
+    jwks_keys: Annotated[int, Field(ge=1, le=10)] = 2
+    key_reload_s: PositiveFloat = 10.0
+    cookie_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] = "gateway_session"
+    cookie_secure: bool = True
+    nonce_rate_per_minute: PositiveFloat = 30
+    verify_rate_per_minute: PositiveFloat = 30
+    rate_burst: PositiveFloat = 10
+
+    @field_validator("siwe_domains")
+    @classmethod
+    def _lower_domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(domain.lower() for domain in value)
 
 
 class Settings(_Section):
@@ -133,6 +160,11 @@ class Settings(_Section):
     log: LogSettings = LogSettings()
     tracing: TracingSettings = TracingSettings()
     identity: IdentitySettings = IdentitySettings()
+
+    def siwe_chain_ids(self) -> frozenset[int]:
+        if self.identity.chain_ids:
+            return frozenset(self.identity.chain_ids)
+        return frozenset({self.chain_id or 1})
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, with every secret masked."""

@@ -57,6 +57,7 @@ def _make_settings(tmp_path: Path) -> Callable[..., Settings]:
         environ = {
             "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
             "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"),
             **env,
         }
         if upstreams is not None:

@@ -12,9 +12,10 @@ from gateway.config import SETTINGS
 from gateway.rpc.upstream import Upstream, check_upstream
 from gateway.telemetry import TELEMETRY
 
-__all__ = ["UPSTREAMS", "Upstream", "check_upstream", "upstream_ctx"]
+__all__ = ["UPSTREAMS", "UPSTREAM_SESSION", "Upstream", "check_upstream", "upstream_ctx"]
 
 UPSTREAMS = web.AppKey("upstreams", tuple[Upstream, ...])
+UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 
 
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -26,5 +27,6 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     trace_config = create_trace_config(tracer_provider=app[TELEMETRY].tracer_provider)
     async with aiohttp.ClientSession(connector=connector, trace_configs=[trace_config]) as session:
+        app[UPSTREAM_SESSION] = session
         app[UPSTREAMS] = tuple(Upstream(upstream, session) for upstream in settings.upstreams)
         yield

@@ -1,5 +1,19 @@
 """Storage: one SQLAlchemy (async) engine over SQLite by default, PostgreSQL by URL."""
 
-from gateway.storage.database import STORAGE, Database, sqlalchemy_url, storage_ctx
+from gateway.storage.database import (
+    STORAGE,
+    Database,
+    SchemaOutOfDate,
+    sqlalchemy_url,
+    storage_ctx,
+    storage_errors,
+)
 
-__all__ = ["STORAGE", "Database", "sqlalchemy_url", "storage_ctx"]
+__all__ = [
+    "STORAGE",
+    "Database",
+    "SchemaOutOfDate",
+    "sqlalchemy_url",
+    "storage_ctx",
+    "storage_errors",
+]

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+import structlog
 from aiohttp import web
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
+
+log = structlog.get_logger("gateway.storage")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -77,13 +81,55 @@ class Database:
         await self.engine.dispose()
 
 
+@contextlib.asynccontextmanager
+async def storage_errors() -> AsyncIterator[None]:
+    """Database failures become StorageUnavailable (503 with a clear code), never a 500."""
+    try:
+        yield
+    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError) as exc:
+        raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+
+
 STORAGE = web.AppKey("storage", Database)
 
 
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    database = Database.open(app[SETTINGS].storage.database_url.get_secret_value())
-    app[STORAGE] = database
+    """Open the database and make sure its schema is the one this code needs."""
+    from gateway.storage import migrate  # noqa: PLC0415  # migrate imports this module
+
+    settings = app[SETTINGS].storage
+    database = Database.open(settings.database_url.get_secret_value())
     try:
+        mode = settings.migrate_on_start
+        if mode == "always" or (mode == "auto" and database.backend == "sqlite"):
+            await migrate.upgrade(database)
+        else:
+            await _check_schema(database)
+        app[STORAGE] = database
         yield
     finally:
         await database.close()
+
+
+async def _check_schema(database: Database) -> None:
+    """Refuse to serve on an out-of-date schema; a database that is down at start is not
+    fatal (readiness reports it, and requests get 503 until it is back)."""
+    from gateway.storage import migrate  # noqa: PLC0415  # migrate imports this module
+
+    try:
+        async with storage_errors():
+            current = await migrate.current_revision(database)
+    except StorageUnavailable as exc:
+        log.warning("database unreachable at start", detail=exc.detail)
+        return
+    head = migrate.head_revision()
+    if current != head:
+        raise SchemaOutOfDate(current, head)
+
+
+class SchemaOutOfDate(RuntimeError):
+    def __init__(self, current: str | None, head: str | None) -> None:
+        super().__init__(
+            f"database schema is at revision {current or 'none'}, this gateway needs {head}: "
+            "run `gateway db upgrade`"
+        )

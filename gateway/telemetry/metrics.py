@@ -5,7 +5,6 @@ Dashboards and alert rules (grafana/, observability/) query only the names in th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -23,67 +22,51 @@ LATENCY_BUCKETS_S = (
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-@dataclass(frozen=True, slots=True)
 class Metrics:
-    """Every metric the gateway exports, registered on the app's own registry."""
+    """Every metric the gateway exports, registered on the app's own registry (a second
+    app in the same process, as in tests, gets its own)."""
 
-    registry: CollectorRegistry
-    http_requests: Counter = field(init=False)
-    http_duration: Histogram = field(init=False)
-    http_in_flight: Gauge = field(init=False)
-    build_info: Info = field(init=False)
-    upstream_up: Gauge = field(init=False)
-    # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
-    _http_children: dict[tuple[str, str, int], tuple[Any, Any]] = field(
-        init=False, default_factory=dict
-    )
-
-    def __post_init__(self) -> None:
-        r = self.registry
-        put = object.__setattr__
-        put(
-            self,
-            "http_requests",
-            Counter(
-                "gateway_http_requests",
-                "HTTP requests answered, by route template and status.",
-                ["method", "route", "status"],
-                registry=r,
-            ),
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        r = registry
+        # --- HTTP (every request, telemetry middleware)
+        self.http_requests = Counter(
+            "gateway_http_requests", "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"], registry=r,
+        )  # fmt: skip
+        self.http_duration = Histogram(
+            "gateway_http_request_duration_seconds",
+            "Time from request routed to response ready, by route template.",
+            ["method", "route"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.http_in_flight = Gauge(
+            "gateway_http_requests_in_flight", "HTTP requests being handled now.", registry=r
         )
-        put(
-            self,
-            "http_duration",
-            Histogram(
-                "gateway_http_request_duration_seconds",
-                "Time from request routed to response ready, by route template.",
-                ["method", "route"],
-                buckets=LATENCY_BUCKETS_S,
-                registry=r,
-            ),
+        self.build_info = Info(
+            "gateway_build", "Version and commit of the running gateway.", registry=r
         )
-        put(
-            self,
-            "http_in_flight",
-            Gauge(
-                "gateway_http_requests_in_flight", "HTTP requests being handled now.", registry=r
-            ),
-        )
-        put(
-            self,
-            "build_info",
-            Info("gateway_build", "Version and commit of the running gateway.", registry=r),
-        )
-        put(
-            self,
-            "upstream_up",
-            Gauge(
-                "gateway_upstream_up",
-                "1 when the upstream node answered its last check.",
-                ["upstream"],
-                registry=r,
-            ),
-        )
+        # --- upstream nodes
+        self.upstream_up = Gauge(
+            "gateway_upstream_up", "1 when the upstream node answered its last check.",
+            ["upstream"], registry=r,
+        )  # fmt: skip
+        # --- identity
+        self.auth_attempts = Counter(
+            "gateway_auth_attempts", "Sign-in verifications, by outcome (ok or why not).",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.auth_verify_duration = Histogram(
+            "gateway_auth_verify_duration_seconds",
+            "Time to verify a sign-in (parse, signature, contract wallet, nonce).",
+            buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        # --- limits
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests refused by a rate limit, by caller tier.",
+            ["tier"], registry=r,
+        )  # fmt: skip
+        # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_http(
         self, method: str, route: str, status: int, elapsed_s: float,

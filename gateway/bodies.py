@@ -1,0 +1,44 @@
+"""Request bodies: JSON only, size-limited by the app, validated by a pydantic model."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import InvalidParams, InvalidRequest, MalformedJSON
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class UnsupportedMediaType(InvalidRequest):
+    http_status = 415
+    code = "request.unsupported_media_type"
+    default_message = "request body must be application/json"
+
+
+async def read_json(request: web.Request) -> object:
+    """The body as JSON. aiohttp enforces the size limit (413) while reading."""
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType
+    raw = await request.read()
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # also too deep (orjson stops at 1024 levels)
+        raise MalformedJSON from exc
+
+
+async def read_model(request: web.Request, model: type[M]) -> M:
+    """The body validated as ``model``; 422 with each problem's location otherwise."""
+    data = await read_json(request)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(p) for p in error["loc"]) or "(body)", "problem": error["msg"]}
+            for error in exc.errors(include_url=False, include_input=False)
+        ]
+        first = problems[0]
+        raise InvalidParams(f"{first['field']}: {first['problem']}", data=problems) from exc

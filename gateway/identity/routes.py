@@ -1,0 +1,245 @@
+"""Sign-in endpoints: /auth/nonce, /auth/verify, /auth/session, /auth/logout, JWKS."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.bodies import read_model
+from gateway.chain.web3 import WEB3
+from gateway.config import SETTINGS
+from gateway.errors import RateLimited, Unauthenticated
+from gateway.identity.keys import KeyRing
+from gateway.identity.service import NONCE_LENGTH, SignInService
+from gateway.identity.store import SqlIdentityStore
+from gateway.identity.tokens import Session, TokenIssuer
+from gateway.identity.wallets import ContractWallets
+from gateway.openapi import Parameter, operation
+from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter
+from gateway.storage import STORAGE
+from gateway.telemetry import TELEMETRY
+from gateway.telemetry.middleware import client_ip
+
+log = structlog.get_logger("gateway.identity")
+
+SIGN_IN = web.AppKey("sign_in", SignInService)
+KEYS = web.AppKey("keys", KeyRing)
+AUTH_LIMITER = web.AppKey("auth_limiter", RateLimiter)
+
+routes = web.RouteTableDef()
+
+
+def rfc3339(epoch_s: float) -> str:
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace(
+        "+00:00", "Z"
+    )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NonceResponse(_Model):
+    """A fresh single-use nonce for a sign-in message."""
+
+    nonce: str = Field(min_length=NONCE_LENGTH, max_length=NONCE_LENGTH)
+    expiresAt: str  # noqa: N815  # the API's JSON is camelCase
+
+
+class VerifyRequest(_Model):
+    """An EIP-4361 message and the wallet's signature of it."""
+
+    message: str = Field(min_length=1, max_length=16_384)
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]*$", max_length=8_192)
+
+
+class VerifyResponse(_Model):
+    """The session: a bearer token (also set as an HttpOnly cookie)."""
+
+    token: str
+    tokenType: str = "Bearer"  # noqa: N815
+    address: str
+    chainId: int  # noqa: N815
+    expiresAt: str  # noqa: N815
+
+
+class SessionResponse(_Model):
+    """Who the caller is."""
+
+    address: str
+    chainId: int  # noqa: N815
+    walletType: str  # noqa: N815
+    issuedAt: str  # noqa: N815
+    expiresAt: str  # noqa: N815
+
+
+class JWKS(_Model):
+    """Public keys (JWK set) that verify session tokens: the current and previous ones."""
+
+    keys: list[dict[str, str]]
+
+
+async def _limit(request: web.Request, scope: str, per_minute: float) -> None:
+    settings = request.config_dict[SETTINGS]
+    key = f"{scope}:{client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)}"
+    limit = Limit.per_minute(per_minute, burst=settings.identity.rate_burst)
+    wait = await request.config_dict[AUTH_LIMITER].acquire(key, limit)
+    if wait > 0:
+        request.config_dict[TELEMETRY].metrics.rate_limited.labels("auth").inc()
+        raise RateLimited(f"too many {scope} requests from this client", retry_after_s=wait)
+
+
+def request_token(request: web.Request) -> str | None:
+    """The session token of a request: ``Authorization: Bearer`` first, then the cookie."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+    cookie = request.cookies.get(request.config_dict[SETTINGS].identity.cookie_name)
+    return cookie or None
+
+
+async def current_session(request: web.Request) -> Session:
+    token = request_token(request)
+    if token is None:
+        raise Unauthenticated
+    return await request.config_dict[SIGN_IN].session(token)
+
+
+@routes.get("/auth/nonce")
+@operation(summary="A fresh sign-in nonce", tag="identity",
+           responses={200: NonceResponse, 429: "Too many requests or unused nonces"})  # fmt: skip
+async def nonce(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    await _limit(request, "nonce", settings.identity.nonce_rate_per_minute)
+    client = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
+    value, expires_at = await request.config_dict[SIGN_IN].issue_nonce(client)
+    return web.json_response(
+        {"nonce": value, "expiresAt": rfc3339(expires_at)}, headers={"Cache-Control": "no-store"}
+    )
+
+
+@routes.post("/auth/verify")
+@operation(
+    summary="Sign in: verify a signed EIP-4361 message, open a session", tag="identity",
+    request=VerifyRequest,
+    responses={200: VerifyResponse, 400: "Malformed message or signature",
+               401: "Signature or a message rule does not verify",
+               422: "Body fields invalid", 429: "Rate limited"},
+)  # fmt: skip
+async def verify(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS]
+    await _limit(request, "verify", settings.identity.verify_rate_per_minute)
+    body = await read_model(request, VerifyRequest)
+    result = await request.config_dict[SIGN_IN].sign_in(
+        body.message, body.signature, origin=request.headers.get("Origin")
+    )
+    session = result.session
+    response = web.json_response(
+        {
+            "token": result.token, "tokenType": "Bearer", "address": session.address,
+            "chainId": session.chain_id, "expiresAt": rfc3339(session.expires_at),
+        },
+        headers={"Cache-Control": "no-store"},
+    )  # fmt: skip
+    response.set_cookie(
+        settings.identity.cookie_name, result.token, httponly=True, samesite="Strict",
+        secure=settings.identity.cookie_secure, path="/",
+        max_age=max(0, session.expires_at - int(time.time())),
+    )  # fmt: skip
+    return response
+
+
+_BEARER = Parameter("Authorization", "header", "`Bearer <token>` (or the session cookie)")
+
+
+@routes.get("/auth/session")
+@operation(summary="The caller's session", tag="identity", parameters=(_BEARER,),
+           responses={200: SessionResponse, 401: "No valid session"})  # fmt: skip
+async def session(request: web.Request) -> web.Response:
+    current = await current_session(request)
+    return web.json_response({
+        "address": current.address, "chainId": current.chain_id,
+        "walletType": current.wallet_type, "issuedAt": rfc3339(current.issued_at),
+        "expiresAt": rfc3339(current.expires_at),
+    })  # fmt: skip
+
+
+@routes.post("/auth/logout")
+@operation(summary="End the session: its token stops working everywhere", tag="identity",
+           parameters=(_BEARER,), responses={204: "Logged out", 401: "No valid session"})  # fmt: skip
+async def logout(request: web.Request) -> web.Response:
+    token = request_token(request)
+    if token is None:
+        raise Unauthenticated
+    await request.config_dict[SIGN_IN].logout(token)
+    response = web.Response(status=204)
+    response.del_cookie(request.config_dict[SETTINGS].identity.cookie_name, path="/")
+    return response
+
+
+@routes.get("/.well-known/jwks.json")
+@operation(summary="Public keys that verify session tokens", tag="identity",
+           responses={200: JWKS})  # fmt: skip
+async def jwks(request: web.Request) -> web.Response:
+    return web.json_response(
+        request.config_dict[KEYS].jwks(), headers={"Cache-Control": "public, max-age=300"}
+    )
+
+
+async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Keys, store and the sign-in service; background key reload and expiry purge."""
+    settings = app[SETTINGS]
+    identity = settings.identity
+    keys = await asyncio.to_thread(KeyRing.open, identity.keys_dir, keep=identity.jwks_keys)
+    store = SqlIdentityStore(app[STORAGE])
+    web3 = app.get(WEB3)
+    app[KEYS] = keys
+    app[AUTH_LIMITER] = MemoryRateLimiter()
+    app[SIGN_IN] = SignInService(
+        settings,
+        store=store,
+        tokens=TokenIssuer(keys, issuer=identity.issuer, audience=identity.audience,
+                           ttl_s=identity.session_ttl_s),
+        wallets=None if web3 is None else ContractWallets(web3),
+        metrics=app[TELEMETRY].metrics,
+        tracer=app[TELEMETRY].tracer,
+        gateway_chain_id=settings.chain_id,
+    )  # fmt: skip
+
+    async def reload_keys() -> None:
+        while True:
+            await asyncio.sleep(identity.key_reload_s)
+            try:
+                if await asyncio.to_thread(keys.reload):
+                    log.info("signing keys reloaded", current_kid=keys.current.kid)
+            except (OSError, ValueError) as exc:
+                log.error("signing keys reload failed", error=str(exc))  # noqa: TRY400
+
+    async def purge() -> None:
+        while True:
+            await asyncio.sleep(60)
+            try:
+                await store.purge(now=time.time())
+            except Exception:  # noqa: BLE001  # a failed purge retries next minute
+                log.warning("identity purge failed", exc_info=True)
+
+    tasks = [asyncio.create_task(reload_keys(), name="keys-reload"),
+             asyncio.create_task(purge(), name="identity-purge")]  # fmt: skip
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,212 @@
+"""The sign-in flow: nonce, verification of a signed message, session, logout."""
+
+from __future__ import annotations
+
+import secrets
+import string
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from opentelemetry import trace
+
+from gateway.config import Settings
+from gateway.errors import GatewayError, RateLimited, Unavailable
+from gateway.identity import siwe
+from gateway.identity.siwe import SiweError, SiweMessage
+from gateway.identity.store import IdentityStore, NonceState
+from gateway.identity.tokens import RevokedToken, Session, TokenIssuer, WalletType
+from gateway.identity.uri import host_port, uri_origin
+from gateway.identity.wallets import ContractWallets, is_erc6492
+from gateway.telemetry import Metrics
+
+log = structlog.get_logger("gateway.identity")
+
+_NONCE_ALPHABET = string.ascii_letters + string.digits
+NONCE_LENGTH = 22  # 22 base-62 characters: 130 bits
+
+
+class NonceUnknown(SiweError):
+    code = "siwe.nonce.unknown"
+    outcome = "nonce_unknown"
+    default_message = "nonce was not issued by this gateway"
+
+
+class NonceReused(SiweError):
+    code = "siwe.nonce.reused"
+    outcome = "nonce_reused"
+    default_message = "nonce has already been used"
+
+
+class NonceExpired(SiweError):
+    code = "siwe.nonce.expired"
+    outcome = "nonce_expired"
+    default_message = "nonce has expired"
+
+
+class TooManyNonces(RateLimited):
+    code = "auth.too_many_nonces"
+    default_message = "too many unused sign-in nonces for this client"
+
+
+class ContractWalletUnavailable(SiweError):
+    http_status = 503
+    code = "siwe.contract_wallet.unavailable"
+    outcome = "chain_unavailable"
+    default_message = "cannot check a contract wallet: no chain configured"
+
+
+_NONCE_ERRORS: dict[NonceState, type[SiweError]] = {
+    NonceState.UNKNOWN: NonceUnknown,
+    NonceState.REUSED: NonceReused,
+    NonceState.EXPIRED: NonceExpired,
+}
+
+
+def new_nonce() -> str:
+    return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(NONCE_LENGTH))
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    token: str
+    session: Session
+
+
+class SignInService:
+    """Everything sign-in needs, independent of HTTP."""
+
+    def __init__(  # noqa: PLR0913  # the collaborators of sign-in
+        self,
+        settings: Settings,
+        *,
+        store: IdentityStore,
+        tokens: TokenIssuer,
+        wallets: ContractWallets | None,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+        gateway_chain_id: int | None,
+    ) -> None:
+        self.settings = settings.identity
+        self.chain_ids = settings.siwe_chain_ids()
+        self.domains = frozenset(self.settings.siwe_domains)
+        self.store = store
+        self.tokens = tokens
+        self.wallets = wallets
+        self.metrics = metrics
+        self.tracer = tracer
+        self.gateway_chain_id = gateway_chain_id
+
+    async def issue_nonce(self, client: str) -> tuple[str, float]:
+        nonce = new_nonce()
+        now = time.time()
+        expires_at = now + self.settings.nonce_ttl_s
+        stored = await self.store.issue_nonce(
+            nonce, client=client, now=now, expires_at=expires_at,
+            max_outstanding=self.settings.max_outstanding_nonces,
+        )  # fmt: skip
+        if not stored:
+            raise TooManyNonces(retry_after_s=min(60.0, self.settings.nonce_ttl_s))
+        return nonce, expires_at
+
+    async def sign_in(self, text: str, signature: str, *, origin: str | None) -> SignIn:
+        """Verify a signed message and open a session; counts and logs every attempt."""
+        started = time.perf_counter()
+        address: str | None = None
+        outcome = "ok"
+        try:
+            message = self._parse(text)
+            address = message.address
+            self._check_rules(message, origin)
+            wallet_type = await self._check_signature(message, text, signature)
+            await self._consume_nonce(message.nonce)
+            not_after = message.expiration_datetime
+            token, session = self.tokens.issue(
+                message.address, message.chain_id, wallet_type,
+                not_after=None if not_after is None else not_after.timestamp(),
+            )  # fmt: skip
+            return SignIn(token, session)
+        except SiweError as error:
+            outcome = error.outcome
+            raise
+        except GatewayError as error:
+            outcome = "unavailable" if isinstance(error, Unavailable) else "error"
+            raise
+        finally:
+            self.metrics.auth_attempts.labels(outcome).inc()
+            self.metrics.auth_verify_duration.observe(time.perf_counter() - started)
+            log.info("sign-in", outcome=outcome, address=address)
+
+    def _parse(self, text: str) -> SiweMessage:
+        with self.tracer.start_as_current_span("siwe.parse"):
+            return siwe.parse_message(text)
+
+    def _check_rules(self, message: SiweMessage, origin: str | None) -> None:
+        span = trace.get_current_span()
+        span.set_attribute("siwe.chain_id", message.chain_id)
+        scheme = message.scheme
+        if origin is not None:
+            parsed_origin = uri_origin(origin)
+            if parsed_origin is None:
+                raise siwe.OriginMismatch
+            scheme = scheme or parsed_origin[0]
+            if host_port(message.domain, parsed_origin[0]) != parsed_origin[1]:
+                raise siwe.OriginMismatch
+        if host_port(message.domain, scheme) not in self.domains:
+            raise siwe.DomainMismatch
+        target = uri_origin(message.uri)
+        if target is None or target[1] not in self.domains:
+            raise siwe.URINotAllowed
+        if message.chain_id not in self.chain_ids:
+            raise siwe.ChainNotAllowed
+        siwe.check_rules(message, clock_skew=timedelta(seconds=self.settings.clock_skew_s),
+                         time=datetime.now(UTC))  # fmt: skip
+
+    async def _check_signature(self, message: SiweMessage, text: str, signature: str) -> WalletType:
+        raw = siwe.signature_bytes(signature)
+        digest = siwe.eip191_hash(text)
+        with self.tracer.start_as_current_span("siwe.recover") as span:
+            eoa_error: SiweError | None = None
+            if not is_erc6492(raw):
+                try:
+                    if siwe.recovers_to(digest, raw, message.address):
+                        span.set_attribute("wallet.type", "eoa")
+                        return "eoa"
+                    eoa_error = siwe.InvalidSignature()
+                except (siwe.MalformedSignature, siwe.InvalidSignature) as exc:
+                    eoa_error = exc
+        with self.tracer.start_as_current_span("siwe.contract_wallet") as span:
+            span.set_attribute("wallet.type", "contract")
+            if self.wallets is None or message.chain_id != self.gateway_chain_id:
+                if eoa_error is not None:
+                    raise eoa_error
+                raise ContractWalletUnavailable
+            if is_erc6492(raw):
+                span.set_attribute("wallet.erc6492", value=True)
+                valid = await self.wallets.is_valid_universal(message.address, digest, raw)
+            elif await self.wallets.has_code(message.address):
+                valid = await self.wallets.is_valid_erc1271(message.address, digest, raw)
+            else:
+                raise eoa_error or siwe.InvalidSignature()
+            if not valid:
+                raise siwe.InvalidSignature
+            return "contract"
+
+    async def _consume_nonce(self, nonce: str) -> None:
+        with self.tracer.start_as_current_span("siwe.nonce"):
+            state = await self.store.consume_nonce(nonce, now=time.time())
+        if state is not NonceState.CONSUMED:
+            raise _NONCE_ERRORS[state]
+
+    async def session(self, token: str) -> Session:
+        session = self.tokens.decode(token)
+        if await self.store.is_revoked(session.jti):
+            raise RevokedToken
+        return session
+
+    async def logout(self, token: str) -> Session:
+        session = await self.session(token)
+        await self.store.revoke(session.jti, now=time.time(), expires_at=session.expires_at)
+        log.info("logout", address=session.address)
+        return session

@@ -1,0 +1,110 @@
+"""Identity state behind a narrow interface: sign-in nonces and revoked tokens.
+
+The SQL implementation serves SQLite and PostgreSQL with the same statements; a Redis one
+can stand beside it (issue, consume-once, revoke, is-revoked, purge).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from gateway.storage import Database, storage_errors
+from gateway.storage.schema import revoked_tokens, siwe_nonces
+
+
+class NonceState(enum.Enum):
+    CONSUMED = "consumed"  # it was ours, fresh and unused: now it is used
+    UNKNOWN = "unknown"
+    REUSED = "reused"
+    EXPIRED = "expired"
+
+
+class IdentityStore(Protocol):
+    async def issue_nonce(
+        self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
+    ) -> bool:
+        """Store a fresh nonce; False (nothing stored) when ``client`` already holds
+        ``max_outstanding`` unexpired, unused nonces."""
+        ...
+
+    async def consume_nonce(self, nonce: str, *, now: float) -> NonceState:
+        """Mark the nonce used, atomically: of concurrent calls, one gets CONSUMED."""
+        ...
+
+    async def revoke(self, jti: str, *, now: float, expires_at: float) -> None: ...
+
+    async def is_revoked(self, jti: str) -> bool: ...
+
+    async def purge(self, *, now: float) -> int:
+        """Drop expired nonces and revocations; returns how many rows went."""
+        ...
+
+
+_ISSUE = sa.text(
+    "INSERT INTO siwe_nonces (nonce, client, issued_at, expires_at) "
+    "SELECT :nonce, :client, :now, :expires_at "
+    "WHERE (SELECT count(*) FROM siwe_nonces "
+    "       WHERE client = :client AND used_at IS NULL AND expires_at > :now) < :cap"
+)
+
+
+class SqlIdentityStore:
+    """IdentityStore on the gateway's database (SQLite or PostgreSQL)."""
+
+    def __init__(self, database: Database) -> None:
+        self._engine = database.engine
+
+    async def issue_nonce(
+        self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
+    ) -> bool:
+        params = {"nonce": nonce, "client": client, "now": now, "expires_at": expires_at,
+                  "cap": max_outstanding}  # fmt: skip
+        async with storage_errors(), self._engine.begin() as connection:
+            result = await connection.execute(_ISSUE, params)
+        return result.rowcount == 1
+
+    async def consume_nonce(self, nonce: str, *, now: float) -> NonceState:
+        table = siwe_nonces
+        claim = (
+            sa.update(table)
+            .where(table.c.nonce == nonce, table.c.used_at.is_(None), table.c.expires_at > now)
+            .values(used_at=now)
+        )
+        async with storage_errors(), self._engine.begin() as connection:
+            if (await connection.execute(claim)).rowcount == 1:
+                return NonceState.CONSUMED
+            row = (
+                await connection.execute(
+                    sa.select(table.c.used_at, table.c.expires_at).where(table.c.nonce == nonce)
+                )
+            ).first()
+        if row is None:
+            return NonceState.UNKNOWN
+        return NonceState.REUSED if row.used_at is not None else NonceState.EXPIRED
+
+    async def revoke(self, jti: str, *, now: float, expires_at: float) -> None:
+        table = revoked_tokens
+        insert = sa.insert(table).values(jti=jti, revoked_at=now, expires_at=expires_at)
+        with contextlib.suppress(sa.exc.IntegrityError):  # revoked already: nothing to do
+            async with storage_errors(), self._engine.begin() as connection:
+                await connection.execute(insert)
+
+    async def is_revoked(self, jti: str) -> bool:
+        table = revoked_tokens
+        async with storage_errors(), self._engine.connect() as connection:
+            result = await connection.execute(sa.select(table.c.jti).where(table.c.jti == jti))
+            return result.first() is not None
+
+    async def purge(self, *, now: float) -> int:
+        async with storage_errors(), self._engine.begin() as connection:
+            nonces = await connection.execute(
+                sa.delete(siwe_nonces).where(siwe_nonces.c.expires_at < now)
+            )
+            tokens = await connection.execute(
+                sa.delete(revoked_tokens).where(revoked_tokens.c.expires_at < now)
+            )
+        return nonces.rowcount + tokens.rowcount

@@ -1,0 +1,69 @@
+"""Contract wallets: EIP-1271 for deployed ones, EIP-6492 for counterfactual ones.
+
+Both are read-only ``eth_call``s on the configured chain through web3.py's AsyncWeb3.
+EIP-6492 uses the deployless universal validator (``contracts/src/UniversalSigValidator.sol``,
+contract ``ValidateSigOffchain``): its creation code runs in an ``eth_call`` with no ``to``,
+deploys the wallet in that call's sandbox, asks it, and returns one byte.
+"""
+
+from __future__ import annotations
+
+from eth_abi import encode
+from web3 import AsyncWeb3
+from web3.exceptions import ContractLogicError, Web3Exception
+
+from gateway.chain.artifacts import load_artifact
+from gateway.errors import UpstreamError
+
+ERC1271_MAGIC = bytes.fromhex("1626ba7e")
+ERC6492_SUFFIX = bytes.fromhex("6492" * 16)
+_IS_VALID_SIGNATURE = bytes.fromhex("1626ba7e")  # isValidSignature(bytes32,bytes) selector
+
+
+def is_erc6492(signature: bytes) -> bool:
+    return len(signature) >= 32 and signature[-32:] == ERC6492_SUFFIX
+
+
+class ContractWallets:
+    """Asks the chain whether a contract account accepts a signature."""
+
+    def __init__(self, w3: AsyncWeb3) -> None:
+        self._w3 = w3
+        self._validator_code = bytes.fromhex(
+            load_artifact("ValidateSigOffchain")["bytecode"].removeprefix("0x")
+        )
+
+    async def has_code(self, address: str) -> bool:
+        try:
+            code = await self._w3.eth.get_code(AsyncWeb3.to_checksum_address(address))
+        except (Web3Exception, OSError, TimeoutError) as exc:
+            raise UpstreamError(detail=f"eth_getCode failed: {exc}") from exc
+        return len(code) > 0
+
+    async def is_valid_erc1271(self, address: str, message_hash: bytes, signature: bytes) -> bool:
+        data = _IS_VALID_SIGNATURE + encode(["bytes32", "bytes"], [message_hash, signature])
+        try:
+            result = await self._w3.eth.call(
+                {"to": AsyncWeb3.to_checksum_address(address), "data": data}
+            )
+        except ContractLogicError:
+            return False  # the wallet reverted: it does not accept the signature
+        except (Web3Exception, OSError, TimeoutError) as exc:
+            raise UpstreamError(detail=f"isValidSignature call failed: {exc}") from exc
+        return len(result) >= 4 and bytes(result[:4]) == ERC1271_MAGIC
+
+    async def is_valid_universal(
+        self, address: str, message_hash: bytes, signature: bytes
+    ) -> bool:
+        """EIP-6492 off-chain validation (covers counterfactual, deployed and EOA signers)."""
+        arguments = encode(
+            ["address", "bytes32", "bytes"],
+            [AsyncWeb3.to_checksum_address(address), message_hash, signature],
+        )
+        try:
+            result = await self._w3.eth.call({"data": self._validator_code + arguments})
+        except ContractLogicError:
+            return False  # the factory call or the wallet reverted
+        except (Web3Exception, OSError, TimeoutError) as exc:
+            raise UpstreamError(detail=f"EIP-6492 validation call failed: {exc}") from exc
+        return bytes(result) == b"\x01"
