@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup dev test lint bench clean
+.PHONY: setup dev test lint bench bench-siwe clean
 
 setup: $(VENV)/.installed contracts/node_modules/.installed
 
@@ -35,5 +35,15 @@ test: lint
 bench: setup
 	$(BIN)/python bench/healthz.py
 
+# The reference `siwe` package needs web3<8 and abnf<2.4: it gets a venv of its own.
+.venv-bench-siwe/.installed:
+	$(PYTHON) -m venv .venv-bench-siwe
+	.venv-bench-siwe/bin/pip install --quiet --upgrade pip
+	.venv-bench-siwe/bin/pip install --quiet "siwe==4.4.0" "abnf<2.4" coincurve
+	touch $@
+
+bench-siwe: setup .venv-bench-siwe/.installed
+	$(BIN)/python bench/siwe_verify.py
+
 clean:
-	rm -rf $(VENV) contracts/node_modules .gateway .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench-siwe contracts/node_modules .gateway .pytest_cache .mypy_cache .ruff_cache

@@ -18,6 +18,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.errors import SettingsError
+from gateway.storage import SchemaOutOfDate
 from gateway.telemetry import configure_logging
 
 log = structlog.get_logger("gateway")
@@ -51,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-config", help="validate settings and print them, masked")
     common(check)
+
+    keys = commands.add_parser("keys", help="session-token signing keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    for name, text in (("rotate", "add a new signing key; the previous one keeps verifying"),
+                       ("list", "show the keys that sign and verify tokens")):  # fmt: skip
+        common(keys_commands.add_parser(name, help=text))
+
+    db = commands.add_parser("db", help="database schema")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    for name, text in (
+        ("upgrade", "migrate the schema to this version's head"),
+        ("current", "print the schema revision and the one this version needs"),
+    ):
+        common(db_commands.add_parser(name, help=text))
     return parser
 
 
@@ -98,7 +113,7 @@ async def serve_app(app: web.Application, settings: Settings) -> None:
 def _run(settings: Settings) -> int:
     try:
         asyncio.run(serve_app(create_app(settings), settings))
-    except OSError as exc:  # the port is taken, the host does not exist, ...
+    except (OSError, SchemaOutOfDate) as exc:  # port taken, host unknown, schema behind
         log.error("cannot serve", error=str(exc))  # noqa: TRY400  # a clear line, no stack
         return 1
     return 0
@@ -151,6 +166,35 @@ def _print_banner(chain: object, settings: Settings) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+def _keys(command: str, settings: Settings) -> int:
+    from gateway.identity import keys  # noqa: PLC0415  # only this command needs it
+
+    directory = settings.identity.keys_dir
+    if command == "rotate":
+        key = keys.rotate(directory)
+        print(f"new signing key {key.kid} in {directory}; gateways pick it up within "
+              f"{settings.identity.key_reload_s:g}s")  # fmt: skip
+        return 0
+    ring = keys.KeyRing.open(directory, keep=settings.identity.jwks_keys, create=False)
+    for index, key in enumerate(ring.jwks()["keys"]):
+        print(f"{key['kid']}  {'signs' if index == 0 else 'verifies'}")
+    return 0
+
+
+async def _db(command: str, settings: Settings) -> int:
+    from gateway.storage import Database, migrate  # noqa: PLC0415  # only this command
+
+    database = Database.open(settings.storage.database_url.get_secret_value())
+    try:
+        if command == "upgrade":
+            await migrate.upgrade(database)
+        current = await migrate.current_revision(database)
+        print(f"schema revision {current or 'none'} (this version needs {migrate.head_revision()})")
+        return 0 if command == "upgrade" or current == migrate.head_revision() else 1
+    finally:
+        await database.close()
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     args = _parser().parse_args(argv)
     env = os.environ if environ is None else environ
@@ -165,6 +209,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "check-config":
         print(json.dumps(settings.masked(), indent=2))
         return 0
+    if args.command == "keys":
+        return _keys(args.keys_command, settings)
+    if args.command == "db":
+        return asyncio.run(_db(args.db_command, settings))
     configure_logging(settings.log)
     return _run(settings)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -30,10 +31,12 @@ class RateLimiter(Protocol):
 class MemoryRateLimiter:
     """Buckets in this process, at most ``max_keys`` of them (least recently used go)."""
 
-    def __init__(self, max_keys: int = 100_000, clock: type[time.monotonic] | None = None) -> None:
+    def __init__(
+        self, max_keys: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._max_keys = max_keys
-        self._clock = clock or time.monotonic
+        self._clock = clock
 
     async def acquire(self, key: str, limit: Limit, cost: float = 1.0) -> float:
         return self.acquire_now(key, limit, cost)

@@ -53,7 +53,7 @@ def thumbprint(public_key: Ed25519PublicKey) -> str:
 def _load(path: Path) -> SigningKey:
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path}: not an Ed25519 private key")
+        raise TypeError(f"{path}: not an Ed25519 private key")
     created = int(path.stem.removeprefix("key-")) / 1e6
     return SigningKey(kid=thumbprint(key.public_key()), private_key=key, created_at=created)
 
@@ -72,7 +72,9 @@ def rotate(directory: Path) -> SigningKey:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
         handle.write(pem)
-    return SigningKey(kid=thumbprint(key.public_key()), private_key=key, created_at=created_us / 1e6)
+    return SigningKey(
+        kid=thumbprint(key.public_key()), private_key=key, created_at=created_us / 1e6
+    )
 
 
 class KeyRing:
@@ -99,7 +101,9 @@ class KeyRing:
         if names == self._seen:
             return False
         if not names:
-            raise FileNotFoundError(f"no signing keys in {self.directory}: run `gateway keys rotate`")
+            raise FileNotFoundError(
+                f"no signing keys in {self.directory}: run `gateway keys rotate`"
+            )
         keys = [_load(self.directory / name) for name in names[-self.keep :]]
         self._keys = list(reversed(keys))  # newest first
         self._seen = names

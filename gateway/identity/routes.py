@@ -37,9 +37,7 @@ routes = web.RouteTableDef()
 
 
 def rfc3339(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace(
-        "+00:00", "Z"
-    )
+    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class _Model(BaseModel):
@@ -175,8 +173,10 @@ async def session(request: web.Request) -> web.Response:
 
 
 @routes.post("/auth/logout")
-@operation(summary="End the session: its token stops working everywhere", tag="identity",
-           parameters=(_BEARER,), responses={204: "Logged out", 401: "No valid session"})  # fmt: skip
+@operation(
+    summary="End the session: its token stops working everywhere", tag="identity",
+    parameters=(_BEARER,), responses={204: "Logged out", 401: "No valid session"},
+)  # fmt: skip
 async def logout(request: web.Request) -> web.Response:
     token = request_token(request)
     if token is None:
@@ -222,7 +222,7 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
             try:
                 if await asyncio.to_thread(keys.reload):
                     log.info("signing keys reloaded", current_kid=keys.current.kid)
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, TypeError) as exc:
                 log.error("signing keys reload failed", error=str(exc))  # noqa: TRY400
 
     async def purge() -> None:
@@ -230,7 +230,7 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.sleep(60)
             try:
                 await store.purge(now=time.time())
-            except Exception:  # noqa: BLE001  # a failed purge retries next minute
+            except Exception:  # a failed purge retries next minute
                 log.warning("identity purge failed", exc_info=True)
 
     tasks = [asyncio.create_task(reload_keys(), name="keys-reload"),

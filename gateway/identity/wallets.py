@@ -8,7 +8,9 @@ deploys the wallet in that call's sandbox, asks it, and returns one byte.
 
 from __future__ import annotations
 
-from eth_abi import encode
+from typing import Any
+
+from eth_abi.abi import encode
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, Web3Exception
 
@@ -27,7 +29,7 @@ def is_erc6492(signature: bytes) -> bool:
 class ContractWallets:
     """Asks the chain whether a contract account accepts a signature."""
 
-    def __init__(self, w3: AsyncWeb3) -> None:
+    def __init__(self, w3: AsyncWeb3[Any]) -> None:
         self._w3 = w3
         self._validator_code = bytes.fromhex(
             load_artifact("ValidateSigOffchain")["bytecode"].removeprefix("0x")
@@ -52,9 +54,7 @@ class ContractWallets:
             raise UpstreamError(detail=f"isValidSignature call failed: {exc}") from exc
         return len(result) >= 4 and bytes(result[:4]) == ERC1271_MAGIC
 
-    async def is_valid_universal(
-        self, address: str, message_hash: bytes, signature: bytes
-    ) -> bool:
+    async def is_valid_universal(self, address: str, message_hash: bytes, signature: bytes) -> bool:
         """EIP-6492 off-chain validation (covers counterfactual, deployed and EOA signers)."""
         arguments = encode(
             ["address", "bytes32", "bytes"],

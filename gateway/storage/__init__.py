@@ -1,5 +1,6 @@
 """Storage: one SQLAlchemy (async) engine over SQLite by default, PostgreSQL by URL."""
 
+from gateway.storage import migrate
 from gateway.storage.database import (
     STORAGE,
     Database,
@@ -13,6 +14,7 @@ __all__ = [
     "STORAGE",
     "Database",
     "SchemaOutOfDate",
+    "migrate",
     "sqlalchemy_url",
     "storage_ctx",
     "storage_errors",

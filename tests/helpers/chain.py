@@ -21,7 +21,9 @@ def wait_receipt(chain: DevChain, tx_hash: str, timeout_s: float = 10) -> dict:
     raise TimeoutError(tx_hash)
 
 
-def deploy(chain: DevChain, name: str, types: list[str] | None = None, args: list | None = None) -> str:
+def deploy(
+    chain: DevChain, name: str, types: list[str] | None = None, args: list | None = None
+) -> str:
     """Deploy contract ``name`` with constructor ``args``; returns its address."""
     bytecode = load_artifact(name)["bytecode"]
     data = bytecode + (encode(types, args).hex() if types else "")
@@ -37,5 +39,8 @@ def call(chain: DevChain, to: str, data: bytes) -> bytes:
 
 
 def transact(chain: DevChain, to: str, data: bytes) -> dict:
-    tx = chain.rpc("eth_sendTransaction", [{"from": chain.accounts[0].address, "to": to, "data": "0x" + data.hex()}])
+    tx = chain.rpc(
+        "eth_sendTransaction",
+        [{"from": chain.accounts[0].address, "to": to, "data": "0x" + data.hex()}],
+    )
     return wait_receipt(chain, str(tx))

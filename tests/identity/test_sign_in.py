@@ -62,7 +62,9 @@ async def test_token_claims_and_jwks(client, flow, wallet):
     header = jwt.get_unverified_header(signed_in["token"])
     assert header["alg"] == "EdDSA"
     key = next(k for k in jwks["keys"] if k["kid"] == header["kid"])
-    claims = jwt.decode(signed_in["token"], jwt.PyJWK(key).key, algorithms=["EdDSA"], audience="gateway")
+    claims = jwt.decode(
+        signed_in["token"], jwt.PyJWK(key).key, algorithms=["EdDSA"], audience="gateway"
+    )
     assert claims["sub"] == f"eip155:31337:{wallet.address}"
     assert {"iat", "exp", "jti", "iss"} <= set(claims)
     assert "d" not in key  # only public material
@@ -100,9 +102,13 @@ async def test_tampered_token_is_rejected(client, flow, wallet):
     token = (await flow.sign_in(wallet))["token"]
     head, payload, signature = token.split(".")
     forged = jwt.utils.base64url_encode(
-        jwt.utils.base64url_decode(payload).replace(wallet.address.encode(), Account.create().address.encode())
+        jwt.utils.base64url_decode(payload).replace(
+            wallet.address.encode(), Account.create().address.encode()
+        )
     ).decode()
-    response = await client.get("/auth/session", headers={"Authorization": f"Bearer {head}.{forged}.{signature}"})
+    response = await client.get(
+        "/auth/session", headers={"Authorization": f"Bearer {head}.{forged}.{signature}"}
+    )
     assert response.status == 401
 
 
@@ -183,10 +189,14 @@ async def test_high_s_and_short_signatures(client, flow, wallet):
     text = make_message(wallet.address, nonce)
     raw = bytes.fromhex(personal_sign(wallet, text)[2:])
     s = int.from_bytes(raw[32:64], "big")
-    malleable = raw[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes((27 + ((raw[64] - 27) ^ 1),))
-    for signature, code in [("0x" + malleable.hex(), "siwe.signature.malformed"),
-                            ("0x" + raw[:64].hex(), "siwe.signature.malformed"),
-                            ("0x", "siwe.signature.malformed")]:
+    malleable = (
+        raw[:32] + (SECP256K1_N - s).to_bytes(32, "big") + bytes((27 + ((raw[64] - 27) ^ 1),))
+    )
+    for signature, code in [
+        ("0x" + malleable.hex(), "siwe.signature.malformed"),
+        ("0x" + raw[:64].hex(), "siwe.signature.malformed"),
+        ("0x", "siwe.signature.malformed"),
+    ]:
         response = await flow.verify(text, signature)
         assert response.status == 400
         assert (await response.json())["error"]["code"] == code
@@ -198,14 +208,44 @@ async def test_high_s_and_short_signatures(client, flow, wallet):
     [
         (b"{not json", "application/json", 400, "request.malformed_json"),
         (b'{"message": "x"}', "application/json", 422, "request.invalid_params"),
-        (b'{"message": "x", "signature": "0xzz"}', "application/json", 422, "request.invalid_params"),
-        (b'{"message": "x", "signature": "0x", "extra": 1}', "application/json", 422, "request.invalid_params"),
+        (
+            b'{"message": "x", "signature": "0xzz"}',
+            "application/json",
+            422,
+            "request.invalid_params",
+        ),
+        (
+            b'{"message": "x", "signature": "0x", "extra": 1}',
+            "application/json",
+            422,
+            "request.invalid_params",
+        ),
         (b"[]", "application/json", 422, "request.invalid_params"),
         (b"[" * 5000 + b"]" * 5000, "application/json", 400, "request.malformed_json"),
-        (b'{"message": "x", "signature": "0x"}', "text/plain", 415, "request.unsupported_media_type"),
-        (b'{"message": "' + b"a" * 2_000_000 + b'", "signature": "0x"}', "application/json", 413, "request.too_large"),
-        (b'{"message": "not siwe", "signature": "0x00"}', "application/json", 400, "siwe.malformed.header"),
-        ('{"message": "ünïcödé wants you", "signature": "0x00"}'.encode(), "application/json", 400, "siwe.malformed.header"),
+        (
+            b'{"message": "x", "signature": "0x"}',
+            "text/plain",
+            415,
+            "request.unsupported_media_type",
+        ),
+        (
+            b'{"message": "' + b"a" * 2_000_000 + b'", "signature": "0x"}',
+            "application/json",
+            413,
+            "request.too_large",
+        ),
+        (
+            b'{"message": "not siwe", "signature": "0x00"}',
+            "application/json",
+            400,
+            "siwe.malformed.header",
+        ),
+        (
+            '{"message": "ünïcödé wants you", "signature": "0x00"}'.encode(),
+            "application/json",
+            400,
+            "siwe.malformed.header",
+        ),
     ],
 )
 async def test_hostile_bodies(client, body, content_type, status, code):
@@ -219,7 +259,9 @@ async def test_hostile_bodies(client, body, content_type, status, code):
     assert await _rows(client, siwe_nonces) == []
 
 
-async def test_fifty_parallel_verifies_give_one_session(aiohttp_client, anvil, make_settings, auth_env, wallet):
+async def test_fifty_parallel_verifies_give_one_session(
+    aiohttp_client, anvil, make_settings, auth_env, wallet
+):
     from gateway.app import create_app
     from tests.identity.conftest import SignInFlow
 
@@ -239,9 +281,13 @@ async def test_fifty_parallel_verifies_give_one_session(aiohttp_client, anvil, m
 async def test_outstanding_nonces_are_capped(aiohttp_client, anvil, make_settings, auth_env):
     from gateway.app import create_app
 
-    settings = make_settings(upstreams=[anvil.url], GATEWAY_IDENTITY__MAX_OUTSTANDING_NONCES="3",
-                             GATEWAY_IDENTITY__NONCE_RATE_PER_MINUTE="1000",
-                             GATEWAY_IDENTITY__RATE_BURST="100", **auth_env)
+    settings = make_settings(
+        upstreams=[anvil.url],
+        GATEWAY_IDENTITY__MAX_OUTSTANDING_NONCES="3",
+        GATEWAY_IDENTITY__NONCE_RATE_PER_MINUTE="1000",
+        GATEWAY_IDENTITY__RATE_BURST="100",
+        **auth_env,
+    )
     client = await aiohttp_client(create_app(settings))
     for _ in range(3):
         assert (await client.get("/auth/nonce")).status == 200
@@ -255,8 +301,12 @@ async def test_outstanding_nonces_are_capped(aiohttp_client, anvil, make_setting
 async def test_nonce_and_verify_are_rate_limited(aiohttp_client, anvil, make_settings, auth_env):
     from gateway.app import create_app
 
-    settings = make_settings(upstreams=[anvil.url], GATEWAY_IDENTITY__RATE_BURST="2",
-                             GATEWAY_IDENTITY__NONCE_RATE_PER_MINUTE="6", **auth_env)
+    settings = make_settings(
+        upstreams=[anvil.url],
+        GATEWAY_IDENTITY__RATE_BURST="2",
+        GATEWAY_IDENTITY__NONCE_RATE_PER_MINUTE="6",
+        **auth_env,
+    )
     client = await aiohttp_client(create_app(settings))
     statuses = [(await client.get("/auth/nonce")).status for _ in range(4)]
     assert statuses == [200, 200, 429, 429]

@@ -1,8 +1,7 @@
 """EIP-4361 parsing, formatting and EOA verification: every field, every rule."""
 
-from datetime import UTC, datetime
-
 import contextlib
+from datetime import UTC, datetime
 
 import pytest
 from eth_account import Account
