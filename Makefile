@@ -25,8 +25,8 @@ dev: setup
 	$(BIN)/gateway dev
 
 lint: setup
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway tests bench examples
+	$(BIN)/ruff format --check gateway tests bench examples
 	$(BIN)/mypy
 
 test: lint

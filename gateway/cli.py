@@ -136,6 +136,9 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                 "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
                 "GATEWAY_IDENTITY__KEYS_DIR": str(state / "keys"),
                 "GATEWAY_IDENTITY__COOKIE_SECURE": "false",  # plain http on loopback
+                "GATEWAY_SIWE_DOMAINS": environ.get(
+                    "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{args.port},localhost:{args.port}"
+                ),
             })  # fmt: skip
             configure_logging(settings.log)
             _print_banner(chain, settings)
