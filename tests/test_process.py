@@ -77,10 +77,15 @@ def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
         example = Path(__file__).resolve().parents[1] / "examples" / "sign_in.py"
         signed_in = subprocess.run(
             [sys.executable, str(example), f"http://127.0.0.1:{port}"],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert signed_in.returncode == 0, signed_in.stderr
-        assert json.loads(signed_in.stdout)["address"] == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        assert (
+            json.loads(signed_in.stdout)["address"] == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        )
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
     finally:
