@@ -12,7 +12,7 @@ from gateway.chain.web3 import web3_ctx
 from gateway.config import SETTINGS, Settings
 from gateway.error_middleware import error_middleware
 from gateway.identity import routes as identity
-from gateway.rpc import upstream_ctx
+from gateway.rpc.context import upstream_ctx
 from gateway.storage import storage_ctx
 from gateway.telemetry import SPAN_EXPORTERS, observe_middleware, telemetry_ctx
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from gateway.errors import SettingsError
+from gateway.rpc.policy import DEFAULT_ALLOW, DEFAULT_DENY
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console", "auto"]
@@ -77,6 +78,42 @@ class UpstreamSettings(_Section):
 class UpstreamPoolSettings(_Section):
     readiness_timeout_s: PositiveFloat = 2.0
     max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
+
+
+class RpcTierSettings(_Section):
+    """Method policy and rate limit of one caller tier."""
+
+    allow: tuple[str, ...] = DEFAULT_ALLOW
+    deny: tuple[str, ...] = DEFAULT_DENY
+    rate_per_s: PositiveFloat = 50.0
+    burst: PositiveFloat = 100.0
+
+
+class RpcSettings(_Section):
+    """The JSON-RPC gateway: batches, failover, heads, cache, eth_getLogs, limits."""
+
+    max_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
+    max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    health_interval_s: PositiveFloat = 2.0
+    health_timeout_s: PositiveFloat = 2.0
+    max_lag_blocks: Annotated[int, Field(ge=0)] = 5
+    breaker_threshold: Annotated[int, Field(ge=1)] = 5
+    breaker_cooldown_s: PositiveFloat = 10.0
+    cache_enabled: bool = True
+    cache_max_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    logs_chunk_blocks: Annotated[int, Field(ge=1)] = 2_000
+    logs_max_range: Annotated[int, Field(ge=1)] = 50_000
+    logs_concurrency: Annotated[int, Field(ge=1, le=64)] = 4
+    # Request units per call; a batch costs the sum of its calls.
+    method_weights: dict[str, PositiveFloat] = Field(
+        default_factory=lambda: {"eth_getLogs": 5.0, "eth_call": 2.0, "eth_estimateGas": 2.0}
+    )
+    anonymous: RpcTierSettings = RpcTierSettings()
+    signed_in: RpcTierSettings = RpcTierSettings(rate_per_s=200.0, burst=400.0)
+    ws_max_subscriptions: Annotated[int, Field(ge=1)] = 50
+    ws_max_connections_per_caller: Annotated[int, Field(ge=1)] = 20
+    ws_send_queue: Annotated[int, Field(ge=1)] = 256
+    ws_heartbeat_s: PositiveFloat = 30.0
 
 
 class StorageSettings(_Section):
@@ -156,6 +193,7 @@ class Settings(_Section):
     chain_id: Annotated[int, Field(ge=1)] | None = None
     upstreams: tuple[UpstreamSettings, ...] = ()
     upstream_pool: UpstreamPoolSettings = UpstreamPoolSettings()
+    rpc: RpcSettings = RpcSettings()
     storage: StorageSettings = StorageSettings()
     log: LogSettings = LogSettings()
     tracing: TracingSettings = TracingSettings()

@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
 from gateway.openapi import operation
-from gateway.rpc import UPSTREAMS, check_upstream
+from gateway.rpc.context import POOL
+from gateway.rpc.upstream import check_upstream
 from gateway.storage import STORAGE
 from gateway.telemetry import metrics_handler
 
@@ -57,7 +58,7 @@ async def healthz(_request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     timeout_s = settings.upstream_pool.readiness_timeout_s
-    upstreams = request.config_dict[UPSTREAMS]
+    upstreams = request.config_dict[POOL].upstreams
 
     async def storage_check() -> str:
         try:

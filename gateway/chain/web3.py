@@ -8,7 +8,7 @@ import aiohttp
 from aiohttp import web
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from gateway.rpc import UPSTREAM_SESSION, UPSTREAMS
+from gateway.rpc.context import POOL, UPSTREAM_SESSION
 
 WEB3 = web.AppKey("web3", AsyncWeb3)
 
@@ -16,7 +16,7 @@ WEB3 = web.AppKey("web3", AsyncWeb3)
 async def web3_ctx(app: web.Application) -> AsyncIterator[None]:
     """AsyncWeb3 on the first configured upstream, sharing the upstream connection pool
     (one pool per process). Without upstreams there is no chain work to do."""
-    upstreams = app[UPSTREAMS]
+    upstreams = app[POOL].upstreams
     if upstreams:
         timeout = aiohttp.ClientTimeout(total=upstreams[0].settings.timeout_s)
         provider = AsyncHTTPProvider(upstreams[0].url, request_kwargs={"timeout": timeout})

@@ -1,9 +1,16 @@
-"""One upstream Ethereum node over HTTP JSON-RPC; foreign errors become UpstreamError here."""
+"""One upstream Ethereum node over HTTP JSON-RPC; foreign errors become UpstreamError here.
+
+An Upstream also keeps what the pool routes by: its head (latest, safe, finalized), its
+circuit breaker and its recent latency.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+from collections import deque
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -13,46 +20,152 @@ from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
 
 
+class UpstreamFailed(UpstreamError):
+    """A forward that failed; ``received`` says whether the node may have got the request
+    (False only when the connection was never made), which decides if a write may retry."""
+
+    def __init__(self, detail: str, *, received: bool) -> None:
+        super().__init__(detail=detail)
+        self.received = received
+
+
+class UpstreamTimedOut(UpstreamTimeout):
+    received = True
+
+
+@dataclass(slots=True)
+class Head:
+    latest: int = -1
+    latest_hash: str = ""
+    parent_hash: str = ""
+    safe: int = -1
+    finalized: int = -1
+    updated_at: float = 0.0
+
+
+class Breaker:
+    """Consecutive failures open it for ``cooldown_s``; then one trial call may pass
+    (half-open): a success closes it, a failure opens it again."""
+
+    CLOSED, HALF_OPEN, OPEN = 0, 1, 2
+
+    def __init__(self, threshold: int, cooldown_s: float) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.failures = 0
+        self.opened_at = 0.0
+        self.state = Breaker.CLOSED
+        self._trial_out = False
+
+    def allows(self, now: float) -> bool:
+        if self.state == Breaker.CLOSED:
+            return True
+        if self.state == Breaker.OPEN and now - self.opened_at >= self.cooldown_s:
+            self.state = Breaker.HALF_OPEN
+            self._trial_out = False
+        if self.state == Breaker.HALF_OPEN and not self._trial_out:
+            self._trial_out = True
+            return True
+        return False
+
+    def success(self) -> int | None:
+        """Record a success; returns the new state when it changed."""
+        self.failures = 0
+        if self.state != Breaker.CLOSED:
+            self.state = Breaker.CLOSED
+            return self.state
+        return None
+
+    def failure(self, now: float) -> int | None:
+        self.failures += 1
+        if self.state == Breaker.HALF_OPEN or (
+            self.state == Breaker.CLOSED and self.failures >= self.threshold
+        ):
+            self.state = Breaker.OPEN
+            self.opened_at = now
+            return self.state
+        return None
+
+
 class Upstream:
     """A node the gateway forwards to. Owns no session: the app's pool is shared."""
 
-    def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, settings: UpstreamSettings, session: aiohttp.ClientSession, *,
+        breaker_threshold: int = 5, breaker_cooldown_s: float = 10.0,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.name = settings.name
         self.url = settings.url
+        self.weight = settings.weight
         self._session = session
         self._ids = itertools.count(1)
         self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+        self.head = Head()
+        self.healthy = False
+        self.chain_ok = True
+        self.breaker = Breaker(breaker_threshold, breaker_cooldown_s)
+        self.latencies: deque[float] = deque(maxlen=200)
 
-    async def call(
-        self, method: str, params: list[Any] | None = None, *, timeout_s: float | None = None
-    ) -> Any:  # noqa: ANN401  # JSON result
-        """Send one JSON-RPC call; returns its ``result`` or raises UpstreamError."""
+    def p95_s(self) -> float | None:
+        if len(self.latencies) < 20:
+            return None
+        ordered = sorted(self.latencies)
+        return ordered[int(len(ordered) * 0.95) - 1]
+
+    async def forward(self, body: bytes, *, timeout_s: float | None = None) -> bytes:
+        """POST a JSON-RPC body as is; returns the reply's bytes (HTTP 200 only)."""
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                self.url, data=body, timeout=timeout,
+                headers={"Content-Type": "application/json"},
+            ) as response:  # fmt: skip
+                reply = await response.read()
+                if response.status != 200:
+                    raise UpstreamFailed(f"{self.name}: HTTP {response.status}", received=True)
+        except TimeoutError as exc:
+            raise UpstreamTimedOut(detail=f"{self.name}: timed out") from exc
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+            raise UpstreamFailed(f"{self.name}: {exc}", received=False) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamFailed(f"{self.name}: {type(exc).__name__}: {exc}", received=True) from exc
+        self.latencies.append(time.perf_counter() - started)
+        return reply
+
+    async def call(self, method: str, params: list[Any] | None = None,
+                   *, timeout_s: float | None = None) -> Any:  # noqa: ANN401  # JSON result
+        """Send one JSON-RPC call of the gateway's own; returns ``result`` or raises."""
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
         )
-        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
-        try:
-            async with self._session.post(
-                self.url, data=payload, timeout=timeout,
-                headers={"Content-Type": "application/json"},
-            ) as response:  # fmt: skip
-                body = await response.read()
-                if response.status >= 400:
-                    raise UpstreamError(detail=f"{self.name}: HTTP {response.status}")
-        except TimeoutError as exc:
-            raise UpstreamTimeout(detail=f"{self.name}: {method} timed out") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamError(detail=f"{self.name}: {type(exc).__name__}: {exc}") from exc
-        try:
-            reply = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError(detail=f"{self.name}: reply is not JSON") from exc
-        if not isinstance(reply, dict):
-            raise UpstreamError(detail=f"{self.name}: reply is not a JSON-RPC object")
+        reply = decode_reply(self.name, await self.forward(payload, timeout_s=timeout_s))
         if "error" in reply:
             raise UpstreamError(detail=f"{self.name}: {method} failed: {reply['error']}")
         return reply.get("result")
+
+    async def batch(self, calls: list[tuple[str, list[Any]]], *,
+                    timeout_s: float | None = None) -> list[Any]:  # fmt: skip
+        """Several calls of the gateway's own in one request; results in call order."""
+        payload = orjson.dumps([
+            {"jsonrpc": "2.0", "id": index, "method": method, "params": params}
+            for index, (method, params) in enumerate(calls)
+        ])  # fmt: skip
+        try:
+            replies = orjson.loads(await self.forward(payload, timeout_s=timeout_s))
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError(detail=f"{self.name}: reply is not JSON") from exc
+        if not isinstance(replies, list):
+            raise UpstreamError(detail=f"{self.name}: batch reply is not an array")
+        by_id = {reply.get("id"): reply for reply in replies if isinstance(reply, dict)}
+        results = []
+        for index, (method, _) in enumerate(calls):
+            reply = by_id.get(index)
+            if reply is None or "error" in reply:
+                raise UpstreamError(detail=f"{self.name}: {method} failed in batch")
+            results.append(reply.get("result"))
+        return results
 
     async def chain_id(self, *, timeout_s: float | None = None) -> int:
         result = await self.call("eth_chainId", timeout_s=timeout_s)
@@ -60,6 +173,16 @@ class Upstream:
             return int(result, 16)
         except (TypeError, ValueError) as exc:
             raise UpstreamError(detail=f"{self.name}: eth_chainId gave {result!r}") from exc
+
+
+def decode_reply(name: str, reply: bytes) -> dict[str, Any]:
+    try:
+        decoded = orjson.loads(reply)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFailed(f"{name}: reply is not JSON", received=True) from exc
+    if not isinstance(decoded, dict) or ("result" not in decoded and "error" not in decoded):
+        raise UpstreamFailed(f"{name}: reply is not a JSON-RPC response", received=True)
+    return decoded
 
 
 async def check_upstream(upstream: Upstream, *, chain_id: int | None, timeout_s: float) -> str:

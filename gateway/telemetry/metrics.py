@@ -50,6 +50,48 @@ class Metrics:
             "gateway_upstream_up", "1 when the upstream node answered its last check.",
             ["upstream"], registry=r,
         )  # fmt: skip
+        self.upstream_head_block = Gauge(
+            "gateway_upstream_head_block", "Block number of the node's latest/safe/finalized.",
+            ["upstream", "tag"], registry=r,
+        )  # fmt: skip
+        self.upstream_lag_blocks = Gauge(
+            "gateway_upstream_lag_blocks", "Blocks the node's head is behind the best head.",
+            ["upstream"], registry=r,
+        )  # fmt: skip
+        self.upstream_breaker_state = Gauge(
+            "gateway_upstream_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["upstream"], registry=r,
+        )  # fmt: skip
+        # --- JSON-RPC
+        self.rpc_requests = Counter(
+            "gateway_rpc_requests", "JSON-RPC calls, by method (known ones), tier and outcome.",
+            ["method", "tier", "outcome"], registry=r,
+        )  # fmt: skip
+        self.rpc_upstream_requests = Counter(
+            "gateway_rpc_upstream_requests", "Calls sent to upstream nodes, by outcome.",
+            ["upstream", "method", "outcome"], registry=r,
+        )  # fmt: skip
+        self.rpc_upstream_duration = Histogram(
+            "gateway_rpc_upstream_duration_seconds", "Upstream call latency.",
+            ["upstream"], buckets=LATENCY_BUCKETS_S, registry=r,
+        )  # fmt: skip
+        self.rpc_failovers = Counter(
+            "gateway_rpc_failovers", "Calls moved to another node after this one failed.",
+            ["upstream"], registry=r,
+        )  # fmt: skip
+        self.rpc_cache_requests = Counter(
+            "gateway_rpc_cache_requests", "Cacheable calls, by hit or miss.", ["result"],
+            registry=r,
+        )  # fmt: skip
+        self.rpc_cache_bytes = Gauge(
+            "gateway_rpc_cache_bytes", "Bytes held by the response cache.", registry=r
+        )
+        self.ws_connections = Gauge(
+            "gateway_ws_connections", "Open JSON-RPC WebSocket connections.", registry=r
+        )
+        self.ws_subscriptions = Gauge(
+            "gateway_ws_subscriptions", "Client subscriptions, by type.", ["type"], registry=r
+        )
         # --- identity
         self.auth_attempts = Counter(
             "gateway_auth_attempts", "Sign-in verifications, by outcome (ok or why not).",

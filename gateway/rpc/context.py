@@ -1,0 +1,54 @@
+"""The upstream resources of an app: one HTTP session, the nodes, their pool and the cache."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+from gateway.config import SETTINGS
+from gateway.rpc.cache import MemoryCache
+from gateway.rpc.pool import NewHead, UpstreamPool
+from gateway.rpc.upstream import Upstream
+from gateway.telemetry import TELEMETRY
+
+UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
+POOL = web.AppKey("pool", UpstreamPool)
+CACHE = web.AppKey("cache", MemoryCache)
+
+
+async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client session (one connection pool) for every node, traced and propagating
+    ``traceparent``; the pool checks chain ids and starts tracking heads."""
+    settings = app[SETTINGS]
+    telemetry = app[TELEMETRY]
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_pool.max_connections, ttl_dns_cache=300
+    )
+    trace_config = create_trace_config(tracer_provider=telemetry.tracer_provider)
+    async with aiohttp.ClientSession(connector=connector, trace_configs=[trace_config]) as session:
+        upstreams = [
+            Upstream(config, session, breaker_threshold=settings.rpc.breaker_threshold,
+                     breaker_cooldown_s=settings.rpc.breaker_cooldown_s)
+            for config in settings.upstreams
+        ]  # fmt: skip
+        pool = UpstreamPool(upstreams, settings.rpc, chain_id=settings.chain_id,
+                            metrics=telemetry.metrics)  # fmt: skip
+        cache = MemoryCache(settings.rpc.cache_max_bytes)
+
+        def invalidate(head: NewHead) -> None:
+            if head.reorg_from is not None:
+                cache.invalidate_from(0)
+            telemetry.metrics.rpc_cache_bytes.set(cache.size)
+
+        pool.on_head(invalidate)
+        app[UPSTREAM_SESSION] = session
+        app[POOL] = pool
+        app[CACHE] = cache
+        await pool.start()
+        try:
+            yield
+        finally:
+            await pool.stop()

@@ -1,0 +1,277 @@
+"""The upstream pool: which node answers, failover, head tracking and the served tip.
+
+- Routing: healthy nodes on the right chain whose breaker allows, not lagging more than
+  ``max_lag_blocks`` behind the best head, in weighted random order.
+- Failover: a failed idempotent read moves to the next node, at most ``max_attempts``
+  nodes; ``eth_sendRawTransaction`` moves on only when the first node never got it.
+- Heads: every ``health_interval_s`` each node reports latest/safe/finalized; a new head
+  whose parent is not the head we knew is a reorg, and the pool's listeners hear of both.
+- The served tip never goes backwards: ``latest`` reads go to nodes at or past the highest
+  block the gateway has answered with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from gateway.config import RpcSettings
+from gateway.errors import UpstreamError
+from gateway.rpc.upstream import Breaker, Upstream, UpstreamFailed
+from gateway.telemetry import Metrics
+
+log = structlog.get_logger("gateway.rpc.pool")
+
+_BREAKER_NAMES = {Breaker.CLOSED: "closed", Breaker.HALF_OPEN: "half_open", Breaker.OPEN: "open"}
+NON_IDEMPOTENT = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+
+
+@dataclass(frozen=True, slots=True)
+class NewHead:
+    number: int
+    hash: str
+    parent_hash: str
+    reorg_from: int | None  # the first height whose block changed, on a reorg
+    block: dict[str, Any]
+
+
+HeadListener = Callable[[NewHead], Awaitable[None] | None]
+
+
+class NoUpstream(UpstreamError):
+    code = "upstream.unavailable"
+    default_message = "no upstream node is available"
+
+
+def _hex(value: Any) -> int:  # noqa: ANN401  # a JSON quantity
+    return int(value, 16) if isinstance(value, str) else -1
+
+
+class UpstreamPool:
+    def __init__(
+        self, upstreams: list[Upstream], settings: RpcSettings, *, chain_id: int | None,
+        metrics: Metrics,
+    ) -> None:  # fmt: skip
+        self.upstreams = upstreams
+        self.settings = settings
+        self.chain_id = chain_id
+        self.metrics = metrics
+        self.served_tip = -1
+        self.head: NewHead | None = None  # the best head across nodes
+        self._listeners: list[HeadListener] = []
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check every node's chain id (a node on another chain is refused for good), take a
+        first head reading, then keep polling in the background."""
+        await asyncio.gather(*(self._admit(upstream) for upstream in self.upstreams))
+        await self.poll_heads()
+        self._task = asyncio.create_task(self._poll_forever(), name="upstream-heads")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _admit(self, upstream: Upstream) -> None:
+        try:
+            actual = await upstream.chain_id(timeout_s=self.settings.health_timeout_s)
+        except UpstreamError as exc:
+            log.warning("upstream unreachable at start", upstream=upstream.name, detail=exc.detail)
+            return
+        if self.chain_id is not None and actual != self.chain_id:
+            upstream.chain_ok = False
+            log.error("upstream refused: wrong chain", upstream=upstream.name,
+                      chain_id=actual, expected=self.chain_id)  # fmt: skip
+            return
+        if self.chain_id is None:
+            self.chain_id = actual
+
+    def on_head(self, listener: HeadListener) -> None:
+        self._listeners.append(listener)
+
+    # --- heads ----------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.health_interval_s)
+            try:
+                await self.poll_heads()
+            except Exception:  # noqa: BLE001  # the poller must outlive any one failure
+                log.exception("head poll failed")
+
+    async def poll_heads(self) -> None:
+        candidates = [u for u in self.upstreams if u.chain_ok]
+        blocks = await asyncio.gather(*(self._read_head(u) for u in candidates))
+        best: dict[str, Any] | None = None
+        for block in blocks:
+            if block is not None and (best is None or _hex(block["number"]) > _hex(best["number"])):
+                best = block
+        self._update_lag()
+        if best is not None:
+            await self._advance(best)
+
+    async def _read_head(self, upstream: Upstream) -> dict[str, Any] | None:
+        try:
+            latest, safe, finalized = await upstream.batch(
+                [("eth_getBlockByNumber", ["latest", False]),
+                 ("eth_getBlockByNumber", ["safe", False]),
+                 ("eth_getBlockByNumber", ["finalized", False])],
+                timeout_s=self.settings.health_timeout_s,
+            )  # fmt: skip
+        except UpstreamError as exc:
+            self._set_health(upstream, healthy=False, detail=exc.detail)
+            return None
+        if not isinstance(latest, dict):
+            self._set_health(upstream, healthy=False, detail="no latest block")
+            return None
+        head = upstream.head
+        head.latest = _hex(latest.get("number"))
+        head.latest_hash = str(latest.get("hash"))
+        head.parent_hash = str(latest.get("parentHash"))
+        head.safe = _hex(safe.get("number")) if isinstance(safe, dict) else -1
+        head.finalized = _hex(finalized.get("number")) if isinstance(finalized, dict) else -1
+        head.updated_at = time.monotonic()
+        self._set_health(upstream, healthy=True)
+        labels = self.metrics.upstream_head_block
+        labels.labels(upstream.name, "latest").set(head.latest)
+        labels.labels(upstream.name, "safe").set(head.safe)
+        labels.labels(upstream.name, "finalized").set(head.finalized)
+        return latest
+
+    def _set_health(self, upstream: Upstream, *, healthy: bool, detail: str = "") -> None:
+        if upstream.healthy != healthy:
+            log.warning("upstream health changed", upstream=upstream.name, healthy=healthy,
+                        detail=detail)  # fmt: skip
+        upstream.healthy = healthy
+        self.metrics.upstream_up.labels(upstream.name).set(1 if healthy else 0)
+
+    def best_latest(self) -> int:
+        return max((u.head.latest for u in self.upstreams if u.healthy and u.chain_ok), default=-1)
+
+    def finalized(self) -> int:
+        """The highest block every healthy node calls finalized (safe to cache below)."""
+        heads = [u.head.finalized for u in self.upstreams if u.healthy and u.chain_ok]
+        return max(heads) if heads else -1
+
+    def _update_lag(self) -> None:
+        best = self.best_latest()
+        for upstream in self.upstreams:
+            if upstream.healthy and best >= 0:
+                self.metrics.upstream_lag_blocks.labels(upstream.name).set(best - upstream.head.latest)
+
+    def lagging(self, upstream: Upstream) -> bool:
+        best = self.best_latest()
+        return best >= 0 and upstream.head.latest < best - self.settings.max_lag_blocks
+
+    async def _advance(self, block: dict[str, Any]) -> None:
+        number, block_hash = _hex(block.get("number")), str(block.get("hash"))
+        parent = str(block.get("parentHash"))
+        previous = self.head
+        if previous is not None and previous.hash == block_hash:
+            return
+        reorg_from: int | None = None
+        if previous is not None:
+            if number <= previous.number:
+                reorg_from = number  # same height or lower with another hash
+            elif number == previous.number + 1 and parent != previous.hash:
+                reorg_from = previous.number
+        self.head = NewHead(number, block_hash, parent, reorg_from, block)
+        if reorg_from is not None:
+            log.warning("reorg", from_block=reorg_from, new_head=number, hash=block_hash)
+            # The tip we served is gone; a shorter canonical chain is the truth now.
+            self.served_tip = min(self.served_tip, number)
+        self.observe_tip(number)
+        for listener in self._listeners:
+            outcome = listener(self.head)
+            if outcome is not None:
+                await outcome
+
+    def observe_tip(self, number: int) -> None:
+        self.served_tip = max(self.served_tip, number)
+
+    # --- routing --------------------------------------------------------------------
+
+    def candidates(self, *, min_head: int = -1) -> list[Upstream]:
+        """Nodes to try, best first: weighted random among the fit ones; then, as a last
+        resort, nodes that are up but lag or sit behind ``min_head``."""
+        now = time.monotonic()
+        fit, behind = [], []
+        for upstream in self.upstreams:
+            if not upstream.chain_ok or not upstream.healthy:
+                continue
+            if self.lagging(upstream) or upstream.head.latest < min_head:
+                behind.append(upstream)
+            else:
+                fit.append(upstream)
+        ordered = _weighted_order(fit) + sorted(behind, key=lambda u: -u.head.latest)
+        return [u for u in ordered if u.breaker.allows(now)] or [
+            u for u in self.upstreams if u.chain_ok and u.breaker.allows(now)
+        ]
+
+    def record(self, upstream: Upstream, *, ok: bool) -> None:
+        now = time.monotonic()
+        change = upstream.breaker.success() if ok else upstream.breaker.failure(now)
+        if change is not None:
+            log.warning("breaker state changed", upstream=upstream.name,
+                        state=_BREAKER_NAMES[change])  # fmt: skip
+            self.metrics.upstream_breaker_state.labels(upstream.name).set(change)
+
+    async def forward(
+        self, body: bytes, *, method: str, min_head: int = -1,
+        attempt_hook: Callable[[Upstream, int], None] | None = None,
+    ) -> tuple[bytes, Upstream]:  # fmt: skip
+        """Send ``body`` to the first node that answers; fail over per the rules above."""
+        idempotent = method not in NON_IDEMPOTENT
+        last_error: UpstreamError | None = None
+        tried = 0
+        for upstream in self.candidates(min_head=min_head):
+            if tried >= self.settings.max_attempts:
+                break
+            tried += 1
+            if attempt_hook is not None:
+                attempt_hook(upstream, tried)
+            started = time.perf_counter()
+            try:
+                reply = await upstream.forward(body)
+            except UpstreamError as exc:
+                self._count(upstream, method, "error", started)
+                self.record(upstream, ok=False)
+                last_error = exc
+                received = getattr(exc, "received", True)
+                if not idempotent and received:
+                    break  # the node may have the transaction: never send it twice
+                log.warning("failover", upstream=upstream.name, method=method, detail=exc.detail)
+                self.metrics.rpc_failovers.labels(upstream.name).inc()
+                continue
+            self._count(upstream, method, "ok", started)
+            self.record(upstream, ok=True)
+            return reply, upstream
+        if last_error is not None:
+            raise last_error
+        raise NoUpstream
+
+    def _count(self, upstream: Upstream, method: str, outcome: str, started: float) -> None:
+        self.metrics.rpc_upstream_requests.labels(upstream.name, method, outcome).inc()
+        self.metrics.rpc_upstream_duration.labels(upstream.name).observe(
+            time.perf_counter() - started
+        )
+
+
+def _weighted_order(upstreams: list[Upstream]) -> list[Upstream]:
+    """Efraimidis-Spirakis weighted shuffle: heavier nodes tend to come first."""
+    keyed = [(random.random() ** (1.0 / u.weight), u) for u in upstreams]  # noqa: S311
+    return [u for _, u in sorted(keyed, key=lambda pair: -pair[0])]
+
+
+__all__ = ["NON_IDEMPOTENT", "NewHead", "NoUpstream", "UpstreamFailed", "UpstreamPool"]
