@@ -12,6 +12,7 @@ from gateway.chain.web3 import web3_ctx
 from gateway.config import SETTINGS, Settings
 from gateway.error_middleware import error_middleware
 from gateway.identity import routes as identity
+from gateway.rpc import routes as rpc
 from gateway.rpc.context import upstream_ctx
 from gateway.storage import storage_ctx
 from gateway.telemetry import SPAN_EXPORTERS, observe_middleware, telemetry_ctx
@@ -36,6 +37,7 @@ def create_app(
     app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(web3_ctx)
     app.cleanup_ctx.append(identity.identity_ctx)
-    for feature in (health, openapi, identity):
+    app.cleanup_ctx.append(rpc.rpc_ctx)
+    for feature in (health, openapi, identity, rpc):
         app.add_routes(feature.routes)
     return app

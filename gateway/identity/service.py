@@ -25,6 +25,7 @@ log = structlog.get_logger("gateway.identity")
 
 _NONCE_ALPHABET = string.ascii_letters + string.digits
 NONCE_LENGTH = 22  # 22 base-62 characters: 130 bits
+REVOCATION_CACHE_S = 5.0
 
 
 class NonceUnknown(SiweError):
@@ -97,6 +98,7 @@ class SignInService:
         self.metrics = metrics
         self.tracer = tracer
         self.gateway_chain_id = gateway_chain_id
+        self._not_revoked: dict[str, float] = {}
 
     async def issue_nonce(self, client: str) -> tuple[str, float]:
         nonce = new_nonce()
@@ -199,6 +201,22 @@ class SignInService:
         if state is not NonceState.CONSUMED:
             raise _NONCE_ERRORS[state]
 
+    async def session_cached(self, token: str) -> Session:
+        """Like ``session`` but remembers that a token was not revoked for a few seconds:
+        the JSON-RPC path checks every request and must not query storage each time. A
+        logout takes effect on this path within ``REVOCATION_CACHE_S``."""
+        session = self.tokens.decode(token)
+        now = time.monotonic()
+        checked = self._not_revoked.get(session.jti)
+        if checked is None or now - checked > REVOCATION_CACHE_S:
+            if await self.store.is_revoked(session.jti):
+                self._not_revoked.pop(session.jti, None)
+                raise RevokedToken
+            if len(self._not_revoked) > 100_000:
+                self._not_revoked.clear()
+            self._not_revoked[session.jti] = now
+        return session
+
     async def session(self, token: str) -> Session:
         session = self.tokens.decode(token)
         if await self.store.is_revoked(session.jti):
@@ -208,5 +226,6 @@ class SignInService:
     async def logout(self, token: str) -> Session:
         session = await self.session(token)
         await self.store.revoke(session.jti, now=time.time(), expires_at=session.expires_at)
+        self._not_revoked.pop(session.jti, None)
         log.info("logout", address=session.address)
         return session

@@ -1,0 +1,109 @@
+"""POST /rpc (JSON-RPC 2.0, single and batch) and GET /rpc (JSON-RPC over WebSocket)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from gateway.config import SETTINGS
+from gateway.errors import Unauthenticated
+from gateway.identity.routes import SIGN_IN, request_token
+from gateway.openapi import Parameter, operation
+from gateway.ratelimit import MemoryRateLimiter
+from gateway.rpc import jsonrpc
+from gateway.rpc.context import CACHE, POOL
+from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
+from gateway.rpc.service import Caller, RpcService
+from gateway.telemetry import TELEMETRY
+from gateway.telemetry.middleware import client_ip
+
+RPC = web.AppKey("rpc", RpcService)
+
+routes = web.RouteTableDef()
+
+_JSON = "application/json"
+
+
+class JsonRpcRequest(BaseModel):
+    """A JSON-RPC 2.0 request object, or an array of them (a batch)."""
+
+    model_config = ConfigDict(extra="allow")
+    jsonrpc: str = "2.0"
+    method: str
+    params: list[object] | dict[str, object] = []
+    id: str | int | None = None
+
+
+class JsonRpcResponse(BaseModel):
+    """A JSON-RPC 2.0 response object (``result`` or ``error``), or an array of them."""
+
+    model_config = ConfigDict(extra="allow")
+    jsonrpc: str = "2.0"
+    id: str | int | None = None
+
+
+async def caller_of(request: web.Request) -> Caller:
+    """Signed-in callers (a valid Bearer token or session cookie) are limited by address,
+    everyone else by client ip."""
+    settings = request.config_dict[SETTINGS]
+    token = request_token(request)
+    if token is not None:
+        session = await request.config_dict[SIGN_IN].session_cached(token)
+        return Caller("signed_in", session.address.lower())
+    ip = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
+    return Caller("anonymous", ip)
+
+
+def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
+
+
+@routes.post("/rpc")
+@operation(
+    summary="JSON-RPC 2.0 to Ethereum (single or batch)", tag="json-rpc",
+    request=JsonRpcRequest,
+    parameters=(Parameter("Authorization", "header", "optional `Bearer <token>`: signed-in tier"),),
+    responses={200: JsonRpcResponse, 204: "A batch of notifications only",
+               401: "Invalid session token", 413: "Body over the size limit",
+               429: "Rate limited (a single call); batches answer -32005 per call"},
+    description="Errors follow JSON-RPC 2.0: -32700 parse error, -32600 invalid request "
+    "(and batch over the limit), -32601 method not allowed, -32005 limit exceeded, "
+    "-32002 upstream failure.",
+)  # fmt: skip
+async def rpc_http(request: web.Request) -> web.StreamResponse:
+    caller = await caller_of(request)
+    service = request.config_dict[RPC]
+    body = await request.read()
+    try:
+        parsed = jsonrpc.parse_body(body, max_batch=service.settings.max_batch)
+    except (RpcParseError, RpcInvalidRequest) as error:
+        return _json(jsonrpc.error_bytes(None, error.rpc_code, error.message))
+    if not parsed.batch and isinstance(parsed.items[0], jsonrpc.Call):
+        call = parsed.items[0]
+        (wait,) = await service.admit([call], caller)
+        if wait > 0:
+            retry = str(max(1, int(-(-wait // 1))))
+            reply = jsonrpc.error_bytes(call.id, jsonrpc.LIMIT_EXCEEDED, "rate limit exceeded",
+                                        {"retryAfterSeconds": round(wait, 3)})  # fmt: skip
+            return _json(reply, status=429, headers={"Retry-After": retry})
+        reply = await service.execute(call, caller)
+        return _json(reply) if not call.notification else web.Response(status=204)
+    replies = await service.run(parsed, caller)
+    if not replies:
+        return web.Response(status=204)
+    return _json(jsonrpc.batch_bytes(replies) if parsed.batch else replies[0])
+
+
+async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    telemetry = app[TELEMETRY]
+    app[RPC] = RpcService(
+        settings.rpc, pool=app[POOL], cache=app[CACHE] if settings.rpc.cache_enabled else None,
+        limiter=MemoryRateLimiter(), metrics=telemetry.metrics, tracer=telemetry.tracer,
+    )  # fmt: skip
+    yield
+
+
+__all__ = ["RPC", "Unauthenticated", "caller_of", "routes", "rpc_ctx"]

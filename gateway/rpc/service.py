@@ -1,0 +1,224 @@
+"""Executing JSON-RPC calls: policy, limits, cache, eth_getLogs chunks, the pool, the tip.
+
+Transport-independent: the HTTP handler and the WebSocket session both call ``execute``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import structlog
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from gateway.config import RpcSettings
+from gateway.errors import GatewayError
+from gateway.ratelimit import Limit, RateLimiter
+from gateway.rpc import jsonrpc, logs
+from gateway.rpc.cache import MemoryCache, Rule, cache_key, cache_rule, result_height
+from gateway.rpc.jsonrpc import Call, Invalid, Parsed
+from gateway.rpc.policy import DENIED_CODE, MethodPolicy
+from gateway.rpc.pool import UpstreamPool
+from gateway.rpc.upstream import Upstream, decode_reply
+from gateway.telemetry import Metrics
+
+log = structlog.get_logger("gateway.rpc")
+
+Tier = Literal["anonymous", "signed_in"]
+_LATEST_METHODS = {"eth_blockNumber", "eth_call", "eth_getBalance", "eth_getCode",
+                   "eth_getTransactionCount", "eth_getStorageAt", "eth_estimateGas",
+                   "eth_getBlockByNumber", "eth_getLogs"}  # fmt: skip
+WS_ONLY = frozenset({"eth_subscribe", "eth_unsubscribe"})
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    tier: Tier
+    key: str  # what the rate limit counts: the signed-in address, else the client ip
+
+
+class RpcService:
+    def __init__(  # noqa: PLR0913  # the collaborators of a call
+        self, settings: RpcSettings, *, pool: UpstreamPool, cache: MemoryCache | None,
+        limiter: RateLimiter, metrics: Metrics, tracer: trace.Tracer,
+    ) -> None:  # fmt: skip
+        self.settings = settings
+        self.pool = pool
+        self.cache = cache
+        self.limiter = limiter
+        self.metrics = metrics
+        self.tracer = tracer
+        self.policies: dict[Tier, MethodPolicy] = {
+            "anonymous": MethodPolicy(settings.anonymous.allow, settings.anonymous.deny),
+            "signed_in": MethodPolicy(settings.signed_in.allow, settings.signed_in.deny),
+        }
+        self.limits: dict[Tier, Limit] = {
+            "anonymous": Limit(settings.anonymous.rate_per_s, settings.anonymous.burst),
+            "signed_in": Limit(settings.signed_in.rate_per_s, settings.signed_in.burst),
+        }
+        self.known_methods = frozenset(
+            name for tier in (settings.anonymous, settings.signed_in) for name in tier.allow
+            if not name.endswith("*")
+        )  # fmt: skip
+        self._logs_slots = asyncio.Semaphore(settings.logs_concurrency)
+
+    def method_label(self, method: str) -> str:
+        return method if method in self.known_methods else "other"
+
+    def weight(self, method: str) -> float:
+        return self.settings.method_weights.get(method, 1.0)
+
+    # --- a whole request ------------------------------------------------------------
+
+    async def admit(self, calls: list[Call], caller: Caller) -> list[float]:
+        """Rate-limit each call in order: 0.0 when admitted, else seconds to wait."""
+        limit = self.limits[caller.tier]
+        waits = []
+        for call in calls:
+            wait = await self.limiter.acquire(f"rpc:{caller.key}", limit, self.weight(call.method))
+            if wait > 0:
+                self.metrics.rate_limited.labels(caller.tier).inc()
+                self.metrics.rpc_requests.labels(
+                    self.method_label(call.method), caller.tier, "rate_limited"
+                ).inc()
+            waits.append(wait)
+        return waits
+
+    async def run(self, parsed: Parsed, caller: Caller, *, transport: str = "http") -> list[bytes]:
+        """Replies of a parsed request, in order; notifications get none."""
+        calls = [item for item in parsed.items if isinstance(item, Call)]
+        waits = dict(zip(map(id, calls), await self.admit(calls, caller), strict=True))
+
+        async def one(item: Call | Invalid) -> bytes | None:
+            if isinstance(item, Invalid):
+                self.metrics.rpc_requests.labels("other", caller.tier, "invalid").inc()
+                return jsonrpc.error_bytes(item.id, item.code, item.message)
+            if waits[id(item)] > 0:
+                reply = jsonrpc.error_bytes(
+                    item.id, jsonrpc.LIMIT_EXCEEDED, "rate limit exceeded",
+                    {"retryAfterSeconds": round(waits[id(item)], 3)},
+                )  # fmt: skip
+            else:
+                reply = await self.execute(item, caller, transport=transport)
+            return None if item.notification else reply
+
+        replies = await asyncio.gather(*(one(item) for item in parsed.items))
+        return [reply for reply in replies if reply is not None]
+
+    # --- one call -------------------------------------------------------------------
+
+    async def execute(self, call: Call, caller: Caller, *, transport: str = "http") -> bytes:
+        """The reply (bytes, with the call's id) for one admitted call."""
+        label = self.method_label(call.method)
+        denied = self.policies[caller.tier].check(call.method)
+        if denied is None and call.method in WS_ONLY and transport != "ws":
+            denied = f"{call.method} needs a WebSocket connection (GET /rpc with Upgrade)"
+        if denied is not None:
+            self.metrics.rpc_requests.labels(label, caller.tier, "denied").inc()
+            return jsonrpc.error_bytes(call.id, DENIED_CODE, denied)
+        with self.tracer.start_as_current_span(
+            f"rpc {call.method}", kind=SpanKind.INTERNAL,
+            attributes={"rpc.system": "jsonrpc", "rpc.method": call.method},
+        ) as span:  # fmt: skip
+            try:
+                reply, outcome = await self._answer(call, label, span)
+            except GatewayError as error:
+                reply, outcome = jsonrpc.error_bytes(call.id, error.rpc_code, error.message,
+                                                     error.data), "upstream_error"  # fmt: skip
+                if error.http_status < 500:
+                    outcome = "invalid"
+                span.set_attribute("gateway.error", error.code)
+        self.metrics.rpc_requests.labels(label, caller.tier, outcome).inc()
+        return reply
+
+    async def _answer(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
+        if call.method == "eth_getLogs":
+            planned = logs.plan(call.params, latest=self.pool.served_tip,
+                                chunk_blocks=self.settings.logs_chunk_blocks,
+                                max_range=self.settings.logs_max_range)  # fmt: skip
+            if planned is not None:
+                span.set_attribute("gateway.logs_chunks", len(planned.chunks))
+                return await self._logs_in_chunks(call, planned, label)
+        rule = None
+        if self.cache is not None and self.settings.cache_enabled:
+            rule = cache_rule(call.method, call.params, finalized=self.pool.finalized())
+        head = self.pool.head.number if self.pool.head is not None else -1
+        key = cache_key(call.method, call.params) if rule is not None else b""
+        if rule is not None and self.cache is not None:
+            cached = self.cache.get(key, head=head)
+            self.metrics.rpc_cache_requests.labels("hit" if cached is not None else "miss").inc()
+            span.set_attribute("gateway.cache", "hit" if cached is not None else "miss")
+            if cached is not None:
+                return _reply_with_result(call.id, cached), "ok"
+        reply, decoded, upstream = await self._forward(call, label, span)
+        if "error" in decoded:
+            return reply, "node_error"
+        result = decoded.get("result")
+        if call.method == "eth_blockNumber":
+            reply, result = self._monotonic_tip(call, reply, result)
+        if rule is not None and self.cache is not None:
+            self._store(key, rule, result, head)
+        span.set_attribute("gateway.upstream", upstream.name)
+        return reply, "ok"
+
+    async def _forward(self, call: Call, label: str, span: trace.Span
+                       ) -> tuple[bytes, dict[str, Any], Upstream]:  # fmt: skip
+        min_head = self.pool.served_tip if call.method in _LATEST_METHODS else -1
+
+        def on_attempt(upstream: Upstream, attempt: int) -> None:
+            span.set_attribute("gateway.attempt", attempt)
+            span.set_attribute("gateway.upstream", upstream.name)
+
+        body = call.body() if not call.notification else jsonrpc.encode_call(
+            Call(call.method, call.params, id=0)
+        )  # a notification still needs an answer from the node to know it worked
+        reply, upstream = await self.pool.forward(body, method=label, min_head=min_head,
+                                                  attempt_hook=on_attempt)  # fmt: skip
+        decoded = decode_reply(upstream.name, reply)
+        return jsonrpc.with_id(reply, decoded, call.id), decoded, upstream
+
+    def _monotonic_tip(self, call: Call, reply: bytes, result: Any) -> tuple[bytes, Any]:  # noqa: ANN401
+        """eth_blockNumber never goes backwards, even from a node that lags."""
+        number = int(result, 16) if isinstance(result, str) and result.startswith("0x") else -1
+        if 0 <= number < self.pool.served_tip:
+            result = hex(self.pool.served_tip)
+            return jsonrpc.result_bytes(call.id, result), result
+        self.pool.observe_tip(number)
+        return reply, result
+
+    def _store(self, key: bytes, rule: Rule, result: Any, head: int) -> None:  # noqa: ANN401
+        if self.cache is None or result is None:
+            return
+        height = rule.height
+        if rule.from_result:
+            height = result_height(result)
+            if height is None:
+                return  # pending or unknown: may change
+        self.cache.put(key, orjson.dumps(result), height=height, head=head)
+        self.metrics.rpc_cache_bytes.set(self.cache.size)
+
+    async def _logs_in_chunks(self, call: Call, planned: logs.LogsPlan, label: str
+                              ) -> tuple[bytes, str]:  # fmt: skip
+        async def chunk(low: int, high: int) -> dict[str, Any]:
+            async with self._logs_slots:
+                part = Call("eth_getLogs", logs.chunk_params(list(call.params), low, high), id=1)
+                reply, _ = await self._answer(part, label, trace.get_current_span())
+                decoded: dict[str, Any] = orjson.loads(reply)
+                return decoded
+
+        parts = await asyncio.gather(*(chunk(low, high) for low, high in planned.chunks))
+        merged: list[Any] = []
+        for part in parts:
+            if "error" in part:
+                return orjson.dumps({"jsonrpc": "2.0", "id": call.id, "error": part["error"]}
+                                    ), "node_error"  # fmt: skip
+            merged.extend(part.get("result") or [])
+        return jsonrpc.result_bytes(call.id, merged), "ok"
+
+
+def _reply_with_result(call_id: Any, result: bytes) -> bytes:  # noqa: ANN401
+    return orjson.dumps({"jsonrpc": "2.0", "id": call_id, "result": orjson.Fragment(result)})
+

@@ -1,0 +1,113 @@
+"""POST /rpc: JSON-RPC 2.0 exactly, the method policy, limits, against a real anvil."""
+
+import io
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+async def test_single_call_passes_through(gateway_rpc, anvil):
+    reply = await gateway_rpc.call("eth_chainId")
+    assert reply == {"jsonrpc": "2.0", "id": reply["id"], "result": "0x7a69"}
+    assert await gateway_rpc.result("eth_blockNumber") == anvil.rpc("eth_blockNumber")
+
+
+@pytest.mark.parametrize("call_id", ["abc", 0, -7, 1.5, None, "", 2**60])
+async def test_ids_are_echoed_unchanged(gateway_rpc, call_id):
+    response = await gateway_rpc.post({"jsonrpc": "2.0", "id": call_id, "method": "eth_chainId"})
+    reply = await response.json()
+    assert reply["id"] == call_id
+    assert type(reply["id"]) is type(call_id)
+
+
+async def test_parse_error_has_null_id(gateway_rpc):
+    response = await gateway_rpc.client.post("/rpc", data=b'{"jsonrpc": "2.0", "id": 1, ',
+                                             headers={"Content-Type": "application/json"})
+    assert response.status == 200
+    assert await response.json() == {
+        "jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error: request body is not valid JSON"}
+    }
+
+
+async def test_empty_batch_is_one_invalid_request(gateway_rpc):
+    reply = await (await gateway_rpc.post([])).json()
+    assert reply["error"]["code"] == -32600
+    assert reply["id"] is None
+
+
+async def test_batch_is_answered_in_order_with_per_item_errors(gateway_rpc):
+    batch = [
+        {"jsonrpc": "2.0", "id": "a", "method": "eth_chainId"},
+        {"jsonrpc": "2.0", "id": "b", "method": "admin_peers"},
+        {"jsonrpc": "2.0", "id": "c"},
+        {"jsonrpc": "2.0", "method": "eth_chainId"},  # a notification: no reply
+        1,
+        {"jsonrpc": "1.0", "id": "d", "method": "eth_chainId"},
+        {"jsonrpc": "2.0", "id": "e", "method": "eth_getBalance", "params": "nope"},
+        {"jsonrpc": "2.0", "id": "f", "method": "net_version"},
+    ]
+    replies = await (await gateway_rpc.post(batch)).json()
+    assert [r["id"] for r in replies] == ["a", "b", "c", None, "d", "e", "f"]
+    assert replies[0]["result"] == "0x7a69"
+    assert replies[1]["error"]["code"] == -32601
+    assert [replies[i]["error"]["code"] for i in (2, 3, 4, 5)] == [-32600] * 4
+    assert replies[6]["result"] == "31337"
+
+
+async def test_batch_of_notifications_gets_no_body(gateway_rpc):
+    response = await gateway_rpc.post([{"jsonrpc": "2.0", "method": "eth_chainId"}] * 3)
+    assert response.status == 204
+
+
+async def test_batch_over_the_limit(aiohttp_client, anvil, make_settings, rpc_env):
+    from gateway.app import create_app
+
+    settings = make_settings(upstreams=[anvil.url], GATEWAY_RPC__MAX_BATCH="3", **rpc_env)
+    client = await aiohttp_client(create_app(settings))
+    calls = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(4)]
+    reply = await (await client.post("/rpc", json=calls)).json()
+    assert reply["error"]["code"] == -32600
+    assert "limit of 3" in reply["error"]["message"]
+
+
+async def test_oversized_body_is_413(gateway_rpc):
+    payload = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": ["x" * 2_000_000]})
+    response = await gateway_rpc.client.post("/rpc", data=io.BytesIO(payload),
+                                             headers={"Content-Type": "application/json"})
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "request.too_large"
+
+
+@pytest.mark.parametrize(
+    "method",
+    ["admin_peers", "debug_traceTransaction", "personal_unlockAccount", "miner_start",
+     "txpool_content", "eth_sendTransaction", "eth_sign", "eth_signTypedData_v4",
+     "eth_accounts", "anvil_mine", "evm_revert", "engine_newPayloadV3", "eth_newFilter",
+     "made_upMethod"],
+)
+async def test_dangerous_and_unknown_methods_are_refused(gateway_rpc, method):
+    reply = await gateway_rpc.call(method, [])
+    assert reply["error"]["code"] == -32601
+    assert method in reply["error"]["message"]
+
+
+async def test_subscriptions_need_a_websocket(gateway_rpc):
+    reply = await gateway_rpc.call("eth_subscribe", ["newHeads"])
+    assert reply["error"]["code"] == -32601
+    assert "WebSocket" in reply["error"]["message"]
+
+
+async def test_node_errors_pass_through(gateway_rpc):
+    reply = await gateway_rpc.call("eth_getBalance", ["0xnot-an-address", "latest"])
+    assert "error" in reply
+    assert reply["error"]["code"] != -32601
+
+
+async def test_requests_are_counted(gateway_rpc):
+    await gateway_rpc.call("eth_chainId")
+    await gateway_rpc.call("admin_peers")
+    text = await (await gateway_rpc.client.get("/metrics")).text()
+    assert 'gateway_rpc_requests_total{method="eth_chainId",outcome="ok",tier="anonymous"}' in text
+    assert 'gateway_rpc_requests_total{method="other",outcome="denied",tier="anonymous"} 1.0' in text
