@@ -1,0 +1,134 @@
+"""web3.py through the gateway, limits, eth_getLogs chunks, the cache and reorgs."""
+
+import asyncio
+
+import pytest
+from eth_account import Account
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from gateway.app import create_app
+from gateway.rpc.context import CACHE, POOL
+from tests.helpers.chain import deploy, transact
+from tests.rpc.conftest import Rpc
+
+pytestmark = pytest.mark.integration
+
+
+async def test_web3_http_provider_reads_and_sends_a_transfer(gateway_rpc, anvil):
+    url = str(gateway_rpc.client.make_url("/rpc"))
+    w3 = AsyncWeb3(AsyncHTTPProvider(url))
+    try:
+        assert await w3.eth.chain_id == 31337
+        sender = Account.from_key(anvil.accounts[5].private_key)
+        receiver = Account.create().address
+        balance = await w3.eth.get_balance(sender.address)
+        assert balance > 10**18
+        tx = {
+            "to": receiver, "value": 12345, "gas": 21000, "chainId": 31337,
+            "nonce": await w3.eth.get_transaction_count(sender.address),
+            "maxFeePerGas": 2 * (await w3.eth.gas_price) + 10**9, "maxPriorityFeePerGas": 10**9,
+        }
+        tx_hash = await w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
+        receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
+        assert receipt["status"] == 1
+        assert await w3.eth.get_balance(receiver) == 12345
+        block = await w3.eth.get_block("latest")
+        assert block["number"] >= receipt["blockNumber"]
+    finally:
+        await w3.provider.disconnect()
+
+
+async def test_rate_limit_429_single_and_32005_in_batch(aiohttp_client, anvil, make_settings, rpc_env):
+    settings = make_settings(upstreams=[anvil.url], GATEWAY_RPC__ANONYMOUS__RATE_PER_S="0.5",
+                             GATEWAY_RPC__ANONYMOUS__BURST="3", **rpc_env)
+    client = await aiohttp_client(create_app(settings))
+    rpc = Rpc(client)
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(5)]
+    replies = await (await rpc.post(batch)).json()
+    assert [("result" in r) for r in replies] == [True, True, True, False, False]
+    assert replies[3]["error"]["code"] == -32005
+    single = await rpc.post({"jsonrpc": "2.0", "id": 9, "method": "eth_chainId"})
+    assert single.status == 429
+    assert int(single.headers["Retry-After"]) >= 1
+    assert (await single.json())["error"]["code"] == -32005
+    # a heavier method costs more units: eth_getLogs weighs 5 by default
+    text = await (await client.get("/metrics")).text()
+    assert 'gateway_rate_limited_total{tier="anonymous"} 3.0' in text
+
+
+async def test_get_logs_is_chunked_and_merged_in_order(aiohttp_client, fresh_anvil, make_settings, rpc_env):
+    factory = deploy(fresh_anvil, "TestWalletFactory")
+    from eth_abi import encode
+    from eth_utils import function_signature_to_4byte_selector
+
+    selector = function_signature_to_4byte_selector("deploy(address,bytes32)")
+    for index in range(7):  # one block per transaction: 7 Deployed events over 7 blocks
+        transact(fresh_anvil, factory, selector + encode(["address", "bytes32"], [Account.create().address, index.to_bytes(32, "big")]))
+    settings = make_settings(upstreams=[fresh_anvil.url], GATEWAY_RPC__LOGS_CHUNK_BLOCKS="2",
+                             GATEWAY_RPC__LOGS_MAX_RANGE="50", **rpc_env)
+    client = await aiohttp_client(create_app(settings))
+    rpc = Rpc(client)
+    query = {"fromBlock": "0x0", "toBlock": "latest", "address": factory}
+    direct = fresh_anvil.rpc("eth_getLogs", [query])
+    through = await rpc.result("eth_getLogs", [query])
+    assert len(direct) == 7
+    assert through == direct
+    too_wide = await rpc.call("eth_getLogs", [{"fromBlock": "0x0", "toBlock": hex(60)}])
+    assert too_wide["error"]["code"] == -32005
+    assert too_wide["error"]["data"] == {"maxRange": 50, "requestedRange": 61}
+
+
+async def test_chain_id_is_served_from_the_cache(gateway_rpc):
+    for _ in range(3):
+        await gateway_rpc.call("eth_chainId")
+    text = await (await gateway_rpc.client.get("/metrics")).text()
+    assert 'gateway_rpc_cache_requests_total{result="hit"} 2.0' in text
+
+
+async def test_latest_value_is_not_served_after_a_new_block(aiohttp_client, fresh_anvil, make_settings, rpc_env):
+    settings = make_settings(upstreams=[fresh_anvil.url], **rpc_env)
+    client = await aiohttp_client(create_app(settings))
+    rpc = Rpc(client)
+    pool = client.app[POOL]
+    first = await rpc.result("eth_blockNumber")
+    assert await rpc.result("eth_blockNumber") == first  # cached for this head
+    fresh_anvil.rpc("evm_mine")
+    await pool.poll_heads()
+    assert int(await rpc.result("eth_blockNumber"), 16) == int(first, 16) + 1
+
+
+async def test_reorg_invalidates_cached_blocks(aiohttp_client, fresh_anvil, make_settings, rpc_env):
+    fresh_anvil.rpc("anvil_mine", ["0x64"])  # 100 blocks: anvil finalizes latest - 64
+    settings = make_settings(upstreams=[fresh_anvil.url], **rpc_env)
+    client = await aiohttp_client(create_app(settings))
+    rpc = Rpc(client)
+    pool, cache = client.app[POOL], client.app[CACHE]
+    await pool.poll_heads()
+    before = await rpc.result("eth_getBlockByNumber", ["0x14", False])  # block 20 <= finalized
+    assert len(cache) >= 1
+    assert (await rpc.result("eth_getBlockByNumber", ["0x14", False]))["hash"] == before["hash"]
+    fresh_anvil.rpc("anvil_reorg", [90, []])  # rewrites blocks 11..100
+    await pool.poll_heads()
+    after = await rpc.result("eth_getBlockByNumber", ["0x14", False])
+    assert after["hash"] != before["hash"]
+    assert after["hash"] == fresh_anvil.rpc("eth_getBlockByNumber", ["0x14", False])["hash"]
+
+
+async def test_rpc_spans_are_children_of_the_request(gateway_rpc, spans):
+    from opentelemetry.trace import SpanKind
+
+    await gateway_rpc.call("eth_getBalance", ["0x" + "00" * 20, "latest"])
+    finished = spans.get_finished_spans()
+    server = next(s for s in finished if s.kind is SpanKind.SERVER and s.name == "POST /rpc")
+    rpc_span = next(s for s in finished if s.name == "rpc eth_getBalance")
+    assert rpc_span.parent.span_id == server.context.span_id
+    assert rpc_span.attributes["rpc.system"] == "jsonrpc"
+    assert rpc_span.attributes["gateway.cache"] == "miss"
+    assert rpc_span.attributes["gateway.attempt"] == 1
+    client = next(s for s in finished if s.kind is SpanKind.CLIENT and s.parent and s.parent.span_id == rpc_span.context.span_id)
+    assert client.context.trace_id == server.context.trace_id
+
+
+async def test_concurrent_reads_all_answer(gateway_rpc, anvil):
+    replies = await asyncio.gather(*(gateway_rpc.call("eth_getBalance", [anvil.accounts[i % 10].address, "latest"]) for i in range(100)))
+    assert all("result" in r for r in replies)
