@@ -36,7 +36,13 @@ class Rpc:
 
 @pytest.fixture(name="rpc_env")
 def _rpc_env():
-    return {"GATEWAY_RPC__HEALTH_INTERVAL_S": "0.2", "GATEWAY_RPC__HEALTH_TIMEOUT_S": "1"}
+    return {
+        "GATEWAY_RPC__HEALTH_INTERVAL_S": "0.2",
+        "GATEWAY_RPC__HEALTH_TIMEOUT_S": "1",
+        # limits have tests of their own; elsewhere they must not interfere
+        "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "100000",
+        "GATEWAY_RPC__ANONYMOUS__BURST": "100000",
+    }
 
 
 @pytest.fixture(name="gateway_rpc")

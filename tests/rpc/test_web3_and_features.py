@@ -39,8 +39,8 @@ async def test_web3_http_provider_reads_and_sends_a_transfer(gateway_rpc, anvil)
 
 
 async def test_rate_limit_429_single_and_32005_in_batch(aiohttp_client, anvil, make_settings, rpc_env):
-    settings = make_settings(upstreams=[anvil.url], GATEWAY_RPC__ANONYMOUS__RATE_PER_S="0.5",
-                             GATEWAY_RPC__ANONYMOUS__BURST="3", **rpc_env)
+    env = {**rpc_env, "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "0.5", "GATEWAY_RPC__ANONYMOUS__BURST": "3"}
+    settings = make_settings(upstreams=[anvil.url], **env)
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
     batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(5)]
