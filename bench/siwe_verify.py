@@ -31,14 +31,21 @@ def make_cases(count: int) -> list[dict[str, str]]:
     for index in range(count):
         account = Account.create()
         text = SiweMessage(
-            scheme="https", domain="app.example.org", address=account.address,
+            scheme="https",
+            domain="app.example.org",
+            address=account.address,
             statement="Sign in to the example dApp to manage your account.",
-            uri="https://app.example.org/login", chain_id=1, nonce=f"n{index:07d}abcdefgh",
-            issued_at="2026-11-25T08:00:00.000Z", expiration_time="2026-11-26T08:00:00.000Z",
+            uri="https://app.example.org/login",
+            chain_id=1,
+            nonce=f"n{index:07d}abcdefgh",
+            issued_at="2026-11-25T08:00:00.000Z",
+            expiration_time="2026-11-26T08:00:00.000Z",
             request_id=f"req-{index}",
-            resources=("ipfs://bafybeiemxf5abjwjbikoz4mc3a3dla6ual3jsgpdr4cjr3oz3evfyavhwq",
-                       "https://app.example.org/terms"),
-        ).to_text()  # fmt: skip
+            resources=(
+                "ipfs://bafybeiemxf5abjwjbikoz4mc3a3dla6ual3jsgpdr4cjr3oz3evfyavhwq",
+                "https://app.example.org/terms",
+            ),
+        ).to_text()
         signature = account.sign_message(encode_defunct(text=text)).signature.to_0x_hex()
         cases.append({"message": text, "signature": signature, "address": account.address})
     return cases
@@ -68,9 +75,17 @@ def main() -> None:
         json.dump({"messages": cases, "time": moment.isoformat()}, handle)
     if not REFERENCE_PYTHON.exists():
         sys.exit(f"{REFERENCE_PYTHON} missing: run `make bench-siwe`")
-    out = subprocess.run([str(REFERENCE_PYTHON), str(Path(__file__).parent / "siwe_reference.py"),
-                          handle.name, str(args.rounds)],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = subprocess.run(
+        [
+            str(REFERENCE_PYTHON),
+            str(Path(__file__).parent / "siwe_reference.py"),
+            handle.name,
+            str(args.rounds),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     reference = json.loads(out)["us_per_message"]
     print(f"parse + verify, {args.messages} signed messages, best of {args.rounds} rounds")
     print(f"{'implementation':<32} {'us/message':>11} {'messages/s':>11} {'speed-up':>9}")

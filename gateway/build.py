@@ -26,8 +26,11 @@ def build_commit() -> str:
         result = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"],  # noqa: S607  # git from PATH
             cwd=Path(__file__).resolve().parent,
-            capture_output=True, text=True, timeout=2, check=True,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=True,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip() or "unknown"

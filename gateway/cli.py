@@ -55,8 +55,10 @@ def _parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="session-token signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
-    for name, text in (("rotate", "add a new signing key; the previous one keeps verifying"),
-                       ("list", "show the keys that sign and verify tokens")):  # fmt: skip
+    for name, text in (
+        ("rotate", "add a new signing key; the previous one keeps verifying"),
+        ("list", "show the keys that sign and verify tokens"),
+    ):
         common(keys_commands.add_parser(name, help=text))
 
     db = commands.add_parser("db", help="database schema")
@@ -87,9 +89,11 @@ async def serve_app(app: web.Application, settings: Settings) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting, let in-flight requests finish
     (bounded by ``server.shutdown_timeout_s``) and close every resource."""
     runner = web.AppRunner(
-        app, access_log=None, handle_signals=False,
+        app,
+        access_log=None,
+        handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout_s,
-    )  # fmt: skip
+    )
     try:
         await runner.setup()  # runs every cleanup_ctx up to the first that fails
         site = web.TCPSite(runner, settings.server.host, settings.server.port)
@@ -128,18 +132,22 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             port=args.anvil_port, block_time_s=args.block_time, log_dir=state / "anvil"
         )
         with chain_ctx as chain:
-            settings = _settings(args, environ, {
-                "GATEWAY_HOST": "127.0.0.1",
-                "GATEWAY_PORT": str(args.port),
-                "GATEWAY_UPSTREAMS": f"{chain.url}|{chain.ws_url}",
-                "GATEWAY_CHAIN_ID": str(chain.chain_id),
-                "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
-                "GATEWAY_IDENTITY__KEYS_DIR": str(state / "keys"),
-                "GATEWAY_IDENTITY__COOKIE_SECURE": "false",  # plain http on loopback
-                "GATEWAY_SIWE_DOMAINS": environ.get(
-                    "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{args.port},localhost:{args.port}"
-                ),
-            })  # fmt: skip
+            settings = _settings(
+                args,
+                environ,
+                {
+                    "GATEWAY_HOST": "127.0.0.1",
+                    "GATEWAY_PORT": str(args.port),
+                    "GATEWAY_UPSTREAMS": f"{chain.url}|{chain.ws_url}",
+                    "GATEWAY_CHAIN_ID": str(chain.chain_id),
+                    "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
+                    "GATEWAY_IDENTITY__KEYS_DIR": str(state / "keys"),
+                    "GATEWAY_IDENTITY__COOKIE_SECURE": "false",  # plain http on loopback
+                    "GATEWAY_SIWE_DOMAINS": environ.get(
+                        "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{args.port},localhost:{args.port}"
+                    ),
+                },
+            )
             configure_logging(settings.log)
             _print_banner(chain, settings)
             return _run(settings)
@@ -175,8 +183,10 @@ def _keys(command: str, settings: Settings) -> int:
     directory = settings.identity.keys_dir
     if command == "rotate":
         key = keys.rotate(directory)
-        print(f"new signing key {key.kid} in {directory}; gateways pick it up within "
-              f"{settings.identity.key_reload_s:g}s")  # fmt: skip
+        print(
+            f"new signing key {key.kid} in {directory}; gateways pick it up within "
+            f"{settings.identity.key_reload_s:g}s"
+        )
         return 0
     ring = keys.KeyRing.open(directory, keep=settings.identity.jwks_keys, create=False)
     for index, key in enumerate(ring.jwks()["keys"]):

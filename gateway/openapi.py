@@ -136,10 +136,15 @@ def _operation_object(spec: Operation) -> dict[str, Any]:
         result["description"] = spec.description
     if spec.parameters:
         result["parameters"] = [
-            {"name": p.name, "in": p.location, "description": p.description,
-             "required": p.required or p.location == "path", "schema": dict(p.schema)}
+            {
+                "name": p.name,
+                "in": p.location,
+                "description": p.description,
+                "required": p.required or p.location == "path",
+                "schema": dict(p.schema),
+            }
             for p in spec.parameters
-        ]  # fmt: skip
+        ]
     if spec.request is not None:
         result["requestBody"] = {
             "required": True,

@@ -15,9 +15,12 @@ def test_check_config_prints_masked_settings(capsys):
 def test_check_config_rejects_a_bad_value_and_names_the_key():
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "check-config"],
-        env={"GATEWAY_LOG_LEVEL": "loud", "PATH": ""}, capture_output=True, text=True,
-        timeout=60, check=False,
-    )  # fmt: skip
+        env={"GATEWAY_LOG_LEVEL": "loud", "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 1
     assert "log.level (from GATEWAY_LOG_LEVEL)" in result.stderr
     assert "'debug', 'info', 'warning' or 'error'" in result.stderr

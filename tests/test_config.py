@@ -52,14 +52,17 @@ def test_nested_keys_by_double_underscore():
 
 
 def test_otel_variables_configure_tracing():
-    settings = load_settings(None, {
-        "OTEL_SERVICE_NAME": "edge-gw",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
-        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-        "OTEL_TRACES_SAMPLER_ARG": "0.1",
-        "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20secret",
-        "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=sre",
-    })  # fmt: skip
+    settings = load_settings(
+        None,
+        {
+            "OTEL_SERVICE_NAME": "edge-gw",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+            "OTEL_EXPORTER_OTLP_HEADERS": "authorization=Bearer%20secret",
+            "OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,team=sre",
+        },
+    )
     tracing = settings.tracing
     assert tracing.service_name == "edge-gw"
     assert tracing.exporter_endpoint == "http://collector:4318/v1/traces"
@@ -67,10 +70,13 @@ def test_otel_variables_configure_tracing():
     assert tracing.sampler_arg == 0.1
     assert tracing.resource_attributes == {"deployment.environment": "prod", "team": "sre"}
     assert "secret" not in str(settings.masked())
-    traces_only = load_settings(None, {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4318/custom",
-    })  # fmt: skip
+    traces_only = load_settings(
+        None,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:4318",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:4318/custom",
+        },
+    )
     assert traces_only.tracing.exporter_endpoint == "http://b:4318/custom"
     assert load_settings(None, {"OTEL_SDK_DISABLED": "true"}).tracing.enabled is False
 
@@ -113,10 +119,13 @@ def test_bad_file_is_reported(tmp_path: Path):
 
 
 def test_secrets_are_masked():
-    settings = load_settings(None, {
-        "GATEWAY_DATABASE_URL": "postgresql://gw:hunter2@db:5432/gw",
-        "GATEWAY_UPSTREAMS": "https://node.example/v3/0123456789abcdef0123456789abcdef",
-    })  # fmt: skip
+    settings = load_settings(
+        None,
+        {
+            "GATEWAY_DATABASE_URL": "postgresql://gw:hunter2@db:5432/gw",
+            "GATEWAY_UPSTREAMS": "https://node.example/v3/0123456789abcdef0123456789abcdef",
+        },
+    )
     dumped = str(settings.masked())
     assert "hunter2" not in dumped
     assert "0123456789abcdef0123456789abcdef" not in dumped

@@ -34,12 +34,16 @@ async def _slow_node(aiohttp_server):
 
 async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
     port = free_port()
-    process = gateway_process(["serve", "--port", str(port)], {
-        "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slow_node.port}",
-        "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
-        "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S": "5",
-    }, tmp_path / "gateway.log")  # fmt: skip
+    process = gateway_process(
+        ["serve", "--port", str(port)],
+        {
+            "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slow_node.port}",
+            "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S": "5",
+        },
+        tmp_path / "gateway.log",
+    )
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz")
         async with aiohttp.ClientSession() as session:

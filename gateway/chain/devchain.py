@@ -93,9 +93,13 @@ class DevChain:
         startup_timeout_s: float = 20.0,
     ) -> Iterator[DevChain]:
         chain = cls.launch(
-            port=port, chain_id=chain_id, block_time_s=block_time_s, extra_args=extra_args,
-            log_dir=log_dir, startup_timeout_s=startup_timeout_s,
-        )  # fmt: skip
+            port=port,
+            chain_id=chain_id,
+            block_time_s=block_time_s,
+            extra_args=extra_args,
+            log_dir=log_dir,
+            startup_timeout_s=startup_timeout_s,
+        )
         try:
             yield chain
         finally:
@@ -113,9 +117,16 @@ class DevChain:
         startup_timeout_s: float = 20.0,
     ) -> DevChain:
         args = [
-            str(find_anvil()), "--host", "127.0.0.1", "--chain-id", str(chain_id),
-            "--mnemonic", DEV_MNEMONIC, "--accounts", "10",
-        ]  # fmt: skip
+            str(find_anvil()),
+            "--host",
+            "127.0.0.1",
+            "--chain-id",
+            str(chain_id),
+            "--mnemonic",
+            DEV_MNEMONIC,
+            "--accounts",
+            "10",
+        ]
         if block_time_s is not None:
             args += ["--block-time", str(block_time_s)]
         args += list(extra_args)
@@ -195,6 +206,9 @@ def _spawn(args: Sequence[str], port: int, log_path: Path) -> subprocess.Popen[b
     # anvil logs every call; a file, not a pipe, so a busy chain never blocks on a full pipe.
     with log_path.open("wb") as log:
         return subprocess.Popen(  # noqa: S603  # our own argv, no shell
-            [*args, "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [*args, "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )

@@ -114,8 +114,11 @@ async def current_session(request: web.Request) -> Session:
 
 
 @routes.get("/auth/nonce")
-@operation(summary="A fresh sign-in nonce", tag="identity",
-           responses={200: NonceResponse, 429: "Too many requests or unused nonces"})  # fmt: skip
+@operation(
+    summary="A fresh sign-in nonce",
+    tag="identity",
+    responses={200: NonceResponse, 429: "Too many requests or unused nonces"},
+)
 async def nonce(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     await _limit(request, "nonce", settings.identity.nonce_rate_per_minute)
@@ -128,12 +131,17 @@ async def nonce(request: web.Request) -> web.Response:
 
 @routes.post("/auth/verify")
 @operation(
-    summary="Sign in: verify a signed EIP-4361 message, open a session", tag="identity",
+    summary="Sign in: verify a signed EIP-4361 message, open a session",
+    tag="identity",
     request=VerifyRequest,
-    responses={200: VerifyResponse, 400: "Malformed message or signature",
-               401: "Signature or a message rule does not verify",
-               422: "Body fields invalid", 429: "Rate limited"},
-)  # fmt: skip
+    responses={
+        200: VerifyResponse,
+        400: "Malformed message or signature",
+        401: "Signature or a message rule does not verify",
+        422: "Body fields invalid",
+        429: "Rate limited",
+    },
+)
 async def verify(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     await _limit(request, "verify", settings.identity.verify_rate_per_minute)
@@ -144,16 +152,23 @@ async def verify(request: web.Request) -> web.Response:
     session = result.session
     response = web.json_response(
         {
-            "token": result.token, "tokenType": "Bearer", "address": session.address,
-            "chainId": session.chain_id, "expiresAt": rfc3339(session.expires_at),
+            "token": result.token,
+            "tokenType": "Bearer",
+            "address": session.address,
+            "chainId": session.chain_id,
+            "expiresAt": rfc3339(session.expires_at),
         },
         headers={"Cache-Control": "no-store"},
-    )  # fmt: skip
+    )
     response.set_cookie(
-        settings.identity.cookie_name, result.token, httponly=True, samesite="Strict",
-        secure=settings.identity.cookie_secure, path="/",
+        settings.identity.cookie_name,
+        result.token,
+        httponly=True,
+        samesite="Strict",
+        secure=settings.identity.cookie_secure,
+        path="/",
         max_age=max(0, session.expires_at - int(time.time())),
-    )  # fmt: skip
+    )
     return response
 
 
@@ -161,22 +176,32 @@ _BEARER = Parameter("Authorization", "header", "`Bearer <token>` (or the session
 
 
 @routes.get("/auth/session")
-@operation(summary="The caller's session", tag="identity", parameters=(_BEARER,),
-           responses={200: SessionResponse, 401: "No valid session"})  # fmt: skip
+@operation(
+    summary="The caller's session",
+    tag="identity",
+    parameters=(_BEARER,),
+    responses={200: SessionResponse, 401: "No valid session"},
+)
 async def session(request: web.Request) -> web.Response:
     current = await current_session(request)
-    return web.json_response({
-        "address": current.address, "chainId": current.chain_id,
-        "walletType": current.wallet_type, "issuedAt": rfc3339(current.issued_at),
-        "expiresAt": rfc3339(current.expires_at),
-    })  # fmt: skip
+    return web.json_response(
+        {
+            "address": current.address,
+            "chainId": current.chain_id,
+            "walletType": current.wallet_type,
+            "issuedAt": rfc3339(current.issued_at),
+            "expiresAt": rfc3339(current.expires_at),
+        }
+    )
 
 
 @routes.post("/auth/logout")
 @operation(
-    summary="End the session: its token stops working everywhere", tag="identity",
-    parameters=(_BEARER,), responses={204: "Logged out", 401: "No valid session"},
-)  # fmt: skip
+    summary="End the session: its token stops working everywhere",
+    tag="identity",
+    parameters=(_BEARER,),
+    responses={204: "Logged out", 401: "No valid session"},
+)
 async def logout(request: web.Request) -> web.Response:
     token = request_token(request)
     if token is None:
@@ -188,8 +213,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.get("/.well-known/jwks.json")
-@operation(summary="Public keys that verify session tokens", tag="identity",
-           responses={200: JWKS})  # fmt: skip
+@operation(summary="Public keys that verify session tokens", tag="identity", responses={200: JWKS})
 async def jwks(request: web.Request) -> web.Response:
     return web.json_response(
         request.config_dict[KEYS].jwks(), headers={"Cache-Control": "public, max-age=300"}
@@ -208,13 +232,14 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     app[SIGN_IN] = SignInService(
         settings,
         store=store,
-        tokens=TokenIssuer(keys, issuer=identity.issuer, audience=identity.audience,
-                           ttl_s=identity.session_ttl_s),
+        tokens=TokenIssuer(
+            keys, issuer=identity.issuer, audience=identity.audience, ttl_s=identity.session_ttl_s
+        ),
         wallets=None if web3 is None else ContractWallets(web3),
         metrics=app[TELEMETRY].metrics,
         tracer=app[TELEMETRY].tracer,
         gateway_chain_id=settings.chain_id,
-    )  # fmt: skip
+    )
 
     async def reload_keys() -> None:
         while True:
@@ -233,8 +258,10 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
             except Exception:  # a failed purge retries next minute
                 log.warning("identity purge failed", exc_info=True)
 
-    tasks = [asyncio.create_task(reload_keys(), name="keys-reload"),
-             asyncio.create_task(purge(), name="identity-purge")]  # fmt: skip
+    tasks = [
+        asyncio.create_task(reload_keys(), name="keys-reload"),
+        asyncio.create_task(purge(), name="identity-purge"),
+    ]
     try:
         yield
     finally:

@@ -105,9 +105,12 @@ class SignInService:
         now = time.time()
         expires_at = now + self.settings.nonce_ttl_s
         stored = await self.store.issue_nonce(
-            nonce, client=client, now=now, expires_at=expires_at,
+            nonce,
+            client=client,
+            now=now,
+            expires_at=expires_at,
             max_outstanding=self.settings.max_outstanding_nonces,
-        )  # fmt: skip
+        )
         if not stored:
             raise TooManyNonces(retry_after_s=min(60.0, self.settings.nonce_ttl_s))
         return nonce, expires_at
@@ -125,9 +128,11 @@ class SignInService:
             await self._consume_nonce(message.nonce)
             not_after = message.expiration_datetime
             token, session = self.tokens.issue(
-                message.address, message.chain_id, wallet_type,
+                message.address,
+                message.chain_id,
+                wallet_type,
                 not_after=None if not_after is None else not_after.timestamp(),
-            )  # fmt: skip
+            )
             return SignIn(token, session)
         except SiweError as error:
             outcome = error.outcome
@@ -162,8 +167,11 @@ class SignInService:
             raise siwe.URINotAllowed
         if message.chain_id not in self.chain_ids:
             raise siwe.ChainNotAllowed
-        siwe.check_rules(message, clock_skew=timedelta(seconds=self.settings.clock_skew_s),
-                         time=datetime.now(UTC))  # fmt: skip
+        siwe.check_rules(
+            message,
+            clock_skew=timedelta(seconds=self.settings.clock_skew_s),
+            time=datetime.now(UTC),
+        )
 
     async def _check_signature(self, message: SiweMessage, text: str, signature: str) -> WalletType:
         raw = siwe.signature_bytes(signature)

@@ -393,10 +393,10 @@ def _parse_preamble(lines: _Lines) -> tuple[str | None, str, str, str | None]:
     else:
         if _STATEMENT_RE.fullmatch(statement or "") is None:
             raise InvalidStatement(
-                "statement may hold only RFC 3986 reserved and unreserved characters and "
-                "spaces",
-                line=lines.index, field_name="statement",
-            )  # fmt: skip
+                "statement may hold only RFC 3986 reserved and unreserved characters and spaces",
+                line=lines.index,
+                field_name="statement",
+            )
         if lines.take("an empty line") != "":
             raise UnexpectedLine("expected an empty line after the statement", line=lines.index)
     return header["scheme"], header["domain"], address, statement
@@ -435,8 +435,9 @@ def _parse_optional_fields(
     if request_id is not None and _REQUEST_ID_RE.fullmatch(request_id) is None:
         raise InvalidRequestId(
             "request id may hold only RFC 3986 pchar characters",
-            line=lines.index, field_name="request_id",
-        )  # fmt: skip
+            line=lines.index,
+            field_name="request_id",
+        )
     if lines.peek() != _RESOURCES_TAG:
         return expiration_time, not_before, request_id, None
     lines.index += 1
@@ -446,8 +447,9 @@ def _parse_optional_fields(
         if not resource_line.startswith(_RESOURCE_PREFIX) or not rfc3986.is_uri(resource):
             raise InvalidResource(
                 "a resource line is '- ' and an RFC 3986 URI",
-                line=lines.number, field_name="resources",
-            )  # fmt: skip
+                line=lines.number,
+                field_name="resources",
+            )
         resources.append(resource)
         lines.index += 1
     return expiration_time, not_before, request_id, tuple(resources)

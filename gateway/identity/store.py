@@ -61,8 +61,13 @@ class SqlIdentityStore:
     async def issue_nonce(
         self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
     ) -> bool:
-        params = {"nonce": nonce, "client": client, "now": now, "expires_at": expires_at,
-                  "cap": max_outstanding}  # fmt: skip
+        params = {
+            "nonce": nonce,
+            "client": client,
+            "now": now,
+            "expires_at": expires_at,
+            "cap": max_outstanding,
+        }
         async with storage_errors(), self._engine.begin() as connection:
             result = await connection.execute(_ISSUE, params)
         return result.rowcount == 1

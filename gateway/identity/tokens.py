@@ -61,9 +61,14 @@ class TokenIssuer:
         self.ttl_s = ttl_s
 
     def issue(
-        self, address: str, chain_id: int, wallet_type: WalletType, *,
-        not_after: float | None = None, now: float | None = None,
-    ) -> tuple[str, Session]:  # fmt: skip
+        self,
+        address: str,
+        chain_id: int,
+        wallet_type: WalletType,
+        *,
+        not_after: float | None = None,
+        now: float | None = None,
+    ) -> tuple[str, Session]:
         """A token for ``address``; it never outlives ``not_after`` (the sign-in message's
         expiration time)."""
         issued = int(now if now is not None else time.time())
@@ -73,10 +78,15 @@ class TokenIssuer:
         session = Session(address, chain_id, wallet_type, issued, expires, secrets.token_hex(16))
         key = self.keys.current
         claims = {
-            "iss": self.issuer, "aud": self.audience, "sub": session.subject,
-            "iat": issued, "nbf": issued, "exp": expires, "jti": session.jti,
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": session.subject,
+            "iat": issued,
+            "nbf": issued,
+            "exp": expires,
+            "jti": session.jti,
             "wallet_type": wallet_type,
-        }  # fmt: skip
+        }
         token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
         return token, session
 
@@ -88,14 +98,25 @@ class TokenIssuer:
             if key is None or header.get("alg") != ALGORITHM:
                 raise InvalidToken
             claims = jwt.decode(
-                token, key, algorithms=[ALGORITHM], audience=self.audience, issuer=self.issuer,
-                options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]}, leeway=5,
-            )  # fmt: skip
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                audience=self.audience,
+                issuer=self.issuer,
+                options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]},
+                leeway=5,
+            )
         except jwt.PyJWTError as exc:
             raise InvalidToken from exc
         chain_id, address = _parse_subject(claims["sub"])
         wallet_type = claims.get("wallet_type")
         if wallet_type not in {"eoa", "contract"}:
             raise InvalidToken
-        return Session(address, chain_id, wallet_type, int(claims["iat"]), int(claims["exp"]),
-                       str(claims["jti"]))  # fmt: skip
+        return Session(
+            address,
+            chain_id,
+            wallet_type,
+            int(claims["iat"]),
+            int(claims["exp"]),
+            str(claims["jti"]),
+        )

@@ -28,14 +28,24 @@ FOREVER = -1  # the entry's height: it depends on no block
 
 # Methods whose last param is a block tag/number/EIP-1898 object.
 _BLOCK_PARAM_METHODS = {
-    "eth_getBalance": 1, "eth_getCode": 1, "eth_getTransactionCount": 1,
-    "eth_getStorageAt": 2, "eth_call": 1, "eth_getProof": 2,
-    "eth_getBlockByNumber": 0, "eth_getBlockTransactionCountByNumber": 0,
-    "eth_getTransactionByBlockNumberAndIndex": 0, "eth_getBlockReceipts": 0,
+    "eth_getBalance": 1,
+    "eth_getCode": 1,
+    "eth_getTransactionCount": 1,
+    "eth_getStorageAt": 2,
+    "eth_call": 1,
+    "eth_getProof": 2,
+    "eth_getBlockByNumber": 0,
+    "eth_getBlockTransactionCountByNumber": 0,
+    "eth_getTransactionByBlockNumberAndIndex": 0,
+    "eth_getBlockReceipts": 0,
     "eth_getUncleCountByBlockNumber": 0,
-}  # fmt: skip
-_BY_HASH = {"eth_getBlockByHash", "eth_getBlockTransactionCountByHash",
-            "eth_getTransactionByBlockHashAndIndex", "eth_getUncleCountByBlockHash"}  # fmt: skip
+}
+_BY_HASH = {
+    "eth_getBlockByHash",
+    "eth_getBlockTransactionCountByHash",
+    "eth_getTransactionByBlockHashAndIndex",
+    "eth_getUncleCountByBlockHash",
+}
 _BY_TX_HASH = {"eth_getTransactionByHash", "eth_getTransactionReceipt"}
 _LATEST_ONLY = {"eth_blockNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_blobBaseFee"}
 _FOREVER = {"eth_chainId", "net_version"}
@@ -171,9 +181,10 @@ class MemoryCache:
         """Drop entries that depend on a block at or above ``height``, and every
         head-scoped one (a reorg)."""
         doomed = [
-            key for key, entry in self._entries.items()
+            key
+            for key, entry in self._entries.items()
             if entry.height is None or (entry.height != FOREVER and entry.height >= height)
-        ]  # fmt: skip
+        ]
         for key in doomed:
             self._drop(key)
         return len(doomed)

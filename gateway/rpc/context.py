@@ -30,12 +30,17 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     trace_config = create_trace_config(tracer_provider=telemetry.tracer_provider)
     async with aiohttp.ClientSession(connector=connector, trace_configs=[trace_config]) as session:
         upstreams = [
-            Upstream(config, session, breaker_threshold=settings.rpc.breaker_threshold,
-                     breaker_cooldown_s=settings.rpc.breaker_cooldown_s)
+            Upstream(
+                config,
+                session,
+                breaker_threshold=settings.rpc.breaker_threshold,
+                breaker_cooldown_s=settings.rpc.breaker_cooldown_s,
+            )
             for config in settings.upstreams
-        ]  # fmt: skip
-        pool = UpstreamPool(upstreams, settings.rpc, chain_id=settings.chain_id,
-                            metrics=telemetry.metrics)  # fmt: skip
+        ]
+        pool = UpstreamPool(
+            upstreams, settings.rpc, chain_id=settings.chain_id, metrics=telemetry.metrics
+        )
         cache = MemoryCache(settings.rpc.cache_max_bytes)
 
         def invalidate(head: NewHead) -> None:

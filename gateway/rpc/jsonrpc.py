@@ -64,7 +64,7 @@ def _check(item: Any) -> Call | Invalid:  # noqa: ANN401  # any JSON value
     notification = call_id is _MISSING
     if notification:
         call_id = None
-    elif call_id is not None and not isinstance(call_id, str | int | float) or isinstance(
+    elif (call_id is not None and not isinstance(call_id, str | int | float)) or isinstance(
         call_id, bool
     ):
         return Invalid(None, INVALID_REQUEST, "id must be a string, number or null")
@@ -109,7 +109,9 @@ def parse_body(body: bytes, *, max_batch: int) -> Parsed:
         if not document:
             raise RpcInvalidRequest("empty batch")
         if len(document) > max_batch:
-            raise RpcInvalidRequest(f"batch of {len(document)} calls is over the limit of {max_batch}")
+            raise RpcInvalidRequest(
+                f"batch of {len(document)} calls is over the limit of {max_batch}"
+            )
         return Parsed([_check(item) for item in document], batch=True)
     item = _check(document)
     if isinstance(item, Call):

@@ -54,7 +54,9 @@ def plan(params: Any, *, latest: int, chunk_blocks: int, max_range: int) -> Logs
         )
     if span <= chunk_blocks:
         return None
-    chunks = [(low, min(low + chunk_blocks - 1, end)) for low in range(start, end + 1, chunk_blocks)]
+    chunks = [
+        (low, min(low + chunk_blocks - 1, end)) for low in range(start, end + 1, chunk_blocks)
+    ]
     return LogsPlan(chunks)
 
 

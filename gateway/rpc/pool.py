@@ -56,9 +56,13 @@ def _hex(value: Any) -> int:  # noqa: ANN401  # a JSON quantity
 
 class UpstreamPool:
     def __init__(
-        self, upstreams: list[Upstream], settings: RpcSettings, *, chain_id: int | None,
+        self,
+        upstreams: list[Upstream],
+        settings: RpcSettings,
+        *,
+        chain_id: int | None,
         metrics: Metrics,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.upstreams = upstreams
         self.settings = settings
         self.chain_id = chain_id
@@ -91,8 +95,12 @@ class UpstreamPool:
             return
         if self.chain_id is not None and actual != self.chain_id:
             upstream.chain_ok = False
-            log.error("upstream refused: wrong chain", upstream=upstream.name,
-                      chain_id=actual, expected=self.chain_id)  # fmt: skip
+            log.error(
+                "upstream refused: wrong chain",
+                upstream=upstream.name,
+                chain_id=actual,
+                expected=self.chain_id,
+            )
             return
         if self.chain_id is None:
             self.chain_id = actual
@@ -107,7 +115,7 @@ class UpstreamPool:
             await asyncio.sleep(self.settings.health_interval_s)
             try:
                 await self.poll_heads()
-            except Exception:  # noqa: BLE001  # the poller must outlive any one failure
+            except Exception:  # the poller must outlive any one failure
                 log.exception("head poll failed")
 
     async def poll_heads(self) -> None:
@@ -124,13 +132,15 @@ class UpstreamPool:
     async def _read_head(self, upstream: Upstream) -> dict[str, Any] | None:
         try:
             latest, safe, finalized = await upstream.batch(
-                [("eth_getBlockByNumber", ["latest", False]),
-                 ("eth_getBlockByNumber", ["safe", False]),
-                 ("eth_getBlockByNumber", ["finalized", False])],
+                [
+                    ("eth_getBlockByNumber", ["latest", False]),
+                    ("eth_getBlockByNumber", ["safe", False]),
+                    ("eth_getBlockByNumber", ["finalized", False]),
+                ],
                 timeout_s=self.settings.health_timeout_s,
-            )  # fmt: skip
+            )
         except UpstreamError as exc:
-            self._set_health(upstream, healthy=False, detail=exc.detail)
+            self._set_health(upstream, healthy=False, detail=exc.detail or exc.message)
             return None
         if not isinstance(latest, dict):
             self._set_health(upstream, healthy=False, detail="no latest block")
@@ -151,8 +161,9 @@ class UpstreamPool:
 
     def _set_health(self, upstream: Upstream, *, healthy: bool, detail: str = "") -> None:
         if upstream.healthy != healthy:
-            log.warning("upstream health changed", upstream=upstream.name, healthy=healthy,
-                        detail=detail)  # fmt: skip
+            log.warning(
+                "upstream health changed", upstream=upstream.name, healthy=healthy, detail=detail
+            )
         upstream.healthy = healthy
         self.metrics.upstream_up.labels(upstream.name).set(1 if healthy else 0)
 
@@ -168,7 +179,9 @@ class UpstreamPool:
         best = self.best_latest()
         for upstream in self.upstreams:
             if upstream.healthy and best >= 0:
-                self.metrics.upstream_lag_blocks.labels(upstream.name).set(best - upstream.head.latest)
+                self.metrics.upstream_lag_blocks.labels(upstream.name).set(
+                    best - upstream.head.latest
+                )
 
     def lagging(self, upstream: Upstream) -> bool:
         best = self.best_latest()
@@ -223,14 +236,19 @@ class UpstreamPool:
         now = time.monotonic()
         change = upstream.breaker.success() if ok else upstream.breaker.failure(now)
         if change is not None:
-            log.warning("breaker state changed", upstream=upstream.name,
-                        state=_BREAKER_NAMES[change])  # fmt: skip
+            log.warning(
+                "breaker state changed", upstream=upstream.name, state=_BREAKER_NAMES[change]
+            )
             self.metrics.upstream_breaker_state.labels(upstream.name).set(change)
 
     async def forward(
-        self, body: bytes, *, method: str, min_head: int = -1,
+        self,
+        body: bytes,
+        *,
+        method: str,
+        min_head: int = -1,
         attempt_hook: Callable[[Upstream, int], None] | None = None,
-    ) -> tuple[bytes, Upstream]:  # fmt: skip
+    ) -> tuple[bytes, Upstream]:
         """Send ``body`` to the first node that answers; fail over per the rules above."""
         idempotent = method not in NON_IDEMPOTENT
         last_error: UpstreamError | None = None

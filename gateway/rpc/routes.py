@@ -13,13 +13,17 @@ from gateway.identity.routes import SIGN_IN, request_token
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import MemoryRateLimiter
 from gateway.rpc import jsonrpc
-from gateway.rpc.context import CACHE, POOL
+from gateway.rpc.context import CACHE, POOL, UPSTREAM_SESSION
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import Caller, RpcService
+from gateway.rpc.subscriptions import SubscriptionHub
+from gateway.rpc.websocket import ConnectionCounter, WebSocketGateway
 from gateway.telemetry import TELEMETRY
 from gateway.telemetry.middleware import client_ip
 
 RPC = web.AppKey("rpc", RpcService)
+HUB = web.AppKey("subscription_hub", SubscriptionHub)
+WEBSOCKETS = web.AppKey("websockets", WebSocketGateway)
 
 routes = web.RouteTableDef()
 
@@ -62,16 +66,21 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 
 @routes.post("/rpc")
 @operation(
-    summary="JSON-RPC 2.0 to Ethereum (single or batch)", tag="json-rpc",
+    summary="JSON-RPC 2.0 to Ethereum (single or batch)",
+    tag="json-rpc",
     request=JsonRpcRequest,
     parameters=(Parameter("Authorization", "header", "optional `Bearer <token>`: signed-in tier"),),
-    responses={200: JsonRpcResponse, 204: "A batch of notifications only",
-               401: "Invalid session token", 413: "Body over the size limit",
-               429: "Rate limited (a single call); batches answer -32005 per call"},
+    responses={
+        200: JsonRpcResponse,
+        204: "A batch of notifications only",
+        401: "Invalid session token",
+        413: "Body over the size limit",
+        429: "Rate limited (a single call); batches answer -32005 per call",
+    },
     description="Errors follow JSON-RPC 2.0: -32700 parse error, -32600 invalid request "
     "(and batch over the limit), -32601 method not allowed, -32005 limit exceeded, "
     "-32002 upstream failure.",
-)  # fmt: skip
+)
 async def rpc_http(request: web.Request) -> web.StreamResponse:
     caller = await caller_of(request)
     service = request.config_dict[RPC]
@@ -85,8 +94,12 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
         (wait,) = await service.admit([call], caller)
         if wait > 0:
             retry = str(max(1, int(-(-wait // 1))))
-            reply = jsonrpc.error_bytes(call.id, jsonrpc.LIMIT_EXCEEDED, "rate limit exceeded",
-                                        {"retryAfterSeconds": round(wait, 3)})  # fmt: skip
+            reply = jsonrpc.error_bytes(
+                call.id,
+                jsonrpc.LIMIT_EXCEEDED,
+                "rate limit exceeded",
+                {"retryAfterSeconds": round(wait, 3)},
+            )
             return _json(reply, status=429, headers={"Retry-After": retry})
         reply = await service.execute(call, caller)
         return _json(reply) if not call.notification else web.Response(status=204)
@@ -96,14 +109,38 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
     return _json(jsonrpc.batch_bytes(replies) if parsed.batch else replies[0])
 
 
+@routes.get("/rpc")
+@operation(
+    summary="JSON-RPC over WebSocket, with eth_subscribe (newHeads, logs, …)",
+    tag="json-rpc",
+    responses={101: "Switching Protocols", 429: "Too many connections for this caller"},
+    description="Same calls, policy and limits as POST /rpc. One upstream subscription per "
+    "distinct subscription is shared by all clients; a client that stops reading is "
+    "disconnected with close code 1008.",
+)
+async def rpc_ws(request: web.Request) -> web.StreamResponse:
+    caller = await caller_of(request)
+    return await request.config_dict[WEBSOCKETS].serve(request, caller)
+
+
 async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     telemetry = app[TELEMETRY]
     app[RPC] = RpcService(
-        settings.rpc, pool=app[POOL], cache=app[CACHE] if settings.rpc.cache_enabled else None,
-        limiter=MemoryRateLimiter(), metrics=telemetry.metrics, tracer=telemetry.tracer,
-    )  # fmt: skip
-    yield
+        settings.rpc,
+        pool=app[POOL],
+        cache=app[CACHE] if settings.rpc.cache_enabled else None,
+        limiter=MemoryRateLimiter(),
+        metrics=telemetry.metrics,
+        tracer=telemetry.tracer,
+    )
+    hub = SubscriptionHub(app[POOL], app[UPSTREAM_SESSION], telemetry.metrics)
+    app[HUB] = hub
+    app[WEBSOCKETS] = WebSocketGateway(app[RPC], hub, ConnectionCounter(), telemetry.metrics)
+    try:
+        yield
+    finally:
+        await hub.close()
 
 
 __all__ = ["RPC", "Unauthenticated", "caller_of", "routes", "rpc_ctx"]

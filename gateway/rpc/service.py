@@ -28,9 +28,17 @@ from gateway.telemetry import Metrics
 log = structlog.get_logger("gateway.rpc")
 
 Tier = Literal["anonymous", "signed_in"]
-_LATEST_METHODS = {"eth_blockNumber", "eth_call", "eth_getBalance", "eth_getCode",
-                   "eth_getTransactionCount", "eth_getStorageAt", "eth_estimateGas",
-                   "eth_getBlockByNumber", "eth_getLogs"}  # fmt: skip
+_LATEST_METHODS = {
+    "eth_blockNumber",
+    "eth_call",
+    "eth_getBalance",
+    "eth_getCode",
+    "eth_getTransactionCount",
+    "eth_getStorageAt",
+    "eth_estimateGas",
+    "eth_getBlockByNumber",
+    "eth_getLogs",
+}
 WS_ONLY = frozenset({"eth_subscribe", "eth_unsubscribe"})
 
 
@@ -42,9 +50,15 @@ class Caller:
 
 class RpcService:
     def __init__(  # noqa: PLR0913  # the collaborators of a call
-        self, settings: RpcSettings, *, pool: UpstreamPool, cache: MemoryCache | None,
-        limiter: RateLimiter, metrics: Metrics, tracer: trace.Tracer,
-    ) -> None:  # fmt: skip
+        self,
+        settings: RpcSettings,
+        *,
+        pool: UpstreamPool,
+        cache: MemoryCache | None,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+    ) -> None:
         self.settings = settings
         self.pool = pool
         self.cache = cache
@@ -60,9 +74,11 @@ class RpcService:
             "signed_in": Limit(settings.signed_in.rate_per_s, settings.signed_in.burst),
         }
         self.known_methods = frozenset(
-            name for tier in (settings.anonymous, settings.signed_in) for name in tier.allow
+            name
+            for tier in (settings.anonymous, settings.signed_in)
+            for name in tier.allow
             if not name.endswith("*")
-        )  # fmt: skip
+        )
         self._logs_slots = asyncio.Semaphore(settings.logs_concurrency)
 
     def method_label(self, method: str) -> str:
@@ -98,9 +114,11 @@ class RpcService:
                 return jsonrpc.error_bytes(item.id, item.code, item.message)
             if waits[id(item)] > 0:
                 reply = jsonrpc.error_bytes(
-                    item.id, jsonrpc.LIMIT_EXCEEDED, "rate limit exceeded",
+                    item.id,
+                    jsonrpc.LIMIT_EXCEEDED,
+                    "rate limit exceeded",
                     {"retryAfterSeconds": round(waits[id(item)], 3)},
-                )  # fmt: skip
+                )
             else:
                 reply = await self.execute(item, caller, transport=transport)
             return None if item.notification else reply
@@ -120,14 +138,17 @@ class RpcService:
             self.metrics.rpc_requests.labels(label, caller.tier, "denied").inc()
             return jsonrpc.error_bytes(call.id, DENIED_CODE, denied)
         with self.tracer.start_as_current_span(
-            f"rpc {call.method}", kind=SpanKind.INTERNAL,
+            f"rpc {call.method}",
+            kind=SpanKind.INTERNAL,
             attributes={"rpc.system": "jsonrpc", "rpc.method": call.method},
-        ) as span:  # fmt: skip
+        ) as span:
             try:
                 reply, outcome = await self._answer(call, label, span)
             except GatewayError as error:
-                reply, outcome = jsonrpc.error_bytes(call.id, error.rpc_code, error.message,
-                                                     error.data), "upstream_error"  # fmt: skip
+                reply, outcome = (
+                    jsonrpc.error_bytes(call.id, error.rpc_code, error.message, error.data),
+                    "upstream_error",
+                )
                 if error.http_status < 500:
                     outcome = "invalid"
                 span.set_attribute("gateway.error", error.code)
@@ -136,9 +157,12 @@ class RpcService:
 
     async def _answer(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
         if call.method == "eth_getLogs":
-            planned = logs.plan(call.params, latest=self.pool.served_tip,
-                                chunk_blocks=self.settings.logs_chunk_blocks,
-                                max_range=self.settings.logs_max_range)  # fmt: skip
+            planned = logs.plan(
+                call.params,
+                latest=self.pool.served_tip,
+                chunk_blocks=self.settings.logs_chunk_blocks,
+                max_range=self.settings.logs_max_range,
+            )
             if planned is not None:
                 span.set_attribute("gateway.logs_chunks", len(planned.chunks))
                 return await self._logs_in_chunks(call, planned, label)
@@ -164,19 +188,23 @@ class RpcService:
         span.set_attribute("gateway.upstream", upstream.name)
         return reply, "ok"
 
-    async def _forward(self, call: Call, label: str, span: trace.Span
-                       ) -> tuple[bytes, dict[str, Any], Upstream]:  # fmt: skip
+    async def _forward(
+        self, call: Call, label: str, span: trace.Span
+    ) -> tuple[bytes, dict[str, Any], Upstream]:
         min_head = self.pool.served_tip if call.method in _LATEST_METHODS else -1
 
         def on_attempt(upstream: Upstream, attempt: int) -> None:
             span.set_attribute("gateway.attempt", attempt)
             span.set_attribute("gateway.upstream", upstream.name)
 
-        body = call.body() if not call.notification else jsonrpc.encode_call(
-            Call(call.method, call.params, id=0)
+        body = (
+            call.body()
+            if not call.notification
+            else jsonrpc.encode_call(Call(call.method, call.params, id=0))
         )  # a notification still needs an answer from the node to know it worked
-        reply, upstream = await self.pool.forward(body, method=label, min_head=min_head,
-                                                  attempt_hook=on_attempt)  # fmt: skip
+        reply, upstream = await self.pool.forward(
+            body, method=label, min_head=min_head, attempt_hook=on_attempt
+        )
         decoded = decode_reply(upstream.name, reply)
         return jsonrpc.with_id(reply, decoded, call.id), decoded, upstream
 
@@ -200,8 +228,9 @@ class RpcService:
         self.cache.put(key, orjson.dumps(result), height=height, head=head)
         self.metrics.rpc_cache_bytes.set(self.cache.size)
 
-    async def _logs_in_chunks(self, call: Call, planned: logs.LogsPlan, label: str
-                              ) -> tuple[bytes, str]:  # fmt: skip
+    async def _logs_in_chunks(
+        self, call: Call, planned: logs.LogsPlan, label: str
+    ) -> tuple[bytes, str]:
         async def chunk(low: int, high: int) -> dict[str, Any]:
             async with self._logs_slots:
                 part = Call("eth_getLogs", logs.chunk_params(list(call.params), low, high), id=1)
@@ -213,12 +242,12 @@ class RpcService:
         merged: list[Any] = []
         for part in parts:
             if "error" in part:
-                return orjson.dumps({"jsonrpc": "2.0", "id": call.id, "error": part["error"]}
-                                    ), "node_error"  # fmt: skip
+                return orjson.dumps(
+                    {"jsonrpc": "2.0", "id": call.id, "error": part["error"]}
+                ), "node_error"
             merged.extend(part.get("result") or [])
         return jsonrpc.result_bytes(call.id, merged), "ok"
 
 
 def _reply_with_result(call_id: Any, result: bytes) -> bytes:  # noqa: ANN401
     return orjson.dumps({"jsonrpc": "2.0", "id": call_id, "result": orjson.Fragment(result)})
-

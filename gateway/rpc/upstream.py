@@ -91,9 +91,13 @@ class Upstream:
     """A node the gateway forwards to. Owns no session: the app's pool is shared."""
 
     def __init__(
-        self, settings: UpstreamSettings, session: aiohttp.ClientSession, *,
-        breaker_threshold: int = 5, breaker_cooldown_s: float = 10.0,
-    ) -> None:  # fmt: skip
+        self,
+        settings: UpstreamSettings,
+        session: aiohttp.ClientSession,
+        *,
+        breaker_threshold: int = 5,
+        breaker_cooldown_s: float = 10.0,
+    ) -> None:
         self.settings = settings
         self.name = settings.name
         self.url = settings.url
@@ -119,9 +123,11 @@ class Upstream:
         started = time.perf_counter()
         try:
             async with self._session.post(
-                self.url, data=body, timeout=timeout,
+                self.url,
+                data=body,
+                timeout=timeout,
                 headers={"Content-Type": "application/json"},
-            ) as response:  # fmt: skip
+            ) as response:
                 reply = await response.read()
                 if response.status != 200:
                     raise UpstreamFailed(f"{self.name}: HTTP {response.status}", received=True)
@@ -130,12 +136,15 @@ class Upstream:
         except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
             raise UpstreamFailed(f"{self.name}: {exc}", received=False) from exc
         except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailed(f"{self.name}: {type(exc).__name__}: {exc}", received=True) from exc
+            raise UpstreamFailed(
+                f"{self.name}: {type(exc).__name__}: {exc}", received=True
+            ) from exc
         self.latencies.append(time.perf_counter() - started)
         return reply
 
-    async def call(self, method: str, params: list[Any] | None = None,
-                   *, timeout_s: float | None = None) -> Any:  # noqa: ANN401  # JSON result
+    async def call(
+        self, method: str, params: list[Any] | None = None, *, timeout_s: float | None = None
+    ) -> Any:  # noqa: ANN401  # JSON result
         """Send one JSON-RPC call of the gateway's own; returns ``result`` or raises."""
         payload = orjson.dumps(
             {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []}
@@ -145,13 +154,16 @@ class Upstream:
             raise UpstreamError(detail=f"{self.name}: {method} failed: {reply['error']}")
         return reply.get("result")
 
-    async def batch(self, calls: list[tuple[str, list[Any]]], *,
-                    timeout_s: float | None = None) -> list[Any]:  # fmt: skip
+    async def batch(
+        self, calls: list[tuple[str, list[Any]]], *, timeout_s: float | None = None
+    ) -> list[Any]:
         """Several calls of the gateway's own in one request; results in call order."""
-        payload = orjson.dumps([
-            {"jsonrpc": "2.0", "id": index, "method": method, "params": params}
-            for index, (method, params) in enumerate(calls)
-        ])  # fmt: skip
+        payload = orjson.dumps(
+            [
+                {"jsonrpc": "2.0", "id": index, "method": method, "params": params}
+                for index, (method, params) in enumerate(calls)
+            ]
+        )
         try:
             replies = orjson.loads(await self.forward(payload, timeout_s=timeout_s))
         except orjson.JSONDecodeError as exc:

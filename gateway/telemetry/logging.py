@@ -169,12 +169,11 @@ def configure_logging(
     _Active.fast_access_json = not console and level <= logging.INFO
     final = [renderer] if encode is None else [renderer, lambda _l, _n, text: encode(text)]
     structlog.configure(
-        processors=[*shared, *([] if console else [structlog.processors.dict_tracebacks]),
-                    *final],
+        processors=[*shared, *([] if console else [structlog.processors.dict_tracebacks]), *final],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=SinkFactory(sink),
         cache_logger_on_first_use=cache,
-    )  # fmt: skip
+    )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[
@@ -182,9 +181,11 @@ def configure_logging(
             *([] if console else [structlog.processors.dict_tracebacks]),
             structlog.processors.JSONRenderer(
                 serializer=lambda event, **_: orjson.dumps(event, default=str).decode()
-            ) if not console else renderer,
+            )
+            if not console
+            else renderer,
         ],
-    )  # fmt: skip
+    )
     handler = _SinkHandler(sink)
     handler.setFormatter(formatter)
     root = logging.getLogger()

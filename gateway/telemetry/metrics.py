@@ -15,9 +15,24 @@ from prometheus_client.process_collector import ProcessCollector
 # Sub-millisecond to tens of seconds: the gateway answers cached reads in well under 1 ms
 # and proxies slow upstream calls (eth_getLogs) that take seconds.
 LATENCY_BUCKETS_S = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-)  # fmt: skip
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
 
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -31,14 +46,18 @@ class Metrics:
         r = registry
         # --- HTTP (every request, telemetry middleware)
         self.http_requests = Counter(
-            "gateway_http_requests", "HTTP requests answered, by route template and status.",
-            ["method", "route", "status"], registry=r,
-        )  # fmt: skip
+            "gateway_http_requests",
+            "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"],
+            registry=r,
+        )
         self.http_duration = Histogram(
             "gateway_http_request_duration_seconds",
             "Time from request routed to response ready, by route template.",
-            ["method", "route"], buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.http_in_flight = Gauge(
             "gateway_http_requests_in_flight", "HTTP requests being handled now.", registry=r
         )
@@ -47,42 +66,61 @@ class Metrics:
         )
         # --- upstream nodes
         self.upstream_up = Gauge(
-            "gateway_upstream_up", "1 when the upstream node answered its last check.",
-            ["upstream"], registry=r,
-        )  # fmt: skip
+            "gateway_upstream_up",
+            "1 when the upstream node answered its last check.",
+            ["upstream"],
+            registry=r,
+        )
         self.upstream_head_block = Gauge(
-            "gateway_upstream_head_block", "Block number of the node's latest/safe/finalized.",
-            ["upstream", "tag"], registry=r,
-        )  # fmt: skip
+            "gateway_upstream_head_block",
+            "Block number of the node's latest/safe/finalized.",
+            ["upstream", "tag"],
+            registry=r,
+        )
         self.upstream_lag_blocks = Gauge(
-            "gateway_upstream_lag_blocks", "Blocks the node's head is behind the best head.",
-            ["upstream"], registry=r,
-        )  # fmt: skip
+            "gateway_upstream_lag_blocks",
+            "Blocks the node's head is behind the best head.",
+            ["upstream"],
+            registry=r,
+        )
         self.upstream_breaker_state = Gauge(
-            "gateway_upstream_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
-            ["upstream"], registry=r,
-        )  # fmt: skip
+            "gateway_upstream_breaker_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["upstream"],
+            registry=r,
+        )
         # --- JSON-RPC
         self.rpc_requests = Counter(
-            "gateway_rpc_requests", "JSON-RPC calls, by method (known ones), tier and outcome.",
-            ["method", "tier", "outcome"], registry=r,
-        )  # fmt: skip
-        self.rpc_upstream_requests = Counter(
-            "gateway_rpc_upstream_requests", "Calls sent to upstream nodes, by outcome.",
-            ["upstream", "method", "outcome"], registry=r,
-        )  # fmt: skip
-        self.rpc_upstream_duration = Histogram(
-            "gateway_rpc_upstream_duration_seconds", "Upstream call latency.",
-            ["upstream"], buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
-        self.rpc_failovers = Counter(
-            "gateway_rpc_failovers", "Calls moved to another node after this one failed.",
-            ["upstream"], registry=r,
-        )  # fmt: skip
-        self.rpc_cache_requests = Counter(
-            "gateway_rpc_cache_requests", "Cacheable calls, by hit or miss.", ["result"],
+            "gateway_rpc_requests",
+            "JSON-RPC calls, by method (known ones), tier and outcome.",
+            ["method", "tier", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
+        self.rpc_upstream_requests = Counter(
+            "gateway_rpc_upstream_requests",
+            "Calls sent to upstream nodes, by outcome.",
+            ["upstream", "method", "outcome"],
+            registry=r,
+        )
+        self.rpc_upstream_duration = Histogram(
+            "gateway_rpc_upstream_duration_seconds",
+            "Upstream call latency.",
+            ["upstream"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.rpc_failovers = Counter(
+            "gateway_rpc_failovers",
+            "Calls moved to another node after this one failed.",
+            ["upstream"],
+            registry=r,
+        )
+        self.rpc_cache_requests = Counter(
+            "gateway_rpc_cache_requests",
+            "Cacheable calls, by hit or miss.",
+            ["result"],
+            registry=r,
+        )
         self.rpc_cache_bytes = Gauge(
             "gateway_rpc_cache_bytes", "Bytes held by the response cache.", registry=r
         )
@@ -94,26 +132,35 @@ class Metrics:
         )
         # --- identity
         self.auth_attempts = Counter(
-            "gateway_auth_attempts", "Sign-in verifications, by outcome (ok or why not).",
-            ["outcome"], registry=r,
-        )  # fmt: skip
+            "gateway_auth_attempts",
+            "Sign-in verifications, by outcome (ok or why not).",
+            ["outcome"],
+            registry=r,
+        )
         self.auth_verify_duration = Histogram(
             "gateway_auth_verify_duration_seconds",
             "Time to verify a sign-in (parse, signature, contract wallet, nonce).",
-            buckets=LATENCY_BUCKETS_S, registry=r,
-        )  # fmt: skip
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         # --- limits
         self.rate_limited = Counter(
-            "gateway_rate_limited", "Requests refused by a rate limit, by caller tier.",
-            ["tier"], registry=r,
-        )  # fmt: skip
+            "gateway_rate_limited",
+            "Requests refused by a rate limit, by caller tier.",
+            ["tier"],
+            registry=r,
+        )
         # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def observe_http(
-        self, method: str, route: str, status: int, elapsed_s: float,
+        self,
+        method: str,
+        route: str,
+        status: int,
+        elapsed_s: float,
         exemplar: dict[str, str] | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         key = (method, route, status)
         children = self._http_children.get(key)
         if children is None:

@@ -68,9 +68,12 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     metrics.http_in_flight.inc()
     span = telemetry.tracer.start_span(
-        f"{method} {route}", context=parent, kind=SpanKind.SERVER,
-        record_exception=False, set_status_on_exception=False,
-    )  # fmt: skip
+        f"{method} {route}",
+        context=parent,
+        kind=SpanKind.SERVER,
+        record_exception=False,
+        set_status_on_exception=False,
+    )
     token = otel_context.attach(trace.set_span_in_context(span))
     response: web.StreamResponse | None = None
     status = 500  # what the client sees if the handler is cancelled or escapes the middleware
@@ -85,9 +88,15 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.http_in_flight.dec()
         otel_context.detach(token)
         _finish(
-            request, span=span, telemetry=telemetry, method=method, route=route,
-            status=status, elapsed=elapsed, response=response,
-        )  # fmt: skip
+            request,
+            span=span,
+            telemetry=telemetry,
+            method=method,
+            route=route,
+            status=status,
+            elapsed=elapsed,
+            response=response,
+        )
     return response
 
 
@@ -107,10 +116,15 @@ def _finish(  # noqa: PLR0913  # the facts of one finished request
     trace_id = format(context.trace_id, "032x")
     exemplar = None
     if span.is_recording():
-        span.set_attributes({
-            "http.request.method": method, "http.route": route, "url.path": request.path,
-            "http.response.status_code": status, "gateway.request_id": request[REQUEST_ID],
-        })  # fmt: skip
+        span.set_attributes(
+            {
+                "http.request.method": method,
+                "http.route": route,
+                "url.path": request.path,
+                "http.response.status_code": status,
+                "gateway.request_id": request[REQUEST_ID],
+            }
+        )
         if status >= 500:
             span.set_status(Status(StatusCode.ERROR))
         if context.trace_flags.sampled:
@@ -118,14 +132,20 @@ def _finish(  # noqa: PLR0913  # the facts of one finished request
     span.end()
     telemetry.metrics.observe_http(method, route, status, elapsed, exemplar)
     if telemetry.access_log:
-        write_access_line({
-            "method": request.method, "route": route, "path": request.path,
-            "status": status, "duration_ms": round(elapsed * 1000, 3),
-            "bytes": _body_bytes(response),
-            "client_ip": client_ip(request, trust_forwarded_for=telemetry.trust_forwarded_for),
-            "request_id": request[REQUEST_ID], "trace_id": trace_id,
-            "span_id": format(context.span_id, "016x"),
-        })  # fmt: skip
+        write_access_line(
+            {
+                "method": request.method,
+                "route": route,
+                "path": request.path,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 3),
+                "bytes": _body_bytes(response),
+                "client_ip": client_ip(request, trust_forwarded_for=telemetry.trust_forwarded_for),
+                "request_id": request[REQUEST_ID],
+                "trace_id": trace_id,
+                "span_id": format(context.span_id, "016x"),
+            }
+        )
 
 
 def _body_bytes(response: web.StreamResponse | None) -> int:

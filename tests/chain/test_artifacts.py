@@ -9,9 +9,13 @@ CONTRACTS = Path(__file__).resolve().parents[2] / "contracts"
 
 def test_artifacts_match_a_fresh_compile():
     result = subprocess.run(
-        ["node", "build.mjs", "--check"], cwd=CONTRACTS, capture_output=True, text=True,
-        timeout=300, check=False,
-    )  # fmt: skip
+        ["node", "build.mjs", "--check"],
+        cwd=CONTRACTS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr + result.stdout
 
 

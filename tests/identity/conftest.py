@@ -22,11 +22,16 @@ def now_rfc3339(delta_s: float = 0) -> str:
 
 def make_message(address: str, nonce: str, **overrides) -> str:
     fields = {
-        "scheme": "https", "domain": DOMAIN, "address": address,
-        "statement": "Sign in to the example dApp.", "uri": f"{ORIGIN}/login",
-        "chain_id": 31337, "nonce": nonce, "issued_at": now_rfc3339(),
+        "scheme": "https",
+        "domain": DOMAIN,
+        "address": address,
+        "statement": "Sign in to the example dApp.",
+        "uri": f"{ORIGIN}/login",
+        "chain_id": 31337,
+        "nonce": nonce,
+        "issued_at": now_rfc3339(),
         "expiration_time": now_rfc3339(600),
-    }  # fmt: skip
+    }
     fields.update(overrides)
     return SiweMessage(**fields).to_text()
 

@@ -23,11 +23,14 @@ async def test_ids_are_echoed_unchanged(gateway_rpc, call_id):
 
 
 async def test_parse_error_has_null_id(gateway_rpc):
-    response = await gateway_rpc.client.post("/rpc", data=b'{"jsonrpc": "2.0", "id": 1, ',
-                                             headers={"Content-Type": "application/json"})
+    response = await gateway_rpc.client.post(
+        "/rpc", data=b'{"jsonrpc": "2.0", "id": 1, ', headers={"Content-Type": "application/json"}
+    )
     assert response.status == 200
     assert await response.json() == {
-        "jsonrpc": "2.0", "id": None, "error": {"code": -32700, "message": "parse error: request body is not valid JSON"}
+        "jsonrpc": "2.0",
+        "id": None,
+        "error": {"code": -32700, "message": "parse error: request body is not valid JSON"},
     }
 
 
@@ -73,19 +76,34 @@ async def test_batch_over_the_limit(aiohttp_client, anvil, make_settings, rpc_en
 
 
 async def test_oversized_body_is_413(gateway_rpc):
-    payload = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": ["x" * 2_000_000]})
-    response = await gateway_rpc.client.post("/rpc", data=io.BytesIO(payload),
-                                             headers={"Content-Type": "application/json"})
+    payload = orjson.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": ["x" * 2_000_000]}
+    )
+    response = await gateway_rpc.client.post(
+        "/rpc", data=io.BytesIO(payload), headers={"Content-Type": "application/json"}
+    )
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "request.too_large"
 
 
 @pytest.mark.parametrize(
     "method",
-    ["admin_peers", "debug_traceTransaction", "personal_unlockAccount", "miner_start",
-     "txpool_content", "eth_sendTransaction", "eth_sign", "eth_signTypedData_v4",
-     "eth_accounts", "anvil_mine", "evm_revert", "engine_newPayloadV3", "eth_newFilter",
-     "made_upMethod"],
+    [
+        "admin_peers",
+        "debug_traceTransaction",
+        "personal_unlockAccount",
+        "miner_start",
+        "txpool_content",
+        "eth_sendTransaction",
+        "eth_sign",
+        "eth_signTypedData_v4",
+        "eth_accounts",
+        "anvil_mine",
+        "evm_revert",
+        "engine_newPayloadV3",
+        "eth_newFilter",
+        "made_upMethod",
+    ],
 )
 async def test_dangerous_and_unknown_methods_are_refused(gateway_rpc, method):
     reply = await gateway_rpc.call(method, [])
@@ -110,4 +128,6 @@ async def test_requests_are_counted(gateway_rpc):
     await gateway_rpc.call("admin_peers")
     text = await (await gateway_rpc.client.get("/metrics")).text()
     assert 'gateway_rpc_requests_total{method="eth_chainId",outcome="ok",tier="anonymous"}' in text
-    assert 'gateway_rpc_requests_total{method="other",outcome="denied",tier="anonymous"} 1.0' in text
+    assert (
+        'gateway_rpc_requests_total{method="other",outcome="denied",tier="anonymous"} 1.0' in text
+    )

@@ -14,9 +14,12 @@ from tests.rpc.conftest import Rpc
 pytestmark = pytest.mark.integration
 
 
-async def test_killing_a_node_during_reads_is_invisible(aiohttp_client, fresh_anvil, second_anvil, make_settings, rpc_env):
-    settings = make_settings(upstreams=[fresh_anvil.url, second_anvil.url], **rpc_env,
-                             GATEWAY_RPC__CACHE_ENABLED="false")
+async def test_killing_a_node_during_reads_is_invisible(
+    aiohttp_client, fresh_anvil, second_anvil, make_settings, rpc_env
+):
+    settings = make_settings(
+        upstreams=[fresh_anvil.url, second_anvil.url], **rpc_env, GATEWAY_RPC__CACHE_ENABLED="false"
+    )
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
     address = fresh_anvil.accounts[1].address
@@ -38,10 +41,16 @@ async def test_killing_a_node_during_reads_is_invisible(aiohttp_client, fresh_an
     assert "gateway_rpc_failovers_total" in text
 
 
-async def test_lagging_node_leaves_rotation(aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env):
+async def test_lagging_node_leaves_rotation(
+    aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env
+):
     with DevChain.start(log_dir=tmp_path / "paused", extra_args=["--no-mining"]) as paused:
-        settings = make_settings(upstreams=[fresh_anvil.url, paused.url], GATEWAY_RPC__MAX_LAG_BLOCKS="3",
-                                 GATEWAY_RPC__CACHE_ENABLED="false", **rpc_env)
+        settings = make_settings(
+            upstreams=[fresh_anvil.url, paused.url],
+            GATEWAY_RPC__MAX_LAG_BLOCKS="3",
+            GATEWAY_RPC__CACHE_ENABLED="false",
+            **rpc_env,
+        )
         client = await aiohttp_client(create_app(settings))
         rpc = Rpc(client)
         pool = client.app[POOL]
@@ -53,14 +62,23 @@ async def test_lagging_node_leaves_rotation(aiohttp_client, fresh_anvil, tmp_pat
             assert int(await rpc.result("eth_blockNumber"), 16) == 10
         text = await (await client.get("/metrics")).text()
         assert f'gateway_upstream_lag_blocks{{upstream="127.0.0.1:{paused.port}"}} 10.0' in text
-        assert f'gateway_rpc_upstream_requests_total{{method="eth_blockNumber",outcome="ok",upstream="127.0.0.1:{paused.port}"}}' not in text
+        assert (
+            f'gateway_rpc_upstream_requests_total{{method="eth_blockNumber",outcome="ok",upstream="127.0.0.1:{paused.port}"}}'
+            not in text
+        )
 
 
-async def test_served_tip_never_goes_backwards(aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env):
+async def test_served_tip_never_goes_backwards(
+    aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env
+):
     with DevChain.start(log_dir=tmp_path / "paused", extra_args=["--no-mining"]) as paused:
         # the lag threshold is loose, so the behind node stays in rotation
-        settings = make_settings(upstreams=[fresh_anvil.url, paused.url], GATEWAY_RPC__MAX_LAG_BLOCKS="100",
-                                 GATEWAY_RPC__CACHE_ENABLED="false", **rpc_env)
+        settings = make_settings(
+            upstreams=[fresh_anvil.url, paused.url],
+            GATEWAY_RPC__MAX_LAG_BLOCKS="100",
+            GATEWAY_RPC__CACHE_ENABLED="false",
+            **rpc_env,
+        )
         client = await aiohttp_client(create_app(settings))
         rpc = Rpc(client)
         fresh_anvil.rpc("anvil_mine", ["0x5"])
@@ -72,9 +90,13 @@ async def test_served_tip_never_goes_backwards(aiohttp_client, fresh_anvil, tmp_
         assert "gateway_upstream_head_block" in text
 
 
-async def test_node_on_another_chain_is_refused_at_start(aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env, logs):
+async def test_node_on_another_chain_is_refused_at_start(
+    aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env, logs
+):
     with DevChain.start(log_dir=tmp_path / "mainnet-ish", chain_id=1) as other:
-        settings = make_settings(upstreams=[other.url, fresh_anvil.url], GATEWAY_CHAIN_ID="31337", **rpc_env)
+        settings = make_settings(
+            upstreams=[other.url, fresh_anvil.url], GATEWAY_CHAIN_ID="31337", **rpc_env
+        )
         client = await aiohttp_client(create_app(settings))
         pool = client.app[POOL]
         refused = next(u for u in pool.upstreams if u.url == other.url)
@@ -99,7 +121,9 @@ async def _swallowing_node(aiohttp_server):
             await asyncio.sleep(1)
         if isinstance(body, list):  # the head poll
             block = {"number": "0x0", "hash": "0x" + "11" * 32, "parentHash": "0x" + "00" * 32}
-            return web.json_response([{"jsonrpc": "2.0", "id": c["id"], "result": block} for c in body])
+            return web.json_response(
+                [{"jsonrpc": "2.0", "id": c["id"], "result": block} for c in body]
+            )
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
 
     app = web.Application()
@@ -109,10 +133,13 @@ async def _swallowing_node(aiohttp_server):
     return server
 
 
-async def test_raw_transaction_is_never_sent_twice(aiohttp_client, swallowing_node, fresh_anvil, make_settings, rpc_env):
+async def test_raw_transaction_is_never_sent_twice(
+    aiohttp_client, swallowing_node, fresh_anvil, make_settings, rpc_env
+):
     settings = make_settings(
         upstreams=[f"http://127.0.0.1:{swallowing_node.port}", fresh_anvil.url],
-        GATEWAY_RPC__MAX_LAG_BLOCKS="1000", **rpc_env,
+        GATEWAY_RPC__MAX_LAG_BLOCKS="1000",
+        **rpc_env,
     )
     app = create_app(settings)
     client = await aiohttp_client(app)
@@ -121,32 +148,64 @@ async def test_raw_transaction_is_never_sent_twice(aiohttp_client, swallowing_no
     real = next(u for u in pool.upstreams if u.url == fresh_anvil.url)
     real.weight, fake.weight = 1, 1_000_000  # the swallowing node comes first
     sender = Account.from_key(fresh_anvil.accounts[3].private_key)
-    raw = sender.sign_transaction({"to": sender.address, "value": 1, "gas": 21000, "chainId": 31337, "nonce": 0,
-                                   "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}).raw_transaction
+    raw = sender.sign_transaction(
+        {
+            "to": sender.address,
+            "value": 1,
+            "gas": 21000,
+            "chainId": 31337,
+            "nonce": 0,
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    ).raw_transaction
     reply = await Rpc(client).call("eth_sendRawTransaction", ["0x" + raw.hex()])
     assert reply["error"]["code"] == -32002
-    assert [c for c in swallowing_node.seen if isinstance(c, dict) and c["method"] == "eth_sendRawTransaction"]
+    assert [
+        c
+        for c in swallowing_node.seen
+        if isinstance(c, dict) and c["method"] == "eth_sendRawTransaction"
+    ]
     assert fresh_anvil.rpc("eth_getTransactionCount", [sender.address, "pending"]) == "0x0"
 
 
-async def test_raw_transaction_fails_over_when_the_first_node_is_unreachable(aiohttp_client, fresh_anvil, make_settings, rpc_env):
+async def test_raw_transaction_fails_over_when_the_first_node_is_unreachable(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env
+):
     from tests.helpers.processes import free_port
 
-    settings = make_settings(upstreams=[f"http://127.0.0.1:{free_port()}", fresh_anvil.url], **rpc_env)
+    settings = make_settings(
+        upstreams=[f"http://127.0.0.1:{free_port()}", fresh_anvil.url], **rpc_env
+    )
     app = create_app(settings)
     client = await aiohttp_client(app)
     dead = next(u for u in app[POOL].upstreams if u.url != fresh_anvil.url)
     dead.healthy, dead.weight = True, 1_000_000  # pretend it was up: it is tried first
     sender = Account.from_key(fresh_anvil.accounts[4].private_key)
-    raw = sender.sign_transaction({"to": sender.address, "value": 1, "gas": 21000, "chainId": 31337, "nonce": 0,
-                                   "maxFeePerGas": 10**10, "maxPriorityFeePerGas": 10**9}).raw_transaction
+    raw = sender.sign_transaction(
+        {
+            "to": sender.address,
+            "value": 1,
+            "gas": 21000,
+            "chainId": 31337,
+            "nonce": 0,
+            "maxFeePerGas": 10**10,
+            "maxPriorityFeePerGas": 10**9,
+        }
+    ).raw_transaction
     tx_hash = await Rpc(client).result("eth_sendRawTransaction", ["0x" + raw.hex()])
     assert fresh_anvil.rpc("eth_getTransactionByHash", [tx_hash]) is not None
 
 
-async def test_breaker_opens_after_repeated_failures(aiohttp_client, fresh_anvil, make_settings, rpc_env):
-    settings = make_settings(upstreams=[fresh_anvil.url], GATEWAY_RPC__BREAKER_THRESHOLD="2",
-                             GATEWAY_RPC__CACHE_ENABLED="false", **rpc_env)
+async def test_breaker_opens_after_repeated_failures(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env
+):
+    settings = make_settings(
+        upstreams=[fresh_anvil.url],
+        GATEWAY_RPC__BREAKER_THRESHOLD="2",
+        GATEWAY_RPC__CACHE_ENABLED="false",
+        **rpc_env,
+    )
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
     upstream = client.app[POOL].upstreams[0]

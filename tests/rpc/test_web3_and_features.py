@@ -24,9 +24,13 @@ async def test_web3_http_provider_reads_and_sends_a_transfer(gateway_rpc, anvil)
         balance = await w3.eth.get_balance(sender.address)
         assert balance > 10**18
         tx = {
-            "to": receiver, "value": 12345, "gas": 21000, "chainId": 31337,
+            "to": receiver,
+            "value": 12345,
+            "gas": 21000,
+            "chainId": 31337,
             "nonce": await w3.eth.get_transaction_count(sender.address),
-            "maxFeePerGas": 2 * (await w3.eth.gas_price) + 10**9, "maxPriorityFeePerGas": 10**9,
+            "maxFeePerGas": 2 * (await w3.eth.gas_price) + 10**9,
+            "maxPriorityFeePerGas": 10**9,
         }
         tx_hash = await w3.eth.send_raw_transaction(sender.sign_transaction(tx).raw_transaction)
         receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=10)
@@ -38,8 +42,14 @@ async def test_web3_http_provider_reads_and_sends_a_transfer(gateway_rpc, anvil)
         await w3.provider.disconnect()
 
 
-async def test_rate_limit_429_single_and_32005_in_batch(aiohttp_client, anvil, make_settings, rpc_env):
-    env = {**rpc_env, "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "0.5", "GATEWAY_RPC__ANONYMOUS__BURST": "3"}
+async def test_rate_limit_429_single_and_32005_in_batch(
+    aiohttp_client, anvil, make_settings, rpc_env
+):
+    env = {
+        **rpc_env,
+        "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "0.5",
+        "GATEWAY_RPC__ANONYMOUS__BURST": "3",
+    }
     settings = make_settings(upstreams=[anvil.url], **env)
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
@@ -56,16 +66,27 @@ async def test_rate_limit_429_single_and_32005_in_batch(aiohttp_client, anvil, m
     assert 'gateway_rate_limited_total{tier="anonymous"} 3.0' in text
 
 
-async def test_get_logs_is_chunked_and_merged_in_order(aiohttp_client, fresh_anvil, make_settings, rpc_env):
+async def test_get_logs_is_chunked_and_merged_in_order(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env
+):
     factory = deploy(fresh_anvil, "TestWalletFactory")
     from eth_abi import encode
     from eth_utils import function_signature_to_4byte_selector
 
     selector = function_signature_to_4byte_selector("deploy(address,bytes32)")
     for index in range(7):  # one block per transaction: 7 Deployed events over 7 blocks
-        transact(fresh_anvil, factory, selector + encode(["address", "bytes32"], [Account.create().address, index.to_bytes(32, "big")]))
-    settings = make_settings(upstreams=[fresh_anvil.url], GATEWAY_RPC__LOGS_CHUNK_BLOCKS="2",
-                             GATEWAY_RPC__LOGS_MAX_RANGE="50", **rpc_env)
+        transact(
+            fresh_anvil,
+            factory,
+            selector
+            + encode(["address", "bytes32"], [Account.create().address, index.to_bytes(32, "big")]),
+        )
+    settings = make_settings(
+        upstreams=[fresh_anvil.url],
+        GATEWAY_RPC__LOGS_CHUNK_BLOCKS="2",
+        GATEWAY_RPC__LOGS_MAX_RANGE="50",
+        **rpc_env,
+    )
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
     query = {"fromBlock": "0x0", "toBlock": "latest", "address": factory}
@@ -85,7 +106,9 @@ async def test_chain_id_is_served_from_the_cache(gateway_rpc):
     assert 'gateway_rpc_cache_requests_total{result="hit"} 2.0' in text
 
 
-async def test_latest_value_is_not_served_after_a_new_block(aiohttp_client, fresh_anvil, make_settings, rpc_env):
+async def test_latest_value_is_not_served_after_a_new_block(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env
+):
     settings = make_settings(upstreams=[fresh_anvil.url], **rpc_env)
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
@@ -125,10 +148,19 @@ async def test_rpc_spans_are_children_of_the_request(gateway_rpc, spans):
     assert rpc_span.attributes["rpc.system"] == "jsonrpc"
     assert rpc_span.attributes["gateway.cache"] == "miss"
     assert rpc_span.attributes["gateway.attempt"] == 1
-    client = next(s for s in finished if s.kind is SpanKind.CLIENT and s.parent and s.parent.span_id == rpc_span.context.span_id)
+    client = next(
+        s
+        for s in finished
+        if s.kind is SpanKind.CLIENT and s.parent and s.parent.span_id == rpc_span.context.span_id
+    )
     assert client.context.trace_id == server.context.trace_id
 
 
 async def test_concurrent_reads_all_answer(gateway_rpc, anvil):
-    replies = await asyncio.gather(*(gateway_rpc.call("eth_getBalance", [anvil.accounts[i % 10].address, "latest"]) for i in range(100)))
+    replies = await asyncio.gather(
+        *(
+            gateway_rpc.call("eth_getBalance", [anvil.accounts[i % 10].address, "latest"])
+            for i in range(100)
+        )
+    )
     assert all("result" in r for r in replies)

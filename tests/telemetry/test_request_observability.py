@@ -31,9 +31,10 @@ async def test_upstream_call_is_a_child_span_and_carries_traceparent(gateway, sp
     finished = spans.get_finished_spans()
     (server,) = [s for s in finished if s.kind is SpanKind.SERVER]
     clients = [
-        s for s in finished
+        s
+        for s in finished
         if s.kind is SpanKind.CLIENT and s.context.trace_id == server.context.trace_id
-    ]  # fmt: skip
+    ]
     assert clients, "the eth_chainId call to anvil made no client span in the request's trace"
     for client in clients:
         assert client.parent is not None

@@ -1,0 +1,181 @@
+"""Subscription fan-out: one upstream subscription per distinct (type, params), shared by
+every client that asked for it.
+
+A ``Feed`` holds the upstream WebSocket subscription for one key. When its node goes away it
+subscribes again on the next node that has a WebSocket URL; clients keep their ids and
+simply receive the next notification. The last client leaving closes the feed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+
+from gateway.rpc.pool import UpstreamPool
+from gateway.telemetry import Metrics
+
+log = structlog.get_logger("gateway.rpc.subscriptions")
+
+SUPPORTED = frozenset({"newHeads", "logs", "newPendingTransactions"})
+
+Deliver = Callable[[bytes], bool]  # False: the client cannot keep up (it gets dropped)
+
+
+def new_subscription_id() -> str:
+    return "0x" + os.urandom(16).hex()
+
+
+@dataclass(slots=True)
+class Feed:
+    key: bytes
+    kind: str
+    params: list[Any]
+    clients: dict[str, Deliver] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    upstream: str = ""
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class SubscriptionHub:
+    def __init__(
+        self,
+        pool: UpstreamPool,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
+        *,
+        retry_s: float = 0.5,
+        ready_timeout_s: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.session = session
+        self.metrics = metrics
+        self.retry_s = retry_s
+        self.ready_timeout_s = ready_timeout_s
+        self.feeds: dict[bytes, Feed] = {}
+        self._by_client: dict[str, Feed] = {}
+
+    def has_websocket_upstream(self) -> bool:
+        return any(u.settings.ws_url for u in self.pool.upstreams if u.chain_ok)
+
+    async def subscribe(self, kind: str, params: list[Any], deliver: Deliver) -> str:
+        """A client subscription id; returns once the upstream subscription is live (or after
+        ``ready_timeout_s``, the feed still trying), so no event after it is missed."""
+        key = kind.encode() + b"|" + orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+        feed = self.feeds.get(key)
+        if feed is None:
+            feed = Feed(key, kind, params)
+            self.feeds[key] = feed
+            feed.task = asyncio.create_task(self._run(feed), name=f"feed-{kind}")
+        subscription = new_subscription_id()
+        feed.clients[subscription] = deliver
+        self._by_client[subscription] = feed
+        self.metrics.ws_subscriptions.labels(kind).inc()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.ready_timeout_s):
+                await feed.ready.wait()
+        return subscription
+
+    def unsubscribe(self, subscription: str) -> bool:
+        feed = self._by_client.pop(subscription, None)
+        if feed is None:
+            return False
+        feed.clients.pop(subscription, None)
+        self.metrics.ws_subscriptions.labels(feed.kind).dec()
+        if not feed.clients:
+            self.feeds.pop(feed.key, None)
+            if feed.task is not None:
+                feed.task.cancel()
+        return True
+
+    async def close(self) -> None:
+        tasks = [feed.task for feed in self.feeds.values() if feed.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _fan_out(self, feed: Feed, result: bytes) -> None:
+        fragment = orjson.Fragment(result)
+        dropped = []
+        for subscription, deliver in list(feed.clients.items()):
+            message = orjson.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "eth_subscription",
+                    "params": {"subscription": subscription, "result": fragment},
+                }
+            )
+            if not deliver(message):
+                dropped.append(subscription)
+        for subscription in dropped:
+            self.unsubscribe(subscription)
+
+    async def _run(self, feed: Feed) -> None:
+        """Keep one upstream subscription alive for ``feed``, moving between nodes."""
+        while feed.clients:
+            for upstream in self.pool.candidates():
+                ws_url = upstream.settings.ws_url
+                if not ws_url:
+                    continue
+                try:
+                    await self._stream(feed, ws_url)
+                except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+                    log.warning(
+                        "subscription upstream lost",
+                        upstream=upstream.name,
+                        kind=feed.kind,
+                        error=str(exc),
+                    )
+                    self.metrics.rpc_failovers.labels(upstream.name).inc()
+                    continue
+            await asyncio.sleep(self.retry_s)
+
+    async def _stream(self, feed: Feed, ws_url: str) -> None:
+        async with self.session.ws_connect(ws_url, heartbeat=15, max_msg_size=16 * 2**20) as ws:
+            await ws.send_bytes(
+                orjson.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": 1,
+                        "method": "eth_subscribe",
+                        "params": [feed.kind, *feed.params],
+                    }
+                )
+            )
+            upstream_id: str | None = None
+            async for message in ws:
+                if message.type not in {aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY}:
+                    break
+                data = orjson.loads(message.data)
+                if upstream_id is None:
+                    if data.get("id") == 1:
+                        if "error" in data:
+                            raise ValueError(f"eth_subscribe refused: {data['error']}")
+                        upstream_id = data.get("result")
+                        feed.upstream = ws_url
+                        feed.ready.set()
+                    continue
+                params = data.get("params") or {}
+                if (
+                    data.get("method") == "eth_subscription"
+                    and params.get("subscription") == upstream_id
+                ):
+                    if feed.kind == "newHeads":
+                        self._note_head(params.get("result"))
+                    self._fan_out(feed, orjson.dumps(params.get("result")))
+                    await asyncio.sleep(0)  # let the writers drain between notifications
+            feed.ready.clear()
+            raise aiohttp.ClientConnectionError("upstream WebSocket closed")
+
+    def _note_head(self, header: Any) -> None:  # noqa: ANN401
+        if isinstance(header, dict) and isinstance(header.get("number"), str):
+            self.pool.observe_tip(int(header["number"], 16))
