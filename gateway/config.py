@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,6 +100,8 @@ class RpcSettings(_Section):
     max_lag_blocks: Annotated[int, Field(ge=0)] = 5
     breaker_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_cooldown_s: PositiveFloat = 10.0
+    # Send a slow read to a second node once the first passes its p95 latency.
+    hedge_reads: bool = False
     cache_enabled: bool = True
     cache_max_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
     logs_chunk_blocks: Annotated[int, Field(ge=1)] = 2_000
@@ -292,6 +295,11 @@ def _env_value(dotted: str, raw: str) -> object:
     if dotted == "tracing.resource_attributes":
         pairs = (item.partition("=") for item in raw.split(",") if item.strip())
         return {key.strip(): value.strip() for key, _, value in pairs}
+    if raw.lstrip().startswith(("[", "{")):  # lists and tables as JSON: GATEWAY_X__Y='["a"]'
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
+            return raw  # validation names the key
     return raw
 
 

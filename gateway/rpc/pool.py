@@ -251,33 +251,64 @@ class UpstreamPool:
     ) -> tuple[bytes, Upstream]:
         """Send ``body`` to the first node that answers; fail over per the rules above."""
         idempotent = method not in NON_IDEMPOTENT
+        candidates = self.candidates(min_head=min_head)[: self.settings.max_attempts]
         last_error: UpstreamError | None = None
-        tried = 0
-        for upstream in self.candidates(min_head=min_head):
-            if tried >= self.settings.max_attempts:
-                break
-            tried += 1
+        for tried, upstream in enumerate(candidates, start=1):
             if attempt_hook is not None:
                 attempt_hook(upstream, tried)
-            started = time.perf_counter()
             try:
-                reply = await upstream.forward(body)
+                if idempotent and self.settings.hedge_reads and tried < len(candidates):
+                    return await self._hedged(upstream, candidates[tried], body, method)
+                return await self._attempt(upstream, body, method), upstream
             except UpstreamError as exc:
-                self._count(upstream, method, "error", started)
-                self.record(upstream, ok=False)
                 last_error = exc
-                received = getattr(exc, "received", True)
-                if not idempotent and received:
+                if not idempotent and getattr(exc, "received", True):
                     break  # the node may have the transaction: never send it twice
                 log.warning("failover", upstream=upstream.name, method=method, detail=exc.detail)
                 self.metrics.rpc_failovers.labels(upstream.name).inc()
-                continue
-            self._count(upstream, method, "ok", started)
-            self.record(upstream, ok=True)
-            return reply, upstream
         if last_error is not None:
             raise last_error
         raise NoUpstream
+
+    async def _attempt(self, upstream: Upstream, body: bytes, method: str) -> bytes:
+        started = time.perf_counter()
+        try:
+            reply = await upstream.forward(body)
+        except UpstreamError:
+            self._count(upstream, method, "error", started)
+            self.record(upstream, ok=False)
+            raise
+        self._count(upstream, method, "ok", started)
+        self.record(upstream, ok=True)
+        return reply
+
+    async def _hedged(
+        self, first: Upstream, second: Upstream, body: bytes, method: str
+    ) -> tuple[bytes, Upstream]:
+        """Ask ``first``; if it has not answered within its p95 latency, ask ``second`` too
+        and take whichever answers first. Only for reads: both may see the call."""
+        delay = first.p95_s()
+        primary = asyncio.create_task(self._attempt(first, body, method))
+        if delay is None:
+            return await primary, first
+        done, _ = await asyncio.wait({primary}, timeout=delay)
+        if done:
+            return primary.result(), first
+        self.metrics.rpc_hedges.labels(second.name).inc()
+        backup = asyncio.create_task(self._attempt(second, body, method))
+        owners = {primary: first, backup: second}
+        pending: set[asyncio.Task[bytes]] = {primary, backup}
+        error: UpstreamError | None = None
+        while pending:
+            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in finished:
+                if task.exception() is None:
+                    for other in pending:
+                        other.cancel()
+                    return task.result(), owners[task]
+                error = task.exception()  # type: ignore[assignment]  # always UpstreamError here
+        assert error is not None  # noqa: S101  # both tasks failed
+        raise error
 
     def _count(self, upstream: Upstream, method: str, outcome: str, started: float) -> None:
         self.metrics.rpc_upstream_requests.labels(upstream.name, method, outcome).inc()

@@ -115,6 +115,12 @@ class Metrics:
             ["upstream"],
             registry=r,
         )
+        self.rpc_hedges = Counter(
+            "gateway_rpc_hedges",
+            "Slow reads also sent to this node (hedging).",
+            ["upstream"],
+            registry=r,
+        )
         self.rpc_cache_requests = Counter(
             "gateway_rpc_cache_requests",
             "Cacheable calls, by hit or miss.",

@@ -1,0 +1,86 @@
+"""Caller tiers (anonymous vs signed-in) and hedged reads."""
+
+import asyncio
+import time
+
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.rpc.context import POOL
+from tests.identity.conftest import SignInFlow
+from tests.rpc.conftest import Rpc
+
+pytestmark = pytest.mark.integration
+
+
+async def test_signed_in_callers_get_their_own_policy(
+    aiohttp_client, anvil, make_settings, rpc_env
+):
+    settings = make_settings(
+        upstreams=[anvil.url],
+        GATEWAY_SIWE_DOMAINS="app.example",
+        GATEWAY_CHAIN_ID="31337",
+        GATEWAY_RPC__ANONYMOUS__ALLOW='["eth_chainId"]',
+        **rpc_env,
+    )
+    client = await aiohttp_client(create_app(settings))
+    rpc = Rpc(client)
+    assert (await rpc.call("eth_blockNumber"))["error"]["code"] == -32601
+    from eth_account import Account
+
+    token = (await SignInFlow(client).sign_in(Account.create()))["token"]
+    reply = await rpc.call("eth_blockNumber", headers={"Authorization": f"Bearer {token}"})
+    assert "result" in reply
+    text = await (await client.get("/metrics")).text()
+    assert (
+        'gateway_rpc_requests_total{method="eth_blockNumber",outcome="ok",tier="signed_in"} 1.0'
+        in text
+    )
+    bad = await rpc.post(
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}, {"Authorization": "Bearer nope"}
+    )
+    assert bad.status == 401
+
+
+@pytest.fixture(name="slow_reader_node")
+async def _slow_reader_node(aiohttp_server):
+    """Answers head polls at once and every read after 2 s: slowness anvil will not fake."""
+
+    async def rpc(request: web.Request) -> web.Response:
+        body = await request.json()
+        if isinstance(body, list):
+            block = {"number": "0x0", "hash": "0x" + "22" * 32, "parentHash": "0x" + "00" * 32}
+            return web.json_response(
+                [{"jsonrpc": "2.0", "id": c["id"], "result": block} for c in body]
+            )
+        if body["method"] != "eth_chainId":
+            await asyncio.sleep(2)
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
+
+    app = web.Application()
+    app.router.add_post("/", rpc)
+    return await aiohttp_server(app)
+
+
+async def test_slow_read_is_hedged_to_another_node(
+    aiohttp_client, slow_reader_node, fresh_anvil, make_settings, rpc_env
+):
+    settings = make_settings(
+        upstreams=[f"http://127.0.0.1:{slow_reader_node.port}", fresh_anvil.url],
+        GATEWAY_RPC__HEDGE_READS="true",
+        GATEWAY_RPC__CACHE_ENABLED="false",
+        GATEWAY_RPC__MAX_LAG_BLOCKS="1000",
+        **rpc_env,
+    )
+    client = await aiohttp_client(create_app(settings))
+    pool = client.app[POOL]
+    slow = next(u for u in pool.upstreams if str(slow_reader_node.port) in u.url)
+    slow.weight = 1_000_000  # tried first
+    slow.latencies.extend([0.02] * 50)  # its usual p95: 20 ms
+    started = time.perf_counter()
+    reply = await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"])
+    assert reply["result"] == "0x0"  # anvil's answer (the slow node would say 0x7a69)
+    assert time.perf_counter() - started < 1.5
+    text = await (await client.get("/metrics")).text()
+    assert f'gateway_rpc_hedges_total{{upstream="127.0.0.1:{fresh_anvil.port}"}} 1.0' in text
