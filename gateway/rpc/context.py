@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
-from opentelemetry.instrumentation.aiohttp_client import create_trace_config
 
 from gateway.config import SETTINGS
 from gateway.rpc.cache import MemoryCache
@@ -27,12 +26,12 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
     connector = aiohttp.TCPConnector(
         limit=settings.upstream_pool.max_connections, ttl_dns_cache=300
     )
-    trace_config = create_trace_config(tracer_provider=telemetry.tracer_provider)
-    async with aiohttp.ClientSession(connector=connector, trace_configs=[trace_config]) as session:
+    async with aiohttp.ClientSession(connector=connector) as session:
         upstreams = [
             Upstream(
                 config,
                 session,
+                tracer=telemetry.tracer,
                 breaker_threshold=settings.rpc.breaker_threshold,
                 breaker_cooldown_s=settings.rpc.breaker_cooldown_s,
             )

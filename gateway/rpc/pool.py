@@ -183,8 +183,8 @@ class UpstreamPool:
                     best - upstream.head.latest
                 )
 
-    def lagging(self, upstream: Upstream) -> bool:
-        best = self.best_latest()
+    def lagging(self, upstream: Upstream, best: int | None = None) -> bool:
+        best = self.best_latest() if best is None else best
         return best >= 0 and upstream.head.latest < best - self.settings.max_lag_blocks
 
     async def _advance(self, block: dict[str, Any]) -> None:
@@ -219,15 +219,18 @@ class UpstreamPool:
         """Nodes to try, best first: weighted random among the fit ones; then, as a last
         resort, nodes that are up but lag or sit behind ``min_head``."""
         now = time.monotonic()
+        best = self.best_latest()
         fit, behind = [], []
         for upstream in self.upstreams:
             if not upstream.chain_ok or not upstream.healthy:
                 continue
-            if self.lagging(upstream) or upstream.head.latest < min_head:
+            if self.lagging(upstream, best) or upstream.head.latest < min_head:
                 behind.append(upstream)
             else:
                 fit.append(upstream)
-        ordered = _weighted_order(fit) + sorted(behind, key=lambda u: -u.head.latest)
+        if len(fit) > 1:
+            fit = _weighted_order(fit)
+        ordered = fit + sorted(behind, key=lambda u: -u.head.latest) if behind else fit
         return [u for u in ordered if u.breaker.allows(now)] or [
             u for u in self.upstreams if u.chain_ok and u.breaker.allows(now)
         ]
@@ -271,6 +274,7 @@ class UpstreamPool:
         raise NoUpstream
 
     async def _attempt(self, upstream: Upstream, body: bytes, method: str) -> bytes:
+        upstream.breaker.begin()
         started = time.perf_counter()
         try:
             reply = await upstream.forward(body)
@@ -311,8 +315,9 @@ class UpstreamPool:
         raise error
 
     def _count(self, upstream: Upstream, method: str, outcome: str, started: float) -> None:
-        self.metrics.rpc_upstream_requests.labels(upstream.name, method, outcome).inc()
-        self.metrics.rpc_upstream_duration.labels(upstream.name).observe(
+        metrics = self.metrics
+        metrics.child(metrics.rpc_upstream_requests, upstream.name, method, outcome).inc()
+        metrics.child(metrics.rpc_upstream_duration, upstream.name).observe(
             time.perf_counter() - started
         )
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 import orjson
 import structlog
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import INVALID_SPAN, SpanKind
 
 from gateway.config import RpcSettings
 from gateway.errors import GatewayError
@@ -97,8 +97,11 @@ class RpcService:
             wait = await self.limiter.acquire(f"rpc:{caller.key}", limit, self.weight(call.method))
             if wait > 0:
                 self.metrics.rate_limited.labels(caller.tier).inc()
-                self.metrics.rpc_requests.labels(
-                    self.method_label(call.method), caller.tier, "rate_limited"
+                self.metrics.child(
+                    self.metrics.rpc_requests,
+                    self.method_label(call.method),
+                    caller.tier,
+                    "rate_limited",
                 ).inc()
             waits.append(wait)
         return waits
@@ -110,7 +113,7 @@ class RpcService:
 
         async def one(item: Call | Invalid) -> bytes | None:
             if isinstance(item, Invalid):
-                self.metrics.rpc_requests.labels("other", caller.tier, "invalid").inc()
+                self.metrics.child(self.metrics.rpc_requests, "other", caller.tier, "invalid").inc()
                 return jsonrpc.error_bytes(item.id, item.code, item.message)
             if waits[id(item)] > 0:
                 reply = jsonrpc.error_bytes(
@@ -135,25 +138,29 @@ class RpcService:
         if denied is None and call.method in WS_ONLY and transport != "ws":
             denied = f"{call.method} needs a WebSocket connection (GET /rpc with Upgrade)"
         if denied is not None:
-            self.metrics.rpc_requests.labels(label, caller.tier, "denied").inc()
+            self.metrics.child(self.metrics.rpc_requests, label, caller.tier, "denied").inc()
             return jsonrpc.error_bytes(call.id, DENIED_CODE, denied)
-        with self.tracer.start_as_current_span(
-            f"rpc {call.method}",
-            kind=SpanKind.INTERNAL,
-            attributes={"rpc.system": "jsonrpc", "rpc.method": call.method},
-        ) as span:
-            try:
-                reply, outcome = await self._answer(call, label, span)
-            except GatewayError as error:
-                reply, outcome = (
-                    jsonrpc.error_bytes(call.id, error.rpc_code, error.message, error.data),
-                    "upstream_error",
-                )
-                if error.http_status < 500:
-                    outcome = "invalid"
-                span.set_attribute("gateway.error", error.code)
-        self.metrics.rpc_requests.labels(label, caller.tier, outcome).inc()
+        if trace.get_current_span().get_span_context().trace_flags.sampled:
+            with self.tracer.start_as_current_span(
+                f"rpc {call.method}",
+                kind=SpanKind.INTERNAL,
+                attributes={"rpc.system": "jsonrpc", "rpc.method": call.method},
+            ) as span:
+                reply, outcome = await self._answer_or_error(call, label, span)
+        else:
+            # An unsampled trace exports nothing: skipping its span changes no output, and
+            # the node still gets this trace's traceparent (flag 00).
+            reply, outcome = await self._answer_or_error(call, label, INVALID_SPAN)
+        self.metrics.child(self.metrics.rpc_requests, label, caller.tier, outcome).inc()
         return reply
+
+    async def _answer_or_error(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
+        try:
+            return await self._answer(call, label, span)
+        except GatewayError as error:
+            span.set_attribute("gateway.error", error.code)
+            reply = jsonrpc.error_bytes(call.id, error.rpc_code, error.message, error.data)
+            return reply, "invalid" if error.http_status < 500 else "upstream_error"
 
     async def _answer(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
         if call.method == "eth_getLogs":
@@ -173,7 +180,9 @@ class RpcService:
         key = cache_key(call.method, call.params) if rule is not None else b""
         if rule is not None and self.cache is not None:
             cached = self.cache.get(key, head=head)
-            self.metrics.rpc_cache_requests.labels("hit" if cached is not None else "miss").inc()
+            self.metrics.child(
+                self.metrics.rpc_cache_requests, "hit" if cached is not None else "miss"
+            ).inc()
             span.set_attribute("gateway.cache", "hit" if cached is not None else "miss")
             if cached is not None:
                 return _reply_with_result(call.id, cached), "ok"

@@ -158,6 +158,15 @@ class Metrics:
         )
         # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:  # noqa: ANN401  # a labelled child
+        """``metric.labels(*labels)``, remembered: hot paths call this per request."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
 
     def observe_http(
         self,

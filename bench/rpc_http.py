@@ -1,0 +1,171 @@
+"""JSON-RPC over HTTP: anvil direct vs a bare aiohttp pass-through proxy vs the gateway with
+full observability, at the same concurrency, in one run.
+
+    .venv/bin/python bench/rpc_http.py [--seconds 8] [--connections 32]
+
+The gateway runs as in production: JSON access log, metrics, tracing with the README's
+recommended sampler (parentbased_traceidratio, 0.1). The proxy and the gateway are pinned
+to core 0 and wrk to core 1; anvil floats (it serves every row that reaches it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from common import Result, free_port, run_wrk, start, wait_ready
+
+from gateway.chain import DevChain
+
+BARE_PROXY = """
+import sys
+import aiohttp
+from aiohttp import web
+upstream = sys.argv[2]
+async def ctx(app):
+    async with aiohttp.ClientSession() as session:
+        app["session"] = session
+        yield
+async def rpc(request):
+    body = await request.read()
+    async with request.app["session"].post(upstream, data=body,
+            headers={"Content-Type": "application/json"}) as reply:
+        return web.Response(body=await reply.read(), content_type="application/json")
+app = web.Application()
+app.cleanup_ctx.append(ctx)
+app.router.add_post("/", rpc)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [[%s]]
+"""
+
+
+def post(url: str, payload: dict) -> dict:
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-rpc-"))
+    cases = {
+        "eth_blockNumber": (
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+            False,
+        ),
+        "eth_chainId": ({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, True),
+        "eth_getBlockByNumber(finalized)": (
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_getBlockByNumber",
+                "params": ["0x10", False],
+            },
+            True,
+        ),
+    }
+    with DevChain.start(log_dir=work / "anvil") as chain:
+        chain.rpc("anvil_mine", ["0x100"])  # 256 blocks: block 16 is finalized
+        proxy_port = free_port()
+        proxy = start(
+            [sys.executable, "-c", BARE_PROXY, str(proxy_port), chain.url],
+            {},
+            0,
+            work / "proxy.log",
+        )
+        servers = [proxy]
+        gateways = {}
+        try:
+            for cache in (False, True):
+                port = free_port()
+                env = {
+                    "GATEWAY_UPSTREAMS": chain.url,
+                    "GATEWAY_CHAIN_ID": "31337",
+                    "GATEWAY_LOG_FORMAT": "json",
+                    "GATEWAY_DATABASE_URL": f"sqlite:///{work / f'gw{port}.db'}",
+                    "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
+                    "GATEWAY_RPC__CACHE_ENABLED": "true" if cache else "false",
+                    "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "1000000",
+                    "GATEWAY_RPC__ANONYMOUS__BURST": "1000000",
+                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+                    "OTEL_TRACES_SAMPLER_ARG": "0.1",
+                }
+                servers.append(
+                    start(
+                        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+                        env,
+                        0,
+                        work / f"gateway-{port}.log",
+                    )
+                )
+                gateways[cache] = f"http://127.0.0.1:{port}/rpc"
+            for url in gateways.values():
+                wait_ready(url.replace("/rpc", "/readyz"))
+            targets = {
+                "anvil direct": chain.url,
+                "bare aiohttp proxy": f"http://127.0.0.1:{proxy_port}/",
+            }
+            print(
+                f"JSON-RPC over HTTP, {args.connections} connections, {args.seconds}s per row; "
+                "gateway: access log + metrics + tracing (parentbased_traceidratio 0.1)"
+            )
+            header = f"{'case':<34} {'target':<26} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs proxy':>9}"
+            for name, (payload, cached) in cases.items():
+                print()
+                print(header)
+                script = work / f"{name.replace('(', '_').replace(')', '')}.lua"
+                script.write_text(WRK_SCRIPT % json.dumps(payload))
+                rows: list[tuple[str, Result]] = []
+                label = "gateway (cache on)" if cached else "gateway (cache off)"
+                for target, url in [*targets.items(), (label, gateways[cached])]:
+                    assert "result" in post(url, payload), (target, post(url, payload))
+                    run_wrk(
+                        target, url, seconds=2, connections=args.connections, cpu=1, script=script
+                    )
+                    rows.append(
+                        (
+                            target,
+                            run_wrk(
+                                target,
+                                url,
+                                seconds=args.seconds,
+                                connections=args.connections,
+                                cpu=1,
+                                script=script,
+                            ),
+                        )
+                    )
+                proxy_rps = rows[1][1].requests_per_s
+                for target, result in rows:
+                    print(
+                        f"{name:<34} {target:<26} {result.requests_per_s:>9.0f} {result.p50_ms:>8.3f} "
+                        f"{result.p99_ms:>8.3f} {result.requests_per_s / proxy_rps:>8.2f}x"
+                    )
+                direct = rows[0][1]
+                gateway_row = rows[2][1]
+                print(
+                    f"{'':<34} p99 overhead of the gateway over anvil direct: "
+                    f"{gateway_row.p99_ms - direct.p99_ms:+.3f} ms"
+                )
+        finally:
+            for server in servers:
+                server.terminate()
+                server.wait(20)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""The node sees the caller's trace: traceparent flows from the frontend through to it."""
+
+import pytest
+from aiohttp import web
+from opentelemetry.trace import SpanKind
+
+from gateway.app import create_app
+from tests.rpc.conftest import Rpc
+
+pytestmark = pytest.mark.integration
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+@pytest.fixture(name="recording_node")
+async def _recording_node(aiohttp_server):
+    """Records the headers of every call (what anvil cannot show us)."""
+    seen: list[dict] = []
+
+    async def rpc(request: web.Request) -> web.Response:
+        body = await request.json()
+        seen.append(dict(request.headers))
+        if isinstance(body, list):
+            block = {"number": "0x1", "hash": "0x" + "33" * 32, "parentHash": "0x" + "00" * 32}
+            return web.json_response(
+                [{"jsonrpc": "2.0", "id": c["id"], "result": block} for c in body]
+            )
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
+
+    app = web.Application()
+    app.router.add_post("/", rpc)
+    server = await aiohttp_server(app)
+    server.seen = seen
+    return server
+
+
+@pytest.mark.parametrize("flags", ["01", "00"])
+async def test_traceparent_reaches_the_node(
+    aiohttp_client, recording_node, make_settings, rpc_env, spans, flags
+):
+    settings = make_settings(
+        upstreams=[f"http://127.0.0.1:{recording_node.port}"],
+        GATEWAY_RPC__CACHE_ENABLED="false",
+        **rpc_env,
+    )
+    client = await aiohttp_client(create_app(settings, span_exporters=[spans]))
+    recording_node.seen.clear()
+    headers = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-{flags}"}
+    await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"], headers=headers)
+    (sent,) = [
+        h for h in recording_node.seen if "traceparent" in h and TRACE_ID in h["traceparent"]
+    ]
+    version, trace_id, parent_id, sampled = sent["traceparent"].split("-")
+    assert (version, trace_id, sampled) == ("00", TRACE_ID, flags)
+    if flags == "01":  # sampled: the node's parent is our client span, under the rpc span
+        client_span = next(
+            s
+            for s in spans.get_finished_spans()
+            if s.kind is SpanKind.CLIENT and format(s.context.span_id, "016x") == parent_id
+        )
+        rpc_span = next(s for s in spans.get_finished_spans() if s.name == "rpc eth_getBalance")
+        assert client_span.parent.span_id == rpc_span.context.span_id
+    else:
+        assert not spans.get_finished_spans() or all(
+            format(s.context.trace_id, "032x") != TRACE_ID for s in spans.get_finished_spans()
+        )
