@@ -118,7 +118,7 @@ class Upstream:
         self.breaker = Breaker(breaker_threshold, breaker_cooldown_s)
         self.latencies: deque[float] = deque(maxlen=200)
         self._tracer = tracer or trace.get_tracer("gateway.rpc")
-        self._span_attributes = {
+        self._span_attributes: dict[str, str | int] = {
             "http.request.method": "POST",
             "server.address": urlsplit(self.url).hostname or "",
             "server.port": urlsplit(self.url).port or 0,
