@@ -21,7 +21,7 @@ from gateway.rpc import jsonrpc
 from gateway.rpc.jsonrpc import Call, RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import Caller, RpcService
 from gateway.rpc.subscriptions import SUPPORTED, SubscriptionHub
-from gateway.telemetry import Metrics
+from gateway.telemetry import Metrics, set_request_id
 
 log = structlog.get_logger("gateway.rpc.ws")
 
@@ -179,6 +179,7 @@ class WebSocketGateway:
             raise RateLimited("too many WebSocket connections for this caller", retry_after_s=5)
         try:
             ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, max_msg_size=4 * 2**20)
+            set_request_id(request, ws)
             await ws.prepare(request)
             await self._converse(ws, caller)
         finally:

@@ -12,7 +12,7 @@ from gateway.build import build_commit, build_version
 from gateway.config import SETTINGS, Settings
 from gateway.telemetry.logging import active_sink, configure_logging
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.middleware import add_request_id_header, observe_middleware
+from gateway.telemetry.middleware import observe_middleware, set_request_id
 from gateway.telemetry.state import REQUEST_ID, TELEMETRY, Telemetry
 from gateway.telemetry.tracing import build_tracer_provider
 
@@ -25,6 +25,7 @@ __all__ = [
     "configure_logging",
     "metrics_handler",
     "observe_middleware",
+    "set_request_id",
     "telemetry_ctx",
 ]
 
@@ -45,7 +46,6 @@ async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
         access_log=settings.log.access_log,
         trust_forwarded_for=settings.server.trust_forwarded_for,
     )
-    app.on_response_prepare.append(add_request_id_header)
     sink = active_sink()
     try:
         if sink is None:

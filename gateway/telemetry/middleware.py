@@ -80,6 +80,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     try:
         response = await handler(request)
         status = response.status
+        if not response.prepared:  # streamed responses set it themselves (set_request_id)
+            response.headers[REQUEST_ID_HEADER] = request_id
     except web.HTTPException as exc:  # raised past the error middleware (should not happen)
         status = exc.status
         raise
@@ -156,8 +158,9 @@ def _body_bytes(response: web.StreamResponse | None) -> int:
     return response.content_length or 0
 
 
-async def add_request_id_header(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: every response carries the request id, streamed ones included."""
+def set_request_id(request: web.Request, response: web.StreamResponse) -> None:
+    """For handlers that prepare their own response (WebSocket, streaming): the middleware
+    sets the header on every other response, cheaper than an on_response_prepare signal."""
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
         response.headers[REQUEST_ID_HEADER] = request_id
