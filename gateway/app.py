@@ -12,6 +12,7 @@ from gateway.chain.web3 import web3_ctx
 from gateway.config import SETTINGS, Settings
 from gateway.error_middleware import error_middleware
 from gateway.identity import routes as identity
+from gateway.records import routes as records
 from gateway.rpc import routes as rpc
 from gateway.rpc.context import upstream_ctx
 from gateway.storage import storage_ctx
@@ -38,6 +39,7 @@ def create_app(
     app.cleanup_ctx.append(web3_ctx)
     app.cleanup_ctx.append(identity.identity_ctx)
     app.cleanup_ctx.append(rpc.rpc_ctx)
-    for feature in (health, openapi, identity, rpc):
+    app.cleanup_ctx.append(records.records_ctx)
+    for feature in (health, openapi, identity, rpc, records):
         app.add_routes(feature.routes)
     return app

@@ -119,6 +119,53 @@ class RpcSettings(_Section):
     ws_heartbeat_s: PositiveFloat = 30.0
 
 
+class DomainRule(_Section):
+    """An accepted EIP-712 domain: every field given must match (absent: any)."""
+
+    name: str | None = None
+    version: str | None = None
+    chainId: int | None = None  # noqa: N815  # EIP-712's own field names
+    verifyingContract: str | None = None  # noqa: N815
+
+
+class RecordsSettings(_Section):
+    """What signed records the gateway accepts, who may read them, and anchoring."""
+
+    # Empty: any domain whose chainId (if it has one) is the gateway's chain.
+    domains: tuple[DomainRule, ...] = ()
+    # primaryType -> its exact type definitions ({"Mail": [{"name", "type"}, …], …});
+    # empty: any well-formed types.
+    schemas: dict[str, dict[str, list[dict[str, str]]]] = Field(default_factory=dict)
+    max_bytes: Annotated[int, Field(ge=256, le=1024 * 1024)] = 64 * 1024
+    # A uint field of one of these names in the message is a deadline (unix seconds).
+    deadline_fields: tuple[str, ...] = ("deadline", "expiry", "validUntil")
+    # Require a `nonce` field in the message, unused by the same signer before.
+    fresh_nonce: bool = False
+    # Only the signer may submit (its session address must equal the signer).
+    require_session_signer: bool = False
+    visibility: Literal["public", "private"] = "public"
+    # In private mode: the message field(s) naming who may read (an address or a list).
+    recipient_fields: tuple[str, ...] = ("to", "recipient", "recipients")
+    max_page: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class AnchorSettings(_Section):
+    """Batches of records anchored as Merkle roots on chain."""
+
+    enabled: bool = True
+    interval_s: PositiveFloat = 30.0
+    max_batch: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    min_batch: Annotated[int, Field(ge=1)] = 1
+    # The anchoring key: a hex private key (secret), or a keystore file + its password.
+    private_key: SecretStr | None = None
+    keystore_path: Path | None = None
+    keystore_password: SecretStr | None = None
+    contract_address: str | None = None
+    deployments_file: Path = Path(".gateway/deployments.json")
+    confirmations: Annotated[int, Field(ge=0, le=64)] = 0
+    receipt_timeout_s: PositiveFloat = 120.0
+
+
 class StorageSettings(_Section):
     database_url: SecretStr = SecretStr("sqlite:///./.gateway/gateway.db")
     # auto: migrate the embedded SQLite database at start; PostgreSQL (shared by replicas)
@@ -201,6 +248,8 @@ class Settings(_Section):
     log: LogSettings = LogSettings()
     tracing: TracingSettings = TracingSettings()
     identity: IdentitySettings = IdentitySettings()
+    records: RecordsSettings = RecordsSettings()
+    anchor: AnchorSettings = AnchorSettings()
 
     def siwe_chain_ids(self) -> frozenset[int]:
         if self.identity.chain_ids:
@@ -213,6 +262,9 @@ class Settings(_Section):
         data["storage"]["database_url"] = mask_url(self.storage.database_url.get_secret_value())
         if self.tracing.exporter_headers is not None:
             data["tracing"]["exporter_headers"] = "**********"
+        for secret in ("private_key", "keystore_password"):
+            if data["anchor"][secret] is not None:
+                data["anchor"][secret] = "**********"
         for upstream in data["upstreams"]:
             upstream["url"] = mask_url(upstream["url"])
             if upstream["ws_url"]:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
@@ -14,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.bodies import read_model
 from gateway.chain.web3 import WEB3
+from gateway.clock import rfc3339
 from gateway.config import SETTINGS
 from gateway.errors import RateLimited, Unauthenticated
 from gateway.identity.keys import KeyRing
@@ -34,10 +34,6 @@ KEYS = web.AppKey("keys", KeyRing)
 AUTH_LIMITER = web.AppKey("auth_limiter", RateLimiter)
 
 routes = web.RouteTableDef()
-
-
-def rfc3339(epoch_s: float) -> str:
-    return datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class _Model(BaseModel):

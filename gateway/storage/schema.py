@@ -13,6 +13,7 @@ metadata = sa.MetaData(
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
         "uq": "uq_%(table_name)s_%(column_0_N_name)s",
         "pk": "pk_%(table_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     }
 )
 
@@ -35,4 +36,63 @@ revoked_tokens = sa.Table(
     sa.Column("revoked_at", sa.Float, nullable=False),
     sa.Column("expires_at", sa.Float, nullable=False),
     sa.Index(None, "expires_at"),
+)
+
+# --- signed records ---------------------------------------------------------------------
+
+records = sa.Table(
+    "records",
+    metadata,
+    # Insertion order: the stable cursor of listings.
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("id", sa.String(66), nullable=False, unique=True),  # the EIP-712 digest
+    sa.Column("signer", sa.String(42), nullable=False),  # lower-case hex
+    sa.Column("primary_type", sa.String(128), nullable=False),
+    sa.Column("typed_data", sa.Text, nullable=False),  # canonical JSON
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("wallet_type", sa.String(16), nullable=False),
+    sa.Column("private", sa.Boolean, nullable=False),
+    sa.Column("received_at", sa.Float, nullable=False),
+    sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("anchor_batches.id"), nullable=True),
+    sa.Column("leaf_index", sa.Integer, nullable=True),
+    sa.Column("proof", sa.Text, nullable=True),  # JSON list of 0x… sibling hashes
+    sa.Index(None, "signer", "seq"),
+    sa.Index(None, "primary_type", "seq"),
+    sa.Index(None, "batch_id"),
+)
+
+record_readers = sa.Table(
+    "record_readers",
+    metadata,
+    sa.Column("record_seq", sa.BigInteger, sa.ForeignKey("records.seq"), primary_key=True),
+    sa.Column("reader", sa.String(42), primary_key=True),
+    sa.Index(None, "reader", "record_seq"),
+)
+
+record_nonces = sa.Table(
+    "record_nonces",
+    metadata,
+    sa.Column("signer", sa.String(42), primary_key=True),
+    sa.Column("nonce", sa.String(80), primary_key=True),
+)
+
+anchor_batches = sa.Table(
+    "anchor_batches",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("root", sa.String(66), nullable=False, unique=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    # built -> sent -> confirmed (or failed); the signed tx is stored before it is sent.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("chain_id", sa.BigInteger, nullable=False),
+    sa.Column("contract", sa.String(42), nullable=False),
+    sa.Column("tx_hash", sa.String(66), nullable=True),
+    sa.Column("raw_tx", sa.Text, nullable=True),
+    sa.Column("block_number", sa.BigInteger, nullable=True),
+    sa.Column("gas_used", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("confirmed_at", sa.Float, nullable=True),
+    sa.Index(None, "status"),
 )

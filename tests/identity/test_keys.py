@@ -49,4 +49,4 @@ def test_db_cli_upgrades(tmp_path, capsys):
     assert main(["db", "current"], environ) == 1
     assert main(["db", "upgrade"], environ) == 0
     assert main(["db", "current"], environ) == 0
-    assert "schema revision 0001" in capsys.readouterr().out
+    assert "schema revision 0002" in capsys.readouterr().out

@@ -1,0 +1,64 @@
+"""Deploying the project's contracts, and remembering where they are per chain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from web3 import AsyncWeb3
+
+from gateway.chain.artifacts import load_artifact
+from gateway.config import AnchorSettings
+from gateway.errors import SettingsError
+
+
+def anchor_account(settings: AnchorSettings) -> LocalAccount | None:
+    """The anchoring key from the settings: a hex key, or a keystore file and password."""
+    if settings.private_key is not None:
+        return Account.from_key(settings.private_key.get_secret_value())
+    if settings.keystore_path is not None:
+        password = settings.keystore_password.get_secret_value() if settings.keystore_password else ""
+        try:
+            keystore = json.loads(settings.keystore_path.read_text(encoding="utf-8"))
+            return Account.from_key(Account.decrypt(keystore, password))
+        except (OSError, ValueError) as exc:
+            raise SettingsError([f"anchor.keystore_path: cannot open the keystore ({exc})"]) from exc
+    return None
+
+
+def read_deployments(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def contract_address(settings: AnchorSettings, chain_id: int) -> str | None:
+    if settings.contract_address:
+        return settings.contract_address
+    return read_deployments(settings.deployments_file).get(str(chain_id), {}).get("MerkleAnchor")
+
+
+async def deploy_anchor(w3: AsyncWeb3[Any], account: LocalAccount, deployments: Path) -> str:
+    """Deploy MerkleAnchor owned by ``account`` and record its address for this chain."""
+    artifact = load_artifact("MerkleAnchor")
+    contract = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+    chain_id = await w3.eth.chain_id
+    tx = await contract.constructor(account.address).build_transaction({
+        "from": account.address,
+        "nonce": await w3.eth.get_transaction_count(account.address, "pending"),
+        "chainId": chain_id,
+    })
+    signed = account.sign_transaction(tx)
+    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
+    address = str(receipt["contractAddress"])
+    known = read_deployments(deployments)
+    known.setdefault(str(chain_id), {})["MerkleAnchor"] = address
+    deployments.parent.mkdir(parents=True, exist_ok=True)
+    deployments.write_text(json.dumps(known, indent=2) + "\n", encoding="utf-8")
+    return address

@@ -1,0 +1,10 @@
+"""Timestamps as the API writes them (RFC 3339, UTC, Z)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def rfc3339(epoch_s: float, *, timespec: str = "seconds") -> str:
+    moment = datetime.fromtimestamp(epoch_s, UTC).isoformat(timespec=timespec)
+    return moment.replace("+00:00", "Z")

@@ -1,0 +1,197 @@
+"""Whether a signed EIP-712 record is accepted: its shape, id, signer and the policy.
+
+The id is the EIP-712 digest computed by eth-account's ``encode_typed_data``; the signer is
+recovered with libsecp256k1 (or, for contract wallets, asked on chain by the caller).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from eth_account.messages import _hash_eip191_message, encode_typed_data
+
+from gateway.config import DomainRule, RecordsSettings
+from gateway.errors import Conflict, Forbidden, GatewayError, InvalidParams, PayloadTooLarge
+
+__all__ = ["Candidate", "Rejected", "check_policy", "prepare"]
+
+
+class Rejected(InvalidParams):
+    """A record the policy does not accept (422 unless a subclass says otherwise)."""
+
+    code = "records.rejected"
+    outcome = "rejected"
+
+
+class InvalidTypedData(Rejected):
+    code = "records.invalid_typed_data"
+    outcome = "invalid"
+
+
+class DomainNotAllowed(Rejected):
+    code = "records.domain_not_allowed"
+    outcome = "domain_not_allowed"
+
+
+class TypeNotAllowed(Rejected):
+    code = "records.type_not_allowed"
+    outcome = "type_not_allowed"
+
+
+class SchemaMismatch(Rejected):
+    code = "records.schema_mismatch"
+    outcome = "schema_mismatch"
+
+
+class Expired(Rejected):
+    code = "records.expired"
+    outcome = "expired"
+
+
+class BadSignature(Rejected):
+    http_status = 401
+    code = "records.bad_signature"
+    outcome = "bad_signature"
+
+
+class NonceReused(Conflict):
+    code = "records.nonce_reused"
+    outcome = "nonce_reused"
+
+
+class SignerMismatch(Forbidden):
+    code = "records.signer_mismatch"
+    outcome = "signer_mismatch"
+
+
+class RecordTooLarge(PayloadTooLarge):
+    code = "records.too_large"
+    outcome = "too_large"
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A well-formed record: its id (the EIP-712 digest), canonical JSON and parts."""
+
+    id: bytes
+    typed_data: dict[str, Any]
+    canonical: bytes
+    primary_type: str
+    domain: dict[str, Any]
+    message: dict[str, Any]
+
+    @property
+    def id_hex(self) -> str:
+        return "0x" + self.id.hex()
+
+
+def _shape(typed_data: Any) -> tuple[dict[str, Any], str, dict[str, Any], dict[str, Any]]:  # noqa: ANN401
+    if not isinstance(typed_data, dict):
+        raise InvalidTypedData("typedData must be an object")
+    types, primary = typed_data.get("types"), typed_data.get("primaryType")
+    domain, message = typed_data.get("domain"), typed_data.get("message")
+    if not isinstance(types, dict) or not all(
+        isinstance(fields, list)
+        and all(isinstance(f, dict) and set(f) == {"name", "type"} for f in fields)
+        for fields in types.values()
+    ):
+        raise InvalidTypedData("types must map each type name to a list of {name, type}")
+    if not isinstance(primary, str) or primary not in types or primary == "EIP712Domain":
+        raise InvalidTypedData("primaryType must name one of the types")
+    if not isinstance(domain, dict) or not isinstance(message, dict):
+        raise InvalidTypedData("domain and message must be objects")
+    extra = set(typed_data) - {"types", "primaryType", "domain", "message"}
+    if extra:
+        raise InvalidTypedData(f"unexpected members: {', '.join(sorted(extra))}")
+    return types, primary, domain, message
+
+
+def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
+    """Shape check and the EIP-712 digest (the record id)."""
+    types, primary, domain, message = _shape(typed_data)
+    canonical = orjson.dumps(typed_data, option=orjson.OPT_SORT_KEYS)
+    if len(canonical) > max_bytes:
+        raise RecordTooLarge(f"record is {len(canonical)} bytes; the limit is {max_bytes}")
+    try:
+        digest = _hash_eip191_message(encode_typed_data(full_message=typed_data))
+    except GatewayError:
+        raise
+    except Exception as exc:  # eth-account raises many kinds on malformed typed data
+        raise InvalidTypedData(f"typed data does not encode: {_short(exc)}") from exc
+    return Candidate(bytes(digest), typed_data, canonical, primary, domain, message)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
+
+
+def _domain_matches(rule: DomainRule, domain: dict[str, Any]) -> bool:
+    for field in ("name", "version", "chainId", "verifyingContract"):
+        wanted = getattr(rule, field)
+        if wanted is None:
+            continue
+        actual = domain.get(field)
+        if field == "verifyingContract":
+            if not isinstance(actual, str) or actual.lower() != str(wanted).lower():
+                return False
+        elif field == "chainId":
+            if _as_int(actual) != wanted:
+                return False
+        elif actual != wanted:
+            return False
+    return True
+
+
+def _as_int(value: Any) -> int | None:  # noqa: ANN401
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 0)
+        except ValueError:
+            return None
+    return None
+
+
+def check_policy(
+    candidate: Candidate, settings: RecordsSettings, *, chain_id: int | None,
+    now: float | None = None,
+) -> None:
+    """Domain, schema and deadline rules. Raises the Rejected subclass of the first miss."""
+    domain = candidate.domain
+    if settings.domains:
+        if not any(_domain_matches(rule, domain) for rule in settings.domains):
+            raise DomainNotAllowed("the record's EIP-712 domain is not accepted here")
+    elif chain_id is not None and "chainId" in domain and _as_int(domain["chainId"]) != chain_id:
+        raise DomainNotAllowed(f"the record's domain chainId is not this gateway's ({chain_id})")
+    if settings.schemas:
+        schema = settings.schemas.get(candidate.primary_type)
+        if schema is None:
+            raise TypeNotAllowed(f"primary type {candidate.primary_type} is not accepted")
+        types = {k: v for k, v in candidate.typed_data["types"].items() if k != "EIP712Domain"}
+        if types != schema:
+            raise SchemaMismatch(
+                f"types differ from the registered schema of {candidate.primary_type}"
+            )
+    moment = time.time() if now is None else now
+    for field in settings.deadline_fields:
+        if field in candidate.message:
+            deadline = _as_int(candidate.message[field])
+            if deadline is not None and deadline < moment:
+                raise Expired(f"{field} {deadline} has passed")
+
+
+def readers_of(candidate: Candidate, settings: RecordsSettings, signer: str) -> set[str]:
+    """Who may read a private record: its signer and the addresses in recipient fields."""
+    readers = {signer.lower()}
+    for field in settings.recipient_fields:
+        value = candidate.message.get(field)
+        values = value if isinstance(value, list) else [value]
+        readers.update(v.lower() for v in values if isinstance(v, str) and v.startswith("0x"))
+    return readers

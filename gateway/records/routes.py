@@ -1,0 +1,246 @@
+"""Signed-record endpoints: POST/GET /records, GET /records/{id}, GET /records/{id}/proof."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.bodies import read_model
+from gateway.chain.deploy import anchor_account, contract_address
+from gateway.chain.web3 import WEB3
+from gateway.clock import rfc3339
+from gateway.config import SETTINGS
+from gateway.errors import InvalidParams
+from gateway.identity.routes import SIGN_IN, request_token
+from gateway.identity.tokens import Session
+from gateway.identity.wallets import ContractWallets
+from gateway.openapi import Parameter, operation
+from gateway.records.anchorer import Anchorer
+from gateway.records.merkle import leaf_of
+from gateway.records.service import NotAnchored, RecordNotFound, RecordService, represent
+from gateway.records.store import RecordStore, decode_cursor, encode_cursor
+from gateway.storage import STORAGE
+from gateway.telemetry import TELEMETRY
+
+log = structlog.get_logger("gateway.records")
+
+RECORDS = web.AppKey("records", RecordService)
+ANCHORER = web.AppKey("anchorer", Anchorer)
+
+routes = web.RouteTableDef()
+
+_ID = re.compile(r"0x[0-9a-fA-F]{64}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SubmitRequest(_Model):
+    """An EIP-712 record and its signature; ``signer`` names a contract wallet."""
+
+    typedData: dict[str, Any]  # noqa: N815  # the API's JSON is camelCase
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]*$", max_length=16_384)
+    signer: str | None = Field(default=None, pattern=r"^0x[0-9a-fA-F]{40}$")
+
+
+class Submitted(_Model):
+    """The record's id (its EIP-712 digest), signer, and when it was first received."""
+
+    id: str
+    signer: str
+    receivedAt: str  # noqa: N815
+
+
+class AnchorInfo(_Model):
+    root: str
+    txHash: str  # noqa: N815
+    blockNumber: int  # noqa: N815
+    contract: str
+    chainId: int  # noqa: N815
+
+
+class Record(_Model):
+    """A stored record."""
+
+    id: str
+    signer: str
+    primaryType: str  # noqa: N815
+    typedData: dict[str, Any]  # noqa: N815
+    signature: str
+    walletType: str  # noqa: N815
+    receivedAt: str  # noqa: N815
+    anchor: AnchorInfo | None
+
+
+class RecordPage(_Model):
+    """Records in the order they were received; pass ``nextCursor`` back for more."""
+
+    items: list[Record]
+    nextCursor: str | None  # noqa: N815
+
+
+class Proof(_Model):
+    """Everything needed to check the record against the anchored root."""
+
+    root: str
+    leaf: str
+    proof: list[str]
+    contract: str
+    chainId: int  # noqa: N815
+    txHash: str  # noqa: N815
+    blockNumber: int  # noqa: N815
+
+
+async def _session(request: web.Request) -> Session | None:
+    token = request_token(request)
+    if token is None:
+        return None
+    return await request.config_dict[SIGN_IN].session_cached(token)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _record_json(row: Any) -> dict[str, Any]:  # noqa: ANN401
+    body = represent(row)
+    body["receivedAt"] = rfc3339(row.received_at, timespec="milliseconds")
+    return body
+
+
+def _record_id(request: web.Request) -> str:
+    record_id = request.match_info["id"]
+    if not _ID.fullmatch(record_id):
+        raise InvalidParams("a record id is 0x and 64 hex digits", code="records.bad_id")
+    return record_id.lower()
+
+
+@routes.post("/records")
+@operation(
+    summary="Submit a signed EIP-712 record", tag="records", request=SubmitRequest,
+    responses={201: Submitted, 200: "The same record again (same id)",
+               400: "Malformed JSON", 401: "Signature does not verify",
+               403: "Signer is not the signed-in address (when required)",
+               409: "Nonce already used by this signer", 413: "Record too large",
+               422: "Record not accepted by the policy"},
+)  # fmt: skip
+async def submit(request: web.Request) -> web.Response:
+    body = await read_model(request, SubmitRequest)
+    service = request.config_dict[RECORDS]
+    result = await service.submit(body.typedData, body.signature, claimed_signer=body.signer,
+                                  session=await _session(request))  # fmt: skip
+    if result.created and ANCHORER in request.config_dict:
+        anchorer = request.config_dict[ANCHORER]
+        anchorer.metrics.records_pending_anchor.inc()
+    from gateway.identity.siwe import checksum_address  # noqa: PLC0415
+
+    payload = {"id": result.id, "signer": checksum_address(result.signer),
+               "receivedAt": rfc3339(result.received_at, timespec="milliseconds")}  # fmt: skip
+    return _json(payload, status=201 if result.created else 200)
+
+
+@routes.get("/records")
+@operation(
+    summary="List records by signer and/or primary type", tag="records",
+    parameters=(Parameter("signer", "query", "0x address"),
+                Parameter("primaryType", "query", "EIP-712 primary type"),
+                Parameter("limit", "query", "page size (1..max_page, default 50)",
+                          schema={"type": "integer"}),
+                Parameter("cursor", "query", "nextCursor of the previous page")),
+    responses={200: RecordPage, 422: "Bad parameter"},
+)  # fmt: skip
+async def list_records(request: web.Request) -> web.Response:
+    settings = request.config_dict[SETTINGS].records
+    query = request.query
+    signer = query.get("signer")
+    if signer is not None and not _ADDRESS.fullmatch(signer):
+        raise InvalidParams("signer must be a 0x address", code="records.bad_signer")
+    try:
+        limit = int(query.get("limit", "50"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= settings.max_page:
+        raise InvalidParams(f"limit must be 1..{settings.max_page}", code="records.bad_limit")
+    after = decode_cursor(query["cursor"]) if "cursor" in query else 0
+    session = await _session(request)
+    rows = await request.config_dict[RECORDS].store.page(
+        signer=signer.lower() if signer else None, primary_type=query.get("primaryType"),
+        after=after, limit=limit, reader=session.address.lower() if session else None,
+    )  # fmt: skip
+    next_cursor = encode_cursor(rows[-1].seq) if len(rows) == limit else None
+    return _json({"items": [_record_json(row) for row in rows], "nextCursor": next_cursor})
+
+
+@routes.get("/records/{id}")
+@operation(summary="One record, its signer and anchor", tag="records",
+           parameters=(Parameter("id", "path", "the record id (EIP-712 digest)"),),
+           responses={200: Record, 404: "No such record"})  # fmt: skip
+async def get_record(request: web.Request) -> web.Response:
+    row = await request.config_dict[RECORDS].readable(_record_id(request), await _session(request))
+    return _json(_record_json(row))
+
+
+@routes.get("/records/{id}/proof")
+@operation(summary="Merkle proof of an anchored record", tag="records",
+           parameters=(Parameter("id", "path", "the record id"),),
+           responses={200: Proof, 404: "No such record, or not anchored yet"})  # fmt: skip
+async def get_proof(request: web.Request) -> web.Response:
+    row = await request.config_dict[RECORDS].readable(_record_id(request), await _session(request))
+    if row.status != "confirmed" or row.proof is None:
+        raise NotAnchored
+    return _json({
+        "root": row.root, "leaf": "0x" + leaf_of(bytes.fromhex(row.id[2:])).hex(),
+        "proof": orjson.loads(row.proof), "contract": row.contract, "chainId": row.chain_id,
+        "txHash": row.tx_hash, "blockNumber": row.block_number,
+    })  # fmt: skip
+
+
+async def records_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The record service, and the anchorer when a key and a contract are configured."""
+    settings = app[SETTINGS]
+    telemetry = app[TELEMETRY]
+    web3 = app.get(WEB3)
+    service = RecordService(
+        settings, store=RecordStore(app[STORAGE]),
+        wallets=None if web3 is None else ContractWallets(web3),
+        metrics=telemetry.metrics, tracer=telemetry.tracer,
+    )  # fmt: skip
+    app[RECORDS] = service
+    task = None
+    account = anchor_account(settings.anchor)
+    if settings.anchor.enabled and web3 is not None and account is not None:
+        chain_id = settings.chain_id or await web3.eth.chain_id
+        address = contract_address(settings.anchor, chain_id)
+        if address is None:
+            log.warning("anchoring off: no MerkleAnchor address for this chain "
+                        "(run `gateway contracts deploy`)", chain_id=chain_id)  # fmt: skip
+        else:
+            anchorer = Anchorer(
+                settings.anchor, database=app[STORAGE], w3=web3, account=account,
+                contract=address, chain_id=chain_id, metrics=telemetry.metrics,
+                tracer=telemetry.tracer,
+            )  # fmt: skip
+            app[ANCHORER] = anchorer
+            task = asyncio.create_task(anchorer.run_forever(), name="anchorer")
+    elif settings.anchor.enabled:
+        log.info("anchoring off: no anchor key configured")
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+__all__ = ["ANCHORER", "RECORDS", "RecordNotFound", "records_ctx", "routes"]

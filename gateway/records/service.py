@@ -1,0 +1,168 @@
+"""Accepting and reading signed records, independent of HTTP."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import structlog
+from opentelemetry import trace
+
+from gateway.config import Settings
+from gateway.errors import GatewayError, NotFound, Unavailable
+from gateway.identity import siwe
+from gateway.identity.tokens import Session
+from gateway.identity.wallets import ContractWallets, is_erc6492
+from gateway.records import acceptance
+from gateway.records.acceptance import BadSignature, Candidate, NonceReused, SignerMismatch
+from gateway.records.store import DuplicateNonce, NewRecord, RecordStore
+from gateway.telemetry import Metrics
+
+log = structlog.get_logger("gateway.records")
+
+
+class RecordNotFound(NotFound):
+    code = "records.not_found"
+    default_message = "no such record (or not readable by this caller)"
+
+
+class NotAnchored(NotFound):
+    code = "records.not_anchored"
+    default_message = "record is not anchored yet"
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    id: str
+    signer: str
+    received_at: float
+    created: bool
+
+
+class RecordService:
+    def __init__(  # noqa: PLR0913  # the collaborators of a record
+        self,
+        settings: Settings,
+        *,
+        store: RecordStore,
+        wallets: ContractWallets | None,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+    ) -> None:
+        self.settings = settings.records
+        self.chain_id = settings.chain_id
+        self.store = store
+        self.wallets = wallets
+        self.metrics = metrics
+        self.tracer = tracer
+
+    async def submit(
+        self, typed_data: Any, signature: str, *, claimed_signer: str | None,  # noqa: ANN401
+        session: Session | None,
+    ) -> Submitted:
+        """Verify, apply the policy, store. Counts every outcome."""
+        started = time.perf_counter()
+        outcome = "created"
+        try:
+            with self.tracer.start_as_current_span("records.verify"):
+                candidate = acceptance.prepare(typed_data, max_bytes=self.settings.max_bytes)
+                acceptance.check_policy(candidate, self.settings, chain_id=self.chain_id)
+                signer, wallet_type = await self._signer(candidate, signature, claimed_signer)
+            self.metrics.records_verify_duration.observe(time.perf_counter() - started)
+            if self.settings.require_session_signer and (
+                session is None or session.address.lower() != signer
+            ):
+                raise SignerMismatch("the record's signer is not the signed-in address")
+            nonce = self._nonce(candidate)
+            private = self.settings.visibility == "private"
+            record = NewRecord(
+                id=candidate.id_hex, signer=signer, primary_type=candidate.primary_type,
+                typed_data=candidate.canonical, signature=signature.lower(),
+                wallet_type=wallet_type, private=private,
+                readers=acceptance.readers_of(candidate, self.settings, signer) if private else set(),
+                nonce=nonce,
+            )  # fmt: skip
+            with self.tracer.start_as_current_span("records.store"):
+                try:
+                    created, received_at = await self.store.insert(record)
+                except DuplicateNonce as exc:
+                    raise NonceReused(f"nonce {nonce} was already used by {signer}") from exc
+            outcome = "created" if created else "duplicate"
+            return Submitted(candidate.id_hex, signer, received_at, created)
+        except GatewayError as error:
+            outcome = getattr(error, "outcome", None) or (
+                "unavailable" if isinstance(error, Unavailable) else "rejected"
+            )
+            raise
+        finally:
+            self.metrics.child(self.metrics.records_submitted, outcome).inc()
+
+    def _nonce(self, candidate: Candidate) -> str | None:
+        if not self.settings.fresh_nonce:
+            return None
+        nonce = candidate.message.get("nonce")
+        if nonce is None or isinstance(nonce, dict | list) or len(str(nonce)) > 78:
+            raise acceptance.Rejected("the record's message needs a nonce field")
+        return str(nonce)
+
+    async def _signer(
+        self, candidate: Candidate, signature: str, claimed: str | None
+    ) -> tuple[str, str]:
+        """(lower-case signer, wallet type). An EOA is recovered; a contract wallet must be
+        named (``signer``) and accept the signature on chain (EIP-1271 / EIP-6492)."""
+        try:
+            raw = siwe.signature_bytes(signature)
+        except siwe.MalformedSignature as exc:
+            raise BadSignature("signature must be 0x-prefixed hex") from exc
+        claimed_lower = claimed.lower() if claimed else None
+        eoa_error: GatewayError | None = None
+        if not is_erc6492(raw):
+            try:
+                recovered = siwe.recover_address(candidate.id, raw).lower()
+                if claimed_lower is None or recovered == claimed_lower:
+                    return recovered, "eoa"
+            except (siwe.MalformedSignature, siwe.InvalidSignature) as exc:
+                eoa_error = BadSignature(exc.message)
+        if claimed_lower is None or self.wallets is None:
+            raise eoa_error or BadSignature("signature is not by the named signer")
+        with self.tracer.start_as_current_span("records.contract_wallet"):
+            if is_erc6492(raw):
+                valid = await self.wallets.is_valid_universal(claimed_lower, candidate.id, raw)
+            elif await self.wallets.has_code(claimed_lower):
+                valid = await self.wallets.is_valid_erc1271(claimed_lower, candidate.id, raw)
+            else:
+                valid = False
+        if not valid:
+            raise eoa_error or BadSignature("signature is not by the named signer")
+        return claimed_lower, "contract"
+
+    async def readable(self, record_id: str, session: Session | None) -> Any:  # noqa: ANN401
+        row = await self.store.get(record_id.lower())
+        if row is None:
+            raise RecordNotFound
+        if row.private:
+            caller = session.address.lower() if session else None
+            if caller is None or (caller != row.signer and caller not in await self.store.readers(row.seq)):
+                raise RecordNotFound  # do not reveal that a private record exists
+        return row
+
+
+def represent(row: Any, *, check_anchor: bool = True) -> dict[str, Any]:  # noqa: ANN401
+    anchor = None
+    if check_anchor and row.status == "confirmed":
+        anchor = {
+            "root": row.root, "txHash": row.tx_hash, "blockNumber": row.block_number,
+            "contract": row.contract, "chainId": row.chain_id,
+        }  # fmt: skip
+    return {
+        "id": row.id,
+        "signer": siwe.checksum_address(row.signer),
+        "primaryType": row.primary_type,
+        "typedData": orjson.Fragment(row.typed_data.encode()),
+        "signature": row.signature,
+        "walletType": row.wallet_type,
+        "receivedAt": row.received_at,
+        "anchor": anchor,
+    }
