@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
     ):
         common(keys_commands.add_parser(name, help=text))
 
+    contracts = commands.add_parser("contracts", help="the project's contracts")
+    contracts_commands = contracts.add_subparsers(dest="contracts_command", required=True)
+    common(
+        contracts_commands.add_parser(
+            "deploy", help="deploy MerkleAnchor with the anchor key; record its address"
+        )
+    )
+
     db = commands.add_parser("db", help="database schema")
     db_commands = db.add_subparsers(dest="db_command", required=True)
     for name, text in (
@@ -143,6 +151,10 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
                     "GATEWAY_IDENTITY__KEYS_DIR": str(state / "keys"),
                     "GATEWAY_IDENTITY__COOKIE_SECURE": "false",  # plain http on loopback
+                    # anvil's public dev key #0 anchors (never a real key), every 5 seconds
+                    "GATEWAY_ANCHOR__PRIVATE_KEY": chain.accounts[0].private_key,
+                    "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(state / "deployments.json"),
+                    "GATEWAY_ANCHOR__INTERVAL_S": environ.get("GATEWAY_ANCHOR__INTERVAL_S", "5"),
                     "GATEWAY_SIWE_DOMAINS": environ.get(
                         "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{args.port},localhost:{args.port}"
                     ),
@@ -150,10 +162,30 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
             )
             configure_logging(settings.log)
             _print_banner(chain, settings)
+            _deploy_dev_contracts(settings)
             return _run(settings)
     except DevChainError as exc:
         print(f"gateway dev: {exc}", file=sys.stderr)
         return 1
+
+
+def _deploy_dev_contracts(settings: Settings) -> None:
+    """A fresh anvil has no contracts: deploy them before the gateway starts."""
+    from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: PLC0415  # dev only
+
+    from gateway.chain.deploy import anchor_account, deploy_anchor  # noqa: PLC0415
+
+    async def deploy() -> str:
+        w3 = AsyncWeb3(AsyncHTTPProvider(settings.upstreams[0].url))
+        try:
+            account = anchor_account(settings.anchor)
+            assert account is not None  # noqa: S101  # set by _dev
+            return await deploy_anchor(w3, account, settings.anchor.deployments_file)
+        finally:
+            await w3.provider.disconnect()
+
+    address = asyncio.run(deploy())
+    print(f"  MerkleAnchor deployed at {address}\n", file=sys.stderr, flush=True)
 
 
 def _print_banner(chain: object, settings: Settings) -> None:
@@ -194,6 +226,31 @@ def _keys(command: str, settings: Settings) -> int:
     return 0
 
 
+async def _deploy(settings: Settings) -> int:
+    from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: PLC0415  # only this command
+
+    from gateway.chain.deploy import anchor_account, deploy_anchor  # noqa: PLC0415
+
+    account = anchor_account(settings.anchor)
+    if account is None or not settings.upstreams:
+        print(
+            "gateway contracts deploy: needs an anchor key (GATEWAY_ANCHOR__PRIVATE_KEY or "
+            "a keystore) and an upstream (GATEWAY_UPSTREAMS)",
+            file=sys.stderr,
+        )
+        return 1
+    w3 = AsyncWeb3(AsyncHTTPProvider(settings.upstreams[0].url))
+    try:
+        address = await deploy_anchor(w3, account, settings.anchor.deployments_file)
+    finally:
+        await w3.provider.disconnect()
+    print(
+        f"MerkleAnchor at {address} (owner {account.address}); recorded in "
+        f"{settings.anchor.deployments_file}"
+    )
+    return 0
+
+
 async def _db(command: str, settings: Settings) -> int:
     from gateway.storage import Database, migrate  # noqa: PLC0415  # only this command
 
@@ -208,7 +265,7 @@ async def _db(command: str, settings: Settings) -> int:
         await database.close()
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:  # noqa: PLR0911  # one return per command
     args = _parser().parse_args(argv)
     env = os.environ if environ is None else environ
     if args.command == "dev":
@@ -226,6 +283,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return _keys(args.keys_command, settings)
     if args.command == "db":
         return asyncio.run(_db(args.db_command, settings))
+    if args.command == "contracts":
+        return asyncio.run(_deploy(settings))
     configure_logging(settings.log)
     return _run(settings)
 

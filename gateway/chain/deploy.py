@@ -18,14 +18,21 @@ from gateway.errors import SettingsError
 def anchor_account(settings: AnchorSettings) -> LocalAccount | None:
     """The anchoring key from the settings: a hex key, or a keystore file and password."""
     if settings.private_key is not None:
-        return Account.from_key(settings.private_key.get_secret_value())
+        account: LocalAccount = Account.from_key(settings.private_key.get_secret_value())
+        return account
     if settings.keystore_path is not None:
-        password = settings.keystore_password.get_secret_value() if settings.keystore_password else ""
+        password = (
+            settings.keystore_password.get_secret_value() if settings.keystore_password else ""
+        )
         try:
             keystore = json.loads(settings.keystore_path.read_text(encoding="utf-8"))
-            return Account.from_key(Account.decrypt(keystore, password))
+            key = Account.decrypt(keystore, password)
         except (OSError, ValueError) as exc:
-            raise SettingsError([f"anchor.keystore_path: cannot open the keystore ({exc})"]) from exc
+            raise SettingsError(
+                [f"anchor.keystore_path: cannot open the keystore ({exc})"]
+            ) from exc
+        decrypted: LocalAccount = Account.from_key(key)
+        return decrypted
     return None
 
 
@@ -48,17 +55,23 @@ async def deploy_anchor(w3: AsyncWeb3[Any], account: LocalAccount, deployments: 
     artifact = load_artifact("MerkleAnchor")
     contract = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
     chain_id = await w3.eth.chain_id
-    tx = await contract.constructor(account.address).build_transaction({
-        "from": account.address,
-        "nonce": await w3.eth.get_transaction_count(account.address, "pending"),
-        "chainId": chain_id,
-    })
+    tx = await contract.constructor(account.address).build_transaction(
+        {
+            "from": account.address,
+            "nonce": await w3.eth.get_transaction_count(account.address, "pending"),
+            "chainId": chain_id,
+        }
+    )
     signed = account.sign_transaction(tx)
     tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
     address = str(receipt["contractAddress"])
     known = read_deployments(deployments)
     known.setdefault(str(chain_id), {})["MerkleAnchor"] = address
-    deployments.parent.mkdir(parents=True, exist_ok=True)
-    deployments.write_text(json.dumps(known, indent=2) + "\n", encoding="utf-8")
+    write_deployments(deployments, known)
     return address
+
+
+def write_deployments(path: Path, known: dict[str, dict[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(known, indent=2) + "\n", encoding="utf-8")

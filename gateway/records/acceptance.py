@@ -6,6 +6,7 @@ recovered with libsecp256k1 (or, for contract wallets, asked on chain by the cal
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -109,9 +110,73 @@ def _shape(typed_data: Any) -> tuple[dict[str, Any], str, dict[str, Any], dict[s
     return types, primary, domain, message
 
 
+MAX_DEPTH = 16
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_HEX = re.compile(r"0x(?:[0-9a-fA-F]{2})*")
+_INT_TYPE = re.compile(r"(u?)int(\d*)")
+_BYTES_TYPE = re.compile(r"bytes(\d+)")
+_ARRAY = re.compile(r"(.+)\[(\d*)\]")
+_IDENTIFIER = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+
+def _check_value(types: dict[str, Any], kind: str, value: Any, path: str, depth: int) -> None:  # noqa: ANN401, C901, PLR0912
+    """A message value must be exactly of its EIP-712 type (eth-account is lenient)."""
+    if depth > MAX_DEPTH:
+        raise InvalidTypedData(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    if array := _ARRAY.fullmatch(kind):
+        if not isinstance(value, list):
+            raise InvalidTypedData(f"{path}: {kind} needs an array")
+        if array.group(2) and len(value) != int(array.group(2)):
+            raise InvalidTypedData(f"{path}: {kind} needs {array.group(2)} items")
+        for index, item in enumerate(value):
+            _check_value(types, array.group(1), item, f"{path}[{index}]", depth + 1)
+        return
+    if kind in types:
+        if not isinstance(value, dict) or set(value) != {f["name"] for f in types[kind]}:
+            raise InvalidTypedData(f"{path}: {kind} needs exactly its fields")
+        for field in types[kind]:
+            _check_value(
+                types, field["type"], value[field["name"]], f"{path}.{field['name']}", depth + 1
+            )
+        return
+    if kind == "address":
+        if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+            raise InvalidTypedData(f"{path}: an address is 0x and 40 hex digits")
+    elif kind == "string":
+        if not isinstance(value, str):
+            raise InvalidTypedData(f"{path}: needs a string")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise InvalidTypedData(f"{path}: needs true or false")
+    elif kind == "bytes":
+        if not isinstance(value, str) or not _HEX.fullmatch(value):
+            raise InvalidTypedData(f"{path}: bytes are 0x-prefixed hex")
+    elif size := _BYTES_TYPE.fullmatch(kind):
+        if (
+            not isinstance(value, str)
+            or not _HEX.fullmatch(value)
+            or len(value) != 2 + 2 * int(size.group(1))
+        ):
+            raise InvalidTypedData(f"{path}: {kind} is 0x and {size.group(1)} bytes of hex")
+    elif number := _INT_TYPE.fullmatch(kind):
+        bits = int(number.group(2) or 256)
+        parsed = _as_int(value)
+        low, high = (
+            (0, 2**bits - 1) if number.group(1) else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        )
+        if parsed is None or not low <= parsed <= high:
+            raise InvalidTypedData(f"{path}: needs a {kind}")
+    else:
+        raise InvalidTypedData(f"{path}: unknown type {kind}")
+
+
 def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
-    """Shape check and the EIP-712 digest (the record id)."""
+    """Shape and value checks, and the EIP-712 digest (the record id)."""
     types, primary, domain, message = _shape(typed_data)
+    for name in types:
+        if not _IDENTIFIER.fullmatch(name):
+            raise InvalidTypedData(f"type name {name!r} is not an identifier")
+    _check_value(types, primary, message, "message", 0)
     canonical = orjson.dumps(typed_data, option=orjson.OPT_SORT_KEYS)
     if len(canonical) > max_bytes:
         raise RecordTooLarge(f"record is {len(canonical)} bytes; the limit is {max_bytes}")
@@ -160,7 +225,10 @@ def _as_int(value: Any) -> int | None:  # noqa: ANN401
 
 
 def check_policy(
-    candidate: Candidate, settings: RecordsSettings, *, chain_id: int | None,
+    candidate: Candidate,
+    settings: RecordsSettings,
+    *,
+    chain_id: int | None,
     now: float | None = None,
 ) -> None:
     """Domain, schema and deadline rules. Raises the Rejected subclass of the first miss."""

@@ -62,7 +62,7 @@ class Anchorer:
         while True:
             try:
                 await self.anchor_once()
-            except Exception:  # noqa: BLE001  # the loop outlives a failed round
+            except Exception:  # the loop outlives a failed round
                 log.exception("anchoring round failed")
                 self.metrics.child(self.metrics.anchor_batches, "error").inc()
             try:
@@ -75,8 +75,8 @@ class Anchorer:
     async def anchor_once(self) -> int | None:
         """Finish unfinished batches, then anchor one new batch if enough records wait.
         Returns the new batch's id (None when there was nothing to do)."""
-        for batch_id in await self._unfinished():
-            await self._finish(batch_id)
+        for unfinished in await self._unfinished():
+            await self._finish(unfinished)
         await self._refresh_gauges()
         batch_id = await self._build()
         if batch_id is not None:
@@ -112,12 +112,15 @@ class Anchorer:
                 span.set_attribute("anchor.batch_size", len(ids))
             result = await connection.execute(
                 sa.insert(anchor_batches).values(
-                    root="0x" + tree.root.hex(), count=len(ids), status="built",
-                    chain_id=self.chain_id, contract=self.contract_address,
+                    root="0x" + tree.root.hex(),
+                    count=len(ids),
+                    status="built",
+                    chain_id=self.chain_id,
+                    contract=self.contract_address,
                     created_at=time.time(),
                 )
-            )  # fmt: skip
-            batch_id = int(result.inserted_primary_key[0])
+            )
+            batch_id = int(result.inserted_primary_key[0])  # type: ignore[index]  # set by the insert
             from gateway.records.merkle import leaf_of  # noqa: PLC0415
 
             updates = []
@@ -162,18 +165,23 @@ class Anchorer:
     async def _sign(self, batch: Any) -> tuple[str, str]:  # noqa: ANN401
         root = bytes.fromhex(batch.root[2:])
         nonce = await self.w3.eth.get_transaction_count(self.account.address, "pending")
-        tx = await self.contract.functions.anchor(root, batch.count).build_transaction({
-            "from": self.account.address, "nonce": nonce, "chainId": self.chain_id,
-        })  # fmt: skip
-        signed = self.account.sign_transaction(tx)
+        tx = await self.contract.functions.anchor(root, batch.count).build_transaction(
+            {
+                "from": self.account.address,
+                "nonce": nonce,
+                "chainId": self.chain_id,
+            }
+        )
+        signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]  # TxParams is a dict
         return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
 
     async def _broadcast(self, batch: Any) -> None:  # noqa: ANN401
         try:
             await self.w3.eth.get_transaction(batch.tx_hash)
-            return  # the node has it (pending or mined): never send twice
         except TransactionNotFound:
             pass
+        else:
+            return  # the node has it (pending or mined): never send twice
         try:
             await self.w3.eth.send_raw_transaction(batch.raw_tx)
             log.info("anchor transaction sent", batch=batch.id, tx_hash=batch.tx_hash)
@@ -193,32 +201,45 @@ class Anchorer:
             await self._reverted(batch)
             return
         await self._update(
-            batch.id, status="confirmed", block_number=receipt["blockNumber"],
-            gas_used=receipt["gasUsed"], confirmed_at=time.time(),
-        )  # fmt: skip
+            batch.id,
+            status="confirmed",
+            block_number=receipt["blockNumber"],
+            gas_used=receipt["gasUsed"],
+            confirmed_at=time.time(),
+        )
         self.metrics.child(self.metrics.anchor_batches, "confirmed").inc()
         self.metrics.anchor_batch_size.observe(batch.count)
         self.metrics.anchor_gas_used.inc(receipt["gasUsed"])
         self.metrics.anchor_last_success.set(time.time())
-        log.info("anchor batch confirmed", batch=batch.id, root=batch.root, count=batch.count,
-                 tx_hash=batch.tx_hash, block=receipt["blockNumber"], gas=receipt["gasUsed"])  # fmt: skip
+        log.info(
+            "anchor batch confirmed",
+            batch=batch.id,
+            root=batch.root,
+            count=batch.count,
+            tx_hash=batch.tx_hash,
+            block=receipt["blockNumber"],
+            gas=receipt["gasUsed"],
+        )
 
     async def _reverted(self, batch: Any) -> None:  # noqa: ANN401
         anchored = await self.contract.functions.anchors(bytes.fromhex(batch.root[2:])).call()
         if anchored[0] != 0:  # already anchored (by an earlier transaction of this root)
-            await self._update(batch.id, status="confirmed", block_number=anchored[0],
-                               confirmed_at=time.time())  # fmt: skip
+            await self._update(
+                batch.id, status="confirmed", block_number=anchored[0], confirmed_at=time.time()
+            )
             self.metrics.child(self.metrics.anchor_batches, "confirmed").inc()
             return
         async with storage_errors(), self._engine.begin() as connection:
             await connection.execute(
-                records.update().where(records.c.batch_id == batch.id)
+                records.update()
+                .where(records.c.batch_id == batch.id)
                 .values(batch_id=None, proof=None)
-            )  # fmt: skip
+            )
             await connection.execute(
-                anchor_batches.update().where(anchor_batches.c.id == batch.id)
+                anchor_batches.update()
+                .where(anchor_batches.c.id == batch.id)
                 .values(status="failed")
-            )  # fmt: skip
+            )
         self.metrics.child(self.metrics.anchor_batches, "failed").inc()
         log.error("anchor transaction reverted; records go back to the queue", batch=batch.id)
 

@@ -127,38 +127,53 @@ def _record_id(request: web.Request) -> str:
 
 @routes.post("/records")
 @operation(
-    summary="Submit a signed EIP-712 record", tag="records", request=SubmitRequest,
-    responses={201: Submitted, 200: "The same record again (same id)",
-               400: "Malformed JSON", 401: "Signature does not verify",
-               403: "Signer is not the signed-in address (when required)",
-               409: "Nonce already used by this signer", 413: "Record too large",
-               422: "Record not accepted by the policy"},
-)  # fmt: skip
+    summary="Submit a signed EIP-712 record",
+    tag="records",
+    request=SubmitRequest,
+    responses={
+        201: Submitted,
+        200: "The same record again (same id)",
+        400: "Malformed JSON",
+        401: "Signature does not verify",
+        403: "Signer is not the signed-in address (when required)",
+        409: "Nonce already used by this signer",
+        413: "Record too large",
+        422: "Record not accepted by the policy",
+    },
+)
 async def submit(request: web.Request) -> web.Response:
     body = await read_model(request, SubmitRequest)
     service = request.config_dict[RECORDS]
-    result = await service.submit(body.typedData, body.signature, claimed_signer=body.signer,
-                                  session=await _session(request))  # fmt: skip
+    result = await service.submit(
+        body.typedData, body.signature, claimed_signer=body.signer, session=await _session(request)
+    )
     if result.created and ANCHORER in request.config_dict:
         anchorer = request.config_dict[ANCHORER]
         anchorer.metrics.records_pending_anchor.inc()
     from gateway.identity.siwe import checksum_address  # noqa: PLC0415
 
-    payload = {"id": result.id, "signer": checksum_address(result.signer),
-               "receivedAt": rfc3339(result.received_at, timespec="milliseconds")}  # fmt: skip
+    payload = {
+        "id": result.id,
+        "signer": checksum_address(result.signer),
+        "receivedAt": rfc3339(result.received_at, timespec="milliseconds"),
+    }
     return _json(payload, status=201 if result.created else 200)
 
 
 @routes.get("/records")
 @operation(
-    summary="List records by signer and/or primary type", tag="records",
-    parameters=(Parameter("signer", "query", "0x address"),
-                Parameter("primaryType", "query", "EIP-712 primary type"),
-                Parameter("limit", "query", "page size (1..max_page, default 50)",
-                          schema={"type": "integer"}),
-                Parameter("cursor", "query", "nextCursor of the previous page")),
+    summary="List records by signer and/or primary type",
+    tag="records",
+    parameters=(
+        Parameter("signer", "query", "0x address"),
+        Parameter("primaryType", "query", "EIP-712 primary type"),
+        Parameter(
+            "limit", "query", "page size (1..max_page, default 50)", schema={"type": "integer"}
+        ),
+        Parameter("cursor", "query", "nextCursor of the previous page"),
+    ),
     responses={200: RecordPage, 422: "Bad parameter"},
-)  # fmt: skip
+)
 async def list_records(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS].records
     query = request.query
@@ -174,35 +189,50 @@ async def list_records(request: web.Request) -> web.Response:
     after = decode_cursor(query["cursor"]) if "cursor" in query else 0
     session = await _session(request)
     rows = await request.config_dict[RECORDS].store.page(
-        signer=signer.lower() if signer else None, primary_type=query.get("primaryType"),
-        after=after, limit=limit, reader=session.address.lower() if session else None,
-    )  # fmt: skip
+        signer=signer.lower() if signer else None,
+        primary_type=query.get("primaryType"),
+        after=after,
+        limit=limit,
+        reader=session.address.lower() if session else None,
+    )
     next_cursor = encode_cursor(rows[-1].seq) if len(rows) == limit else None
     return _json({"items": [_record_json(row) for row in rows], "nextCursor": next_cursor})
 
 
 @routes.get("/records/{id}")
-@operation(summary="One record, its signer and anchor", tag="records",
-           parameters=(Parameter("id", "path", "the record id (EIP-712 digest)"),),
-           responses={200: Record, 404: "No such record"})  # fmt: skip
+@operation(
+    summary="One record, its signer and anchor",
+    tag="records",
+    parameters=(Parameter("id", "path", "the record id (EIP-712 digest)"),),
+    responses={200: Record, 404: "No such record"},
+)
 async def get_record(request: web.Request) -> web.Response:
     row = await request.config_dict[RECORDS].readable(_record_id(request), await _session(request))
     return _json(_record_json(row))
 
 
 @routes.get("/records/{id}/proof")
-@operation(summary="Merkle proof of an anchored record", tag="records",
-           parameters=(Parameter("id", "path", "the record id"),),
-           responses={200: Proof, 404: "No such record, or not anchored yet"})  # fmt: skip
+@operation(
+    summary="Merkle proof of an anchored record",
+    tag="records",
+    parameters=(Parameter("id", "path", "the record id"),),
+    responses={200: Proof, 404: "No such record, or not anchored yet"},
+)
 async def get_proof(request: web.Request) -> web.Response:
     row = await request.config_dict[RECORDS].readable(_record_id(request), await _session(request))
     if row.status != "confirmed" or row.proof is None:
         raise NotAnchored
-    return _json({
-        "root": row.root, "leaf": "0x" + leaf_of(bytes.fromhex(row.id[2:])).hex(),
-        "proof": orjson.loads(row.proof), "contract": row.contract, "chainId": row.chain_id,
-        "txHash": row.tx_hash, "blockNumber": row.block_number,
-    })  # fmt: skip
+    return _json(
+        {
+            "root": row.root,
+            "leaf": "0x" + leaf_of(bytes.fromhex(row.id[2:])).hex(),
+            "proof": orjson.loads(row.proof),
+            "contract": row.contract,
+            "chainId": row.chain_id,
+            "txHash": row.tx_hash,
+            "blockNumber": row.block_number,
+        }
+    )
 
 
 async def records_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -211,10 +241,12 @@ async def records_ctx(app: web.Application) -> AsyncIterator[None]:
     telemetry = app[TELEMETRY]
     web3 = app.get(WEB3)
     service = RecordService(
-        settings, store=RecordStore(app[STORAGE]),
+        settings,
+        store=RecordStore(app[STORAGE]),
         wallets=None if web3 is None else ContractWallets(web3),
-        metrics=telemetry.metrics, tracer=telemetry.tracer,
-    )  # fmt: skip
+        metrics=telemetry.metrics,
+        tracer=telemetry.tracer,
+    )
     app[RECORDS] = service
     task = None
     account = anchor_account(settings.anchor)
@@ -222,14 +254,22 @@ async def records_ctx(app: web.Application) -> AsyncIterator[None]:
         chain_id = settings.chain_id or await web3.eth.chain_id
         address = contract_address(settings.anchor, chain_id)
         if address is None:
-            log.warning("anchoring off: no MerkleAnchor address for this chain "
-                        "(run `gateway contracts deploy`)", chain_id=chain_id)  # fmt: skip
+            log.warning(
+                "anchoring off: no MerkleAnchor address for this chain "
+                "(run `gateway contracts deploy`)",
+                chain_id=chain_id,
+            )
         else:
             anchorer = Anchorer(
-                settings.anchor, database=app[STORAGE], w3=web3, account=account,
-                contract=address, chain_id=chain_id, metrics=telemetry.metrics,
+                settings.anchor,
+                database=app[STORAGE],
+                w3=web3,
+                account=account,
+                contract=address,
+                chain_id=chain_id,
+                metrics=telemetry.metrics,
                 tracer=telemetry.tracer,
-            )  # fmt: skip
+            )
             app[ANCHORER] = anchorer
             task = asyncio.create_task(anchorer.run_forever(), name="anchorer")
     elif settings.anchor.enabled:

@@ -42,7 +42,7 @@ class Submitted:
 
 
 class RecordService:
-    def __init__(  # noqa: PLR0913  # the collaborators of a record
+    def __init__(  # the collaborators of a record
         self,
         settings: Settings,
         *,
@@ -59,7 +59,11 @@ class RecordService:
         self.tracer = tracer
 
     async def submit(
-        self, typed_data: Any, signature: str, *, claimed_signer: str | None,  # noqa: ANN401
+        self,
+        typed_data: Any,  # noqa: ANN401  # JSON, checked by acceptance.prepare
+        signature: str,
+        *,
+        claimed_signer: str | None,
         session: Session | None,
     ) -> Submitted:
         """Verify, apply the policy, store. Counts every outcome."""
@@ -78,12 +82,18 @@ class RecordService:
             nonce = self._nonce(candidate)
             private = self.settings.visibility == "private"
             record = NewRecord(
-                id=candidate.id_hex, signer=signer, primary_type=candidate.primary_type,
-                typed_data=candidate.canonical, signature=signature.lower(),
-                wallet_type=wallet_type, private=private,
-                readers=acceptance.readers_of(candidate, self.settings, signer) if private else set(),
+                id=candidate.id_hex,
+                signer=signer,
+                primary_type=candidate.primary_type,
+                typed_data=candidate.canonical,
+                signature=signature.lower(),
+                wallet_type=wallet_type,
+                private=private,
+                readers=acceptance.readers_of(candidate, self.settings, signer)
+                if private
+                else set(),
                 nonce=nonce,
-            )  # fmt: skip
+            )
             with self.tracer.start_as_current_span("records.store"):
                 try:
                     created, received_at = await self.store.insert(record)
@@ -144,7 +154,9 @@ class RecordService:
             raise RecordNotFound
         if row.private:
             caller = session.address.lower() if session else None
-            if caller is None or (caller != row.signer and caller not in await self.store.readers(row.seq)):
+            if caller is None or (
+                caller != row.signer and caller not in await self.store.readers(row.seq)
+            ):
                 raise RecordNotFound  # do not reveal that a private record exists
         return row
 
@@ -153,9 +165,12 @@ def represent(row: Any, *, check_anchor: bool = True) -> dict[str, Any]:  # noqa
     anchor = None
     if check_anchor and row.status == "confirmed":
         anchor = {
-            "root": row.root, "txHash": row.tx_hash, "blockNumber": row.block_number,
-            "contract": row.contract, "chainId": row.chain_id,
-        }  # fmt: skip
+            "root": row.root,
+            "txHash": row.tx_hash,
+            "blockNumber": row.block_number,
+            "contract": row.contract,
+            "chainId": row.chain_id,
+        }
     return {
         "id": row.id,
         "signer": siwe.checksum_address(row.signer),

@@ -53,12 +53,24 @@ def decode_cursor(cursor: str) -> int:
 
 
 _COLUMNS = [
-    records.c.seq, records.c.id, records.c.signer, records.c.primary_type, records.c.typed_data,
-    records.c.signature, records.c.wallet_type, records.c.private, records.c.received_at,
-    records.c.leaf_index, records.c.proof, anchor_batches.c.root, anchor_batches.c.status,
-    anchor_batches.c.tx_hash, anchor_batches.c.block_number, anchor_batches.c.contract,
+    records.c.seq,
+    records.c.id,
+    records.c.signer,
+    records.c.primary_type,
+    records.c.typed_data,
+    records.c.signature,
+    records.c.wallet_type,
+    records.c.private,
+    records.c.received_at,
+    records.c.leaf_index,
+    records.c.proof,
+    anchor_batches.c.root,
+    anchor_batches.c.status,
+    anchor_batches.c.tx_hash,
+    anchor_batches.c.block_number,
+    anchor_batches.c.contract,
     anchor_batches.c.chain_id,
-]  # fmt: skip
+]
 _JOINED = records.outerjoin(anchor_batches, records.c.batch_id == anchor_batches.c.id)
 
 
@@ -91,13 +103,17 @@ class RecordStore:
                             raise DuplicateNonce from exc
                     result = await connection.execute(
                         sa.insert(records).values(
-                            id=record.id, signer=record.signer, primary_type=record.primary_type,
-                            typed_data=record.typed_data.decode(), signature=record.signature,
-                            wallet_type=record.wallet_type, private=record.private,
+                            id=record.id,
+                            signer=record.signer,
+                            primary_type=record.primary_type,
+                            typed_data=record.typed_data.decode(),
+                            signature=record.signature,
+                            wallet_type=record.wallet_type,
+                            private=record.private,
                             received_at=now,
                         )
-                    )  # fmt: skip
-                    seq = result.inserted_primary_key[0]
+                    )
+                    seq = result.inserted_primary_key[0]  # type: ignore[index]  # set by the insert
                     if record.private:
                         await connection.execute(
                             sa.insert(record_readers),
@@ -125,9 +141,14 @@ class RecordStore:
             return {row.reader for row in result}
 
     async def page(
-        self, *, signer: str | None, primary_type: str | None, after: int, limit: int,
+        self,
+        *,
+        signer: str | None,
+        primary_type: str | None,
+        after: int,
+        limit: int,
         reader: str | None,
-    ) -> list[Any]:  # fmt: skip
+    ) -> list[Any]:
         """Records after ``after`` in insertion order. ``reader``: the caller's address,
         which may see private records it signed or is a reader of (None: public only)."""
         query = sa.select(*_COLUMNS).select_from(_JOINED).where(records.c.seq > after)

@@ -44,8 +44,12 @@ records = sa.Table(
     "records",
     metadata,
     # Insertion order: the stable cursor of listings.
-    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("id", sa.String(66), nullable=False, unique=True),  # the EIP-712 digest
     sa.Column("signer", sa.String(42), nullable=False),  # lower-case hex
     sa.Column("primary_type", sa.String(128), nullable=False),
@@ -80,8 +84,12 @@ record_nonces = sa.Table(
 anchor_batches = sa.Table(
     "anchor_batches",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("root", sa.String(66), nullable=False, unique=True),
     sa.Column("count", sa.Integer, nullable=False),
     # built -> sent -> confirmed (or failed); the signed tx is stored before it is sent.

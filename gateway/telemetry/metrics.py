@@ -151,12 +151,16 @@ class Metrics:
         )
         # --- signed records and anchoring
         self.records_submitted = Counter(
-            "gateway_records_submitted", "Records submitted, by outcome.", ["outcome"],
+            "gateway_records_submitted",
+            "Records submitted, by outcome.",
+            ["outcome"],
             registry=r,
         )
         self.records_verify_duration = Histogram(
-            "gateway_records_verify_duration_seconds", "Time to verify a record.",
-            buckets=LATENCY_BUCKETS_S, registry=r,
+            "gateway_records_verify_duration_seconds",
+            "Time to verify a record.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
         )
         self.records_pending_anchor = Gauge(
             "gateway_records_pending_anchor", "Records not yet in an anchor batch.", registry=r
@@ -165,18 +169,22 @@ class Metrics:
             "gateway_anchor_batches", "Anchor batches, by outcome.", ["outcome"], registry=r
         )
         self.anchor_batch_size = Histogram(
-            "gateway_anchor_batch_size", "Records per anchored batch.",
-            buckets=(1, 10, 100, 1_000, 10_000, 100_000, 1_000_000), registry=r,
+            "gateway_anchor_batch_size",
+            "Records per anchored batch.",
+            buckets=(1, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
+            registry=r,
         )
         self.anchor_last_success = Gauge(
             "gateway_anchor_last_success_timestamp_seconds",
-            "Unix time of the last confirmed anchor batch.", registry=r,
+            "Unix time of the last confirmed anchor batch.",
+            registry=r,
         )
         self.anchor_gas_used = Counter(
             "gateway_anchor_gas_used", "Gas used by anchor transactions.", registry=r
         )
         self.anchor_key_balance = Gauge(
-            "gateway_anchor_key_balance_eth", "Balance of the anchoring key, in ether.",
+            "gateway_anchor_key_balance_eth",
+            "Balance of the anchoring key, in ether.",
             registry=r,
         )
         # --- limits

@@ -50,8 +50,9 @@ def upgrade() -> None:
         sa.Column("proof", sa.Text, nullable=True),
         sa.PrimaryKeyConstraint("seq", name="pk_records"),
         sa.UniqueConstraint("id", name="uq_records_id"),
-        sa.ForeignKeyConstraint(["batch_id"], ["anchor_batches.id"],
-                                name="fk_records_batch_id_anchor_batches"),
+        sa.ForeignKeyConstraint(
+            ["batch_id"], ["anchor_batches.id"], name="fk_records_batch_id_anchor_batches"
+        ),
     )
     op.create_index("ix_records_signer_seq", "records", ["signer", "seq"])
     op.create_index("ix_records_primary_type_seq", "records", ["primary_type", "seq"])
@@ -61,10 +62,13 @@ def upgrade() -> None:
         sa.Column("record_seq", sa.BigInteger, nullable=False),
         sa.Column("reader", sa.String(42), nullable=False),
         sa.PrimaryKeyConstraint("record_seq", "reader", name="pk_record_readers"),
-        sa.ForeignKeyConstraint(["record_seq"], ["records.seq"],
-                                name="fk_record_readers_record_seq_records"),
+        sa.ForeignKeyConstraint(
+            ["record_seq"], ["records.seq"], name="fk_record_readers_record_seq_records"
+        ),
     )
-    op.create_index("ix_record_readers_reader_record_seq", "record_readers", ["reader", "record_seq"])
+    op.create_index(
+        "ix_record_readers_reader_record_seq", "record_readers", ["reader", "record_seq"]
+    )
     op.create_table(
         "record_nonces",
         sa.Column("signer", sa.String(42), nullable=False),
