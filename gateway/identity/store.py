@@ -57,6 +57,7 @@ class SqlIdentityStore:
 
     def __init__(self, database: Database) -> None:
         self._engine = database.engine
+        self._writer = database.writer
 
     async def issue_nonce(
         self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
@@ -68,7 +69,7 @@ class SqlIdentityStore:
             "expires_at": expires_at,
             "cap": max_outstanding,
         }
-        async with storage_errors(), self._engine.begin() as connection:
+        async with storage_errors(), self._writer.begin() as connection:
             result = await connection.execute(_ISSUE, params)
         return result.rowcount == 1
 
@@ -79,7 +80,7 @@ class SqlIdentityStore:
             .where(table.c.nonce == nonce, table.c.used_at.is_(None), table.c.expires_at > now)
             .values(used_at=now)
         )
-        async with storage_errors(), self._engine.begin() as connection:
+        async with storage_errors(), self._writer.begin() as connection:
             if (await connection.execute(claim)).rowcount == 1:
                 return NonceState.CONSUMED
             row = (
@@ -95,7 +96,7 @@ class SqlIdentityStore:
         table = revoked_tokens
         insert = sa.insert(table).values(jti=jti, revoked_at=now, expires_at=expires_at)
         with contextlib.suppress(sa.exc.IntegrityError):  # revoked already: nothing to do
-            async with storage_errors(), self._engine.begin() as connection:
+            async with storage_errors(), self._writer.begin() as connection:
                 await connection.execute(insert)
 
     async def is_revoked(self, jti: str) -> bool:
@@ -105,7 +106,7 @@ class SqlIdentityStore:
             return result.first() is not None
 
     async def purge(self, *, now: float) -> int:
-        async with storage_errors(), self._engine.begin() as connection:
+        async with storage_errors(), self._writer.begin() as connection:
             nonces = await connection.execute(
                 sa.delete(siwe_nonces).where(siwe_nonces.c.expires_at < now)
             )

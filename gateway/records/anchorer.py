@@ -12,6 +12,7 @@ hash and nonce, so a batch is never anchored twice and never lost.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -47,6 +48,7 @@ class Anchorer:
     ) -> None:
         self.settings = settings
         self._engine = database.engine
+        self._writer = database.writer
         self.w3 = w3
         self.account = account
         self.contract_address = AsyncWeb3.to_checksum_address(contract)
@@ -57,27 +59,44 @@ class Anchorer:
         self.metrics = metrics
         self.tracer = tracer
         self.wake = asyncio.Event()
+        self.pending = 0  # records not in a batch (refreshed from storage each round)
 
     async def run_forever(self) -> None:
+        """Resume what a previous process left unfinished at once; then a new batch every
+        ``interval_s``, or sooner when ``max_batch`` records wait (``wake``)."""
+        first = True
         while True:
+            if not first:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.interval_s):
+                        await self.wake.wait()
+                self.wake.clear()
             try:
-                await self.anchor_once()
+                if first:
+                    await self.resume()
+                else:
+                    await self.anchor_once()
             except Exception:  # the loop outlives a failed round
                 log.exception("anchoring round failed")
                 self.metrics.child(self.metrics.anchor_batches, "error").inc()
-            try:
-                async with asyncio.timeout(self.settings.interval_s):
-                    await self.wake.wait()
-            except TimeoutError:
-                pass
-            self.wake.clear()
+            first = False
+
+    def note_new_record(self) -> None:
+        """A record was stored: count it, and start a batch early once enough wait."""
+        self.pending += 1
+        self.metrics.records_pending_anchor.set(self.pending)
+        if self.pending >= self.settings.max_batch:
+            self.wake.set()
+
+    async def resume(self) -> None:
+        for unfinished in await self._unfinished():
+            await self._finish(unfinished)
+        await self._refresh_gauges()
 
     async def anchor_once(self) -> int | None:
         """Finish unfinished batches, then anchor one new batch if enough records wait.
         Returns the new batch's id (None when there was nothing to do)."""
-        for unfinished in await self._unfinished():
-            await self._finish(unfinished)
-        await self._refresh_gauges()
+        await self.resume()
         batch_id = await self._build()
         if batch_id is not None:
             await self._finish(batch_id)
@@ -95,7 +114,7 @@ class Anchorer:
 
     async def _build(self) -> int | None:
         """Put the oldest un-anchored records into a new batch with their proofs."""
-        async with storage_errors(), self._engine.begin() as connection:
+        async with storage_errors(), self._writer.begin() as connection:
             pending = list(
                 await connection.execute(
                     sa.select(records.c.seq, records.c.id)
@@ -145,7 +164,7 @@ class Anchorer:
             return result.one()
 
     async def _update(self, batch_id: int, **values: Any) -> None:  # noqa: ANN401
-        async with storage_errors(), self._engine.begin() as connection:
+        async with storage_errors(), self._writer.begin() as connection:
             await connection.execute(
                 anchor_batches.update().where(anchor_batches.c.id == batch_id).values(**values)
             )
@@ -229,7 +248,7 @@ class Anchorer:
             )
             self.metrics.child(self.metrics.anchor_batches, "confirmed").inc()
             return
-        async with storage_errors(), self._engine.begin() as connection:
+        async with storage_errors(), self._writer.begin() as connection:
             await connection.execute(
                 records.update()
                 .where(records.c.batch_id == batch.id)
@@ -248,7 +267,8 @@ class Anchorer:
             pending = await connection.execute(
                 sa.select(sa.func.count()).select_from(records).where(records.c.batch_id.is_(None))
             )
-            self.metrics.records_pending_anchor.set(int(pending.scalar_one()))
+            self.pending = int(pending.scalar_one())
+            self.metrics.records_pending_anchor.set(self.pending)
         try:
             balance = await self.w3.eth.get_balance(self.account.address)
             self.metrics.anchor_key_balance.set(balance / 10**18)

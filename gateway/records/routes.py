@@ -148,8 +148,7 @@ async def submit(request: web.Request) -> web.Response:
         body.typedData, body.signature, claimed_signer=body.signer, session=await _session(request)
     )
     if result.created and ANCHORER in request.config_dict:
-        anchorer = request.config_dict[ANCHORER]
-        anchorer.metrics.records_pending_anchor.inc()
+        request.config_dict[ANCHORER].note_new_record()
     from gateway.identity.siwe import checksum_address  # noqa: PLC0415
 
     payload = {

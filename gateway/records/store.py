@@ -77,6 +77,7 @@ _JOINED = records.outerjoin(anchor_batches, records.c.batch_id == anchor_batches
 class RecordStore:
     def __init__(self, database: Database) -> None:
         self._engine = database.engine
+        self._writer = database.writer
         self._sqlite = database.backend == "sqlite"
 
     async def insert(self, record: NewRecord) -> tuple[bool, float]:
@@ -90,7 +91,7 @@ class RecordStore:
                 if existing is not None:
                     return False, float(existing.received_at)
             try:
-                async with self._engine.begin() as connection:
+                async with self._writer.begin() as connection:
                     if record.nonce is not None:
                         try:
                             async with connection.begin_nested():

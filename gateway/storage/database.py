@@ -53,8 +53,13 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:  # noqa:
 class Database:
     """An async engine plus what the gateway needs to know about its backend."""
 
-    def __init__(self, engine: AsyncEngine, *, backend: str) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, backend: str, writer: AsyncEngine | None = None
+    ) -> None:
         self.engine = engine
+        # SQLite has one writer at a time: writes queue for the one writer connection here,
+        # in asyncio, instead of spinning in SQLite's busy handler (which sleeps in ms).
+        self.writer = writer or engine
         self.backend = backend
 
     @classmethod
@@ -65,9 +70,13 @@ class Database:
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(sqlalchemy_url(url), pool_pre_ping=backend != "sqlite")
-        if backend == "sqlite":
-            event.listen(engine.sync_engine, "connect", _on_sqlite_connect)
-        return cls(engine, backend=backend)
+        if backend != "sqlite":
+            return cls(engine, backend=backend)
+        writer = create_async_engine(sqlalchemy_url(url), pool_size=1, max_overflow=0,
+                                     pool_timeout=30)  # fmt: skip
+        for each in (engine, writer):
+            event.listen(each.sync_engine, "connect", _on_sqlite_connect)
+        return cls(engine, backend=backend, writer=writer)
 
     async def ping(self, timeout_s: float = 2.0) -> None:
         """Raises StorageUnavailable unless the database answers ``SELECT 1`` in time."""
@@ -79,6 +88,8 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.writer is not self.engine:
+            await self.writer.dispose()
 
 
 @contextlib.asynccontextmanager

@@ -36,5 +36,5 @@ async def current_revision(database: Database) -> str | None:
 
 async def upgrade(database: Database, revision: str = "head") -> None:
     """Bring the schema to ``revision``; safe to run again (a no-op at head)."""
-    async with database.engine.begin() as connection:
+    async with database.writer.begin() as connection:
         await connection.run_sync(lambda sync: command.upgrade(_config(sync), revision))
