@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import InvalidParams
 from gateway.storage import Database, storage_errors
@@ -26,6 +29,19 @@ class NewRecord:
     private: bool
     readers: set[str]
     nonce: str | None  # stored (signer, nonce) must be fresh when set
+
+
+def _row(record: NewRecord, now: float) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "signer": record.signer,
+        "primary_type": record.primary_type,
+        "typed_data": record.typed_data.decode(),
+        "signature": record.signature,
+        "wallet_type": record.wallet_type,
+        "private": record.private,
+        "received_at": now,
+    }
 
 
 class DuplicateNonce(Exception):
@@ -75,57 +91,106 @@ _JOINED = records.outerjoin(anchor_batches, records.c.batch_id == anchor_batches
 
 
 class RecordStore:
+    """Reads on the pool; writes through one group-commit queue (see ``insert``)."""
+
+    MAX_GROUP = 256
+
     def __init__(self, database: Database) -> None:
         self._engine = database.engine
         self._writer = database.writer
-        self._sqlite = database.backend == "sqlite"
+        self._insert = sqlite_insert if database.backend == "sqlite" else pg_insert
+        self._queue: list[tuple[NewRecord, asyncio.Future[tuple[bool, float]]]] = []
+        self._flushing: asyncio.Task[None] | None = None
 
     async def insert(self, record: NewRecord) -> tuple[bool, float]:
-        """Store a record (with its readers and nonce) in one transaction, durable when
-        this returns. Returns (created, received_at); a record stored before is
-        (False, when it was received)."""
-        now = time.time()
-        async with storage_errors():
-            if record.nonce is not None:  # a resubmission must not look like a nonce reuse
-                existing = await self.get(record.id)
-                if existing is not None:
-                    return False, float(existing.received_at)
+        """Store a record (with its readers and nonce), durable when this returns.
+
+        Returns (created, received_at); a record stored before is (False, when it was
+        received). Concurrent inserts share one transaction (group commit): while one
+        group commits, the next gathers, so a busy gateway makes few, large commits and
+        every caller still returns only after its own record is committed.
+        """
+        future: asyncio.Future[tuple[bool, float]] = asyncio.get_running_loop().create_future()
+        self._queue.append((record, future))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush(), name="records-commit")
+        return await future
+
+    async def _flush(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[: self.MAX_GROUP], self._queue[self.MAX_GROUP :]
             try:
-                async with self._writer.begin() as connection:
-                    if record.nonce is not None:
-                        try:
-                            async with connection.begin_nested():
-                                await connection.execute(
-                                    sa.insert(record_nonces).values(
-                                        signer=record.signer, nonce=record.nonce
-                                    )
-                                )
-                        except sa.exc.IntegrityError as exc:
-                            raise DuplicateNonce from exc
-                    result = await connection.execute(
-                        sa.insert(records).values(
-                            id=record.id,
-                            signer=record.signer,
-                            primary_type=record.primary_type,
-                            typed_data=record.typed_data.decode(),
-                            signature=record.signature,
-                            wallet_type=record.wallet_type,
-                            private=record.private,
-                            received_at=now,
-                        )
-                    )
-                    seq = result.inserted_primary_key[0]  # type: ignore[index]  # set by the insert
-                    if record.private:
-                        await connection.execute(
-                            sa.insert(record_readers),
-                            [{"record_seq": seq, "reader": reader} for reader in record.readers],
-                        )
-            except sa.exc.IntegrityError:  # the same record, stored before or concurrently
-                existing = await self.get(record.id)
-                if existing is None:
-                    raise
-                return False, float(existing.received_at)
-        return True, now
+                async with storage_errors():
+                    outcomes = await self._commit([record for record, _ in group])
+            except Exception as exc:  # noqa: BLE001  # every waiter learns of the failure
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), outcome in zip(group, outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+    async def _commit(self, group: list[NewRecord]) -> list[tuple[bool, float] | Exception]:
+        now = time.time()
+        outcomes: list[tuple[bool, float] | Exception | None] = [None] * len(group)
+        async with self._writer.begin() as connection:
+            ids = list({record.id for record in group})
+            known = {
+                row.id: float(row.received_at)
+                for row in await connection.execute(
+                    sa.select(records.c.id, records.c.received_at).where(records.c.id.in_(ids))
+                )
+            }
+            fresh: list[int] = []
+            for index, record in enumerate(group):
+                if record.id in known:  # a resubmission: not a nonce reuse
+                    outcomes[index] = (False, known[record.id])
+                else:
+                    fresh.append(index)
+            with_nonce = [i for i in fresh if group[i].nonce is not None]
+            if with_nonce:
+                taken = await connection.execute(
+                    self._insert(record_nonces)
+                    .on_conflict_do_nothing()
+                    .returning(record_nonces.c.signer, record_nonces.c.nonce),
+                    [{"signer": group[i].signer, "nonce": group[i].nonce} for i in with_nonce],
+                )
+                accepted = {(row.signer, row.nonce) for row in taken}
+                for i in with_nonce:
+                    key = (group[i].signer, group[i].nonce)
+                    if key in accepted:
+                        accepted.discard(key)  # the first of the group gets it
+                    else:
+                        outcomes[i] = DuplicateNonce()
+            rows = [i for i in fresh if outcomes[i] is None]
+            if rows:
+                inserted = await connection.execute(
+                    self._insert(records)
+                    .on_conflict_do_nothing()
+                    .returning(records.c.id, records.c.seq),
+                    [_row(group[i], now) for i in rows],
+                )
+                seqs = {row.id: row.seq for row in inserted}
+                readers = []
+                for i in rows:
+                    record = group[i]
+                    if record.id in seqs:
+                        outcomes[i] = (True, now)
+                        seq = seqs.pop(record.id)  # later copies in the group are duplicates
+                        readers += [
+                            {"record_seq": seq, "reader": reader}
+                            for reader in (record.readers if record.private else ())
+                        ]
+                    else:  # the same record twice in this group
+                        outcomes[i] = (False, now)
+                if readers:
+                    await connection.execute(sa.insert(record_readers), readers)
+        return [outcome if outcome is not None else (False, now) for outcome in outcomes]
 
     async def get(self, record_id: str) -> Any:  # noqa: ANN401  # a Row
         async with storage_errors(), self._engine.connect() as connection:
