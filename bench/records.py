@@ -18,20 +18,38 @@ from pathlib import Path
 
 import aiohttp
 import orjson
+import sqlalchemy as sa
+from aiohttp import web
 from common import free_port, start, wait_ready
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from web3 import AsyncHTTPProvider, AsyncWeb3
 
+from gateway.app import create_app
 from gateway.chain import DevChain
+from gateway.chain.deploy import anchor_account, deploy_anchor
 from gateway.config import load_settings
 from gateway.identity import siwe
 from gateway.records import acceptance
+from gateway.records.routes import ANCHORER, RECORDS
+from gateway.storage import STORAGE
+from gateway.storage.schema import anchor_batches, records
+from gateway.telemetry import configure_logging
+
+DEVNULL = open(os.devnull, "wb")  # the bench's log sink, for its whole run
 
 TYPES = {
-    "EIP712Domain": [{"name": "name", "type": "string"}, {"name": "version", "type": "string"},
-                     {"name": "chainId", "type": "uint256"}],
-    "Attestation": [{"name": "subject", "type": "address"}, {"name": "claim", "type": "string"},
-                    {"name": "score", "type": "uint256"}, {"name": "nonce", "type": "uint256"}],
+    "EIP712Domain": [
+        {"name": "name", "type": "string"},
+        {"name": "version", "type": "string"},
+        {"name": "chainId", "type": "uint256"},
+    ],
+    "Attestation": [
+        {"name": "subject", "type": "address"},
+        {"name": "claim", "type": "string"},
+        {"name": "score", "type": "uint256"},
+        {"name": "nonce", "type": "uint256"},
+    ],
 }
 DOMAIN = {"name": "Bench", "version": "1", "chainId": 31337}
 
@@ -41,9 +59,17 @@ def make_records(count: int) -> list[bytes]:
     bodies = []
     for index in range(count):
         signer = signers[index % len(signers)]
-        typed = {"types": TYPES, "primaryType": "Attestation", "domain": DOMAIN,
-                 "message": {"subject": signer.address, "claim": f"claim number {index}",
-                             "score": index, "nonce": index}}
+        typed = {
+            "types": TYPES,
+            "primaryType": "Attestation",
+            "domain": DOMAIN,
+            "message": {
+                "subject": signer.address,
+                "claim": f"claim number {index}",
+                "score": index,
+                "nonce": index,
+            },
+        }
         signature = signer.sign_message(encode_typed_data(full_message=typed)).signature.to_0x_hex()
         bodies.append(orjson.dumps({"typedData": typed, "signature": signature}))
     return bodies
@@ -69,7 +95,9 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int = 32) -> tupl
             nonlocal created
             while queue:
                 body = queue.pop()
-                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as response:
+                async with session.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as response:
                     await response.read()
                     created += response.status == 201
 
@@ -79,25 +107,24 @@ async def post_all(url: str, bodies: list[bytes], concurrency: int = 32) -> tupl
 
 
 async def anchor_batch(chain: DevChain, work: Path, size: int) -> None:
-    from gateway.app import create_app
-    from gateway.chain.deploy import deploy_anchor, anchor_account
-    from gateway.records.routes import ANCHORER, RECORDS
-    from aiohttp import web
-
     key = chain.accounts[9].private_key
-    env = {"GATEWAY_UPSTREAMS": chain.url, "GATEWAY_CHAIN_ID": "31337", "GATEWAY_LOG_FORMAT": "json",
-           "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'anchor.db'}", "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
-           "GATEWAY_ANCHOR__PRIVATE_KEY": key, "GATEWAY_ANCHOR__INTERVAL_S": "3600",
-           "GATEWAY_ANCHOR__MAX_BATCH": str(size), "GATEWAY_ANCHOR__MIN_BATCH": str(size), "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(work / "deployments.json")}
+    env = {
+        "GATEWAY_UPSTREAMS": chain.url,
+        "GATEWAY_CHAIN_ID": "31337",
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'anchor.db'}",
+        "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
+        "GATEWAY_ANCHOR__PRIVATE_KEY": key,
+        "GATEWAY_ANCHOR__INTERVAL_S": "3600",
+        "GATEWAY_ANCHOR__MAX_BATCH": str(size),
+        "GATEWAY_ANCHOR__MIN_BATCH": str(size),
+        "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(work / "deployments.json"),
+    }
     settings = load_settings(None, env)
-    from web3 import AsyncHTTPProvider, AsyncWeb3
-
     w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
     await deploy_anchor(w3, anchor_account(settings.anchor), settings.anchor.deployments_file)
     await w3.provider.disconnect()
-    from gateway.telemetry import configure_logging
-
-    configure_logging(settings.log, stream=open(os.devnull, "wb"))
+    configure_logging(settings.log, stream=DEVNULL)
     app = create_app(settings)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -106,19 +133,23 @@ async def anchor_batch(chain: DevChain, work: Path, size: int) -> None:
         bodies = make_records(size)
         for body in bodies:
             request = orjson.loads(body)
-            await service.submit(request["typedData"], request["signature"], claimed_signer=None, session=None)
+            await service.submit(
+                request["typedData"], request["signature"], claimed_signer=None, session=None
+            )
         started = time.perf_counter()
         batch_id = await app[ANCHORER].anchor_once()
         elapsed = time.perf_counter() - started
-        import sqlalchemy as sa
-        from gateway.storage import STORAGE
-        from gateway.storage.schema import anchor_batches, records
-
         async with app[STORAGE].engine.connect() as connection:
-            batch = (await connection.execute(sa.select(anchor_batches).where(anchor_batches.c.id == batch_id))).one()
+            batch = (
+                await connection.execute(
+                    sa.select(anchor_batches).where(anchor_batches.c.id == batch_id)
+                )
+            ).one()
             proof = (await connection.execute(sa.select(records.c.proof).limit(1))).scalar_one()
-        print(f"anchoring one batch of {batch.count} records: {elapsed:.2f} s (tree + {batch.count} proofs stored "
-              f"+ tx + receipt), gas used {batch.gas_used}, proof length {len(orjson.loads(proof))} hashes")
+        print(
+            f"anchoring one batch of {batch.count} records: {elapsed:.2f} s (tree + {batch.count} proofs stored "
+            f"+ tx + receipt), gas used {batch.gas_used}, proof length {len(orjson.loads(proof))} hashes"
+        )
     finally:
         await runner.cleanup()
 
@@ -133,11 +164,22 @@ def main() -> None:
     ceiling = verify_only(bodies)
     with DevChain.start(log_dir=work / "anvil") as chain:
         port = free_port()
-        env = {"GATEWAY_UPSTREAMS": chain.url, "GATEWAY_CHAIN_ID": "31337", "GATEWAY_LOG_FORMAT": "json",
-               "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'gw.db'}", "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
-               "GATEWAY_ANCHOR__ENABLED": "false",
-               "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
-        gateway = start([sys.executable, "-m", "gateway", "serve", "--port", str(port)], env, 0, work / "gateway.log")
+        env = {
+            "GATEWAY_UPSTREAMS": chain.url,
+            "GATEWAY_CHAIN_ID": "31337",
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'gw.db'}",
+            "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
+            "GATEWAY_ANCHOR__ENABLED": "false",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        }
+        gateway = start(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+            env,
+            0,
+            work / "gateway.log",
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/readyz")
             if hasattr(os, "sched_setaffinity"):
@@ -149,8 +191,10 @@ def main() -> None:
         print(f"{args.records} distinct signed EIP-712 records (16 signers)")
         print(f"{'':<46} {'records/s':>10} {'vs ceiling':>11}")
         print(f"{'verify only, in process (the ceiling)':<46} {ceiling:>10.0f} {1.0:>10.2f}x")
-        print(f"{'POST /records, verified + stored (SQLite)':<46} {rate:>10.0f} {rate / ceiling:>10.2f}x"
-              f"   ({created} x 201)")
+        print(
+            f"{'POST /records, verified + stored (SQLite)':<46} {rate:>10.0f} {rate / ceiling:>10.2f}x"
+            f"   ({created} x 201)"
+        )
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {0, 1})
         asyncio.run(anchor_batch(chain, work, args.batch))
