@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +72,7 @@ class RecordService:
         started = time.perf_counter()
         outcome = "created"
         try:
-            with self.tracer.start_as_current_span("records.verify"):
+            with self._span("records.verify"):
                 candidate = acceptance.prepare(typed_data, max_bytes=self.settings.max_bytes)
                 acceptance.check_policy(candidate, self.settings, chain_id=self.chain_id)
                 signer, wallet_type = await self._signer(candidate, signature, claimed_signer)
@@ -94,7 +96,7 @@ class RecordService:
                 else set(),
                 nonce=nonce,
             )
-            with self.tracer.start_as_current_span("records.store"):
+            with self._span("records.store"):
                 try:
                     created, received_at = await self.store.insert(record)
                 except DuplicateNonce as exc:
@@ -108,6 +110,12 @@ class RecordService:
             raise
         finally:
             self.metrics.child(self.metrics.records_submitted, outcome).inc()
+
+    def _span(self, name: str) -> AbstractContextManager[object]:
+        """A child span when the trace is sampled; none otherwise (nothing would export)."""
+        if trace.get_current_span().get_span_context().trace_flags.sampled:
+            return self.tracer.start_as_current_span(name)
+        return contextlib.nullcontext()
 
     def _nonce(self, candidate: Candidate) -> str | None:
         if not self.settings.fresh_nonce:

@@ -16,8 +16,9 @@ pytestmark = pytest.mark.integration
 
 
 def _post(url: str, payload: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return response.status, json.loads(response.read())
 
@@ -32,9 +33,11 @@ def _get(url: str) -> tuple[int, dict]:
 
 def _env(tmp_path, chain, **extra) -> dict:
     return {
-        "GATEWAY_UPSTREAMS": chain.url, "GATEWAY_CHAIN_ID": "31337",
+        "GATEWAY_UPSTREAMS": chain.url,
+        "GATEWAY_CHAIN_ID": "31337",
         "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
-        "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"), "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"),
+        "GATEWAY_LOG_FORMAT": "json",
         **extra,
     }
 
@@ -59,7 +62,9 @@ def test_acknowledged_records_survive_kill_9(tmp_path, chain):
     try:
         for index in range(25):
             typed = mail(alice.address, contents=f"record {index}")
-            status, body = _post(f"{base}/records", {"typedData": typed, "signature": sign_typed(alice, typed)})
+            status, body = _post(
+                f"{base}/records", {"typedData": typed, "signature": sign_typed(alice, typed)}
+            )
             assert status == 201
             ids.append(body["id"])
         process.send_signal(signal.SIGKILL)  # no chance to flush or close anything
@@ -78,15 +83,22 @@ def test_acknowledged_records_survive_kill_9(tmp_path, chain):
 
 def test_crash_between_sending_and_receipt_anchors_once(tmp_path, chain, anchor_contract):
     anchor_key = chain.accounts[ANCHOR_KEY_INDEX]
-    env = _env(tmp_path, chain, GATEWAY_ANCHOR__PRIVATE_KEY=anchor_key.private_key,
-               GATEWAY_ANCHOR__CONTRACT_ADDRESS=anchor_contract, GATEWAY_ANCHOR__INTERVAL_S="0.3",
-               GATEWAY_ANCHOR__RECEIPT_TIMEOUT_S="600")
+    env = _env(
+        tmp_path,
+        chain,
+        GATEWAY_ANCHOR__PRIVATE_KEY=anchor_key.private_key,
+        GATEWAY_ANCHOR__CONTRACT_ADDRESS=anchor_contract,
+        GATEWAY_ANCHOR__INTERVAL_S="0.3",
+        GATEWAY_ANCHOR__RECEIPT_TIMEOUT_S="600",
+    )
     chain.rpc("evm_setAutomine", [False])  # transactions wait in the mempool
     process, base = _start(tmp_path, env, "first")
     alice = Account.create()
     try:
         typed = mail(alice.address)
-        status, body = _post(f"{base}/records", {"typedData": typed, "signature": sign_typed(alice, typed)})
+        status, body = _post(
+            f"{base}/records", {"typedData": typed, "signature": sign_typed(alice, typed)}
+        )
         assert status == 201
         record_id = body["id"]
         deadline = time.monotonic() + 30
@@ -119,6 +131,9 @@ def test_crash_between_sending_and_receipt_anchors_once(tmp_path, chain, anchor_
         assert chain.rpc("eth_getTransactionCount", [anchor_key.address, "latest"]) == "0x1"
         assert chain.rpc("eth_getTransactionCount", [anchor_key.address, "pending"]) == "0x1"
         with sqlite3.connect(tmp_path / "gw.db") as db:
-            assert db.execute("SELECT count(*), min(status) FROM anchor_batches").fetchone() == (1, "confirmed")
+            assert db.execute("SELECT count(*), min(status) FROM anchor_batches").fetchone() == (
+                1,
+                "confirmed",
+            )
     finally:
         _stop(process)

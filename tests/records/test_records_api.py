@@ -372,3 +372,19 @@ async def test_contract_wallet_records_use_eip1271(records_client, chain):
     record = await (await records_client.get(f"/records/{(await response.json())['id']}")).json()
     assert record["walletType"] == "contract"
     assert record["signer"].lower() == wallet.lower()
+
+
+def test_cached_domain_digest_equals_encode_typed_data():
+    """The domain-separator cache must give exactly eth-account's digest."""
+    from eth_account.messages import _hash_eip191_message, encode_typed_data
+
+    from gateway.records.acceptance import prepare
+
+    alice = Account.create()
+    for index in range(50):
+        typed = mail(alice.address, contents=f"n{index}" * index)
+        if index % 3 == 0:
+            typed["domain"] = {**typed["domain"], "name": f"Other {index % 2}"}
+        expected = bytes(_hash_eip191_message(encode_typed_data(full_message=typed)))
+        assert prepare(typed, max_bytes=1 << 20).id == expected
+        assert prepare(typed, max_bytes=1 << 20).id == expected  # the cached path
