@@ -186,7 +186,7 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
     if len(canonical) > max_bytes:
         raise RecordTooLarge(f"record is {len(canonical)} bytes; the limit is {max_bytes}")
     try:
-        digest = _digest(typed_data, canonical)
+        digest = _digest(typed_data)
     except GatewayError:
         raise
     except Exception as exc:  # eth-account raises many kinds on malformed typed data
@@ -194,7 +194,7 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
     return Candidate(digest, typed_data, canonical, primary, domain, message)
 
 
-def _digest(typed_data: dict[str, Any], canonical: bytes) -> bytes:
+def _digest(typed_data: dict[str, Any]) -> bytes:
     """The EIP-712 digest, by eth-account's encode_typed_data.
 
     A dApp's records share their domain: its separator (a third of the encoding work) is
