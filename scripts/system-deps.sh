@@ -7,6 +7,7 @@ missing=()
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 command -v wrk >/dev/null || missing+=(wrk)
+command -v promtool >/dev/null || missing+=(prometheus)  # prometheus + promtool for the SRE tests
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
