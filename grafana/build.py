@@ -65,6 +65,14 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], variab
 
 
 ROUTE = 'route=~"$route"'
+
+
+def ratio(part: str, whole: str, by: str) -> str:
+    """rate(part) / rate(whole), 0 (not "no data") while ``part`` has no series yet."""
+    group = f" by ({by})" if by else ""
+    numerator = f"sum{group} (rate({part}[$__rate_interval]))"
+    denominator = f"sum{group} (rate({whole}[$__rate_interval]))"
+    return f"({numerator} or 0 * {denominator}) / clamp_min({denominator}, 1e-9)"
 UPSTREAM = 'upstream=~"$upstream"'
 
 
@@ -74,8 +82,8 @@ def overview() -> dict:
         "Is the gateway serving? Traffic, errors, latency (with exemplars linking to traces), saturation.",
         [
             panel("Request rate by route", [(f"sum by (route) (rate(gateway_http_requests_total{{{SEL},{ROUTE}}}[$__rate_interval]))", "{{route}}")], unit="reqps"),
-            panel("Error ratio (5xx)", [(f'sum(rate(gateway_http_requests_total{{{SEL},status=~"5.."}}[$__rate_interval])) / clamp_min(sum(rate(gateway_http_requests_total{{{SEL}}}[$__rate_interval])), 1e-9)', "5xx ratio"),
-                                        (f'sum(rate(gateway_http_requests_total{{{SEL},status=~"4.."}}[$__rate_interval])) / clamp_min(sum(rate(gateway_http_requests_total{{{SEL}}}[$__rate_interval])), 1e-9)', "4xx ratio")], unit="percentunit"),
+            panel("Error ratio", [(ratio(f'gateway_http_requests_total{{{SEL},status=~"5.."}}', f"gateway_http_requests_total{{{SEL}}}", ""), "5xx ratio"),
+                                  (ratio(f'gateway_http_requests_total{{{SEL},status=~"4.."}}', f"gateway_http_requests_total{{{SEL}}}", ""), "4xx ratio")], unit="percentunit"),
             panel("Latency p50 / p95 / p99 by route", [
                 (f"histogram_quantile({q}, sum by (le, route) (rate(gateway_http_request_duration_seconds_bucket{{{SEL},{ROUTE}}}[$__rate_interval])))", f"p{int(q * 100)} {{{{route}}}}")
                 for q in (0.5, 0.95, 0.99)
@@ -104,10 +112,10 @@ def upstreams() -> dict:
                 (f"histogram_quantile({q}, sum by (le, upstream) (rate(gateway_rpc_upstream_duration_seconds_bucket{{{SEL},{UPSTREAM}}}[$__rate_interval])))", f"p{int(q * 100)} {{{{upstream}}}}")
                 for q in (0.5, 0.99)
             ], unit="s"),
-            panel("Upstream error rate", [(f'sum by (upstream) (rate(gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM},outcome="error"}}[$__rate_interval])) / clamp_min(sum by (upstream) (rate(gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM}}}[$__rate_interval])), 1e-9)', "{{upstream}}")], unit="percentunit"),
+            panel("Upstream error rate", [(ratio(f'gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM},outcome="error"}}', f"gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM}}}", "upstream"), "{{upstream}}")], unit="percentunit"),
             panel("Failovers", [(f"sum by (upstream) (increase(gateway_rpc_failovers_total{{{SEL},{UPSTREAM}}}[$__range]))", "from {{upstream}}")], kind="stat", width=8),
             panel("Circuit breaker (0 closed, 1 half-open, 2 open)", [(f"gateway_upstream_breaker_state{{{SEL},{UPSTREAM}}}", "{{upstream}}")], width=8),
-            panel("Cache hit ratio", [(f'sum(rate(gateway_rpc_cache_requests_total{{{SEL},result="hit"}}[$__rate_interval])) / clamp_min(sum(rate(gateway_rpc_cache_requests_total{{{SEL}}}[$__rate_interval])), 1e-9)', "hit ratio")], unit="percentunit", width=8),
+            panel("Cache hit ratio", [(ratio(f'gateway_rpc_cache_requests_total{{{SEL},result="hit"}}', f"gateway_rpc_cache_requests_total{{{SEL}}}", ""), "hit ratio")], unit="percentunit", width=8),
             panel("JSON-RPC calls by method and outcome", [(f"sum by (method, outcome) (rate(gateway_rpc_requests_total{{{SEL}}}[$__rate_interval]))", "{{method}} {{outcome}}")], unit="reqps", width=24),
             panel("Rate-limited requests by tier", [(f"sum by (tier) (rate(gateway_rate_limited_total{{{SEL}}}[$__rate_interval]))", "{{tier}}")], unit="reqps", width=8),
             panel("WebSocket connections", [(f"sum(gateway_ws_connections{{{SEL}}})", "connections")], width=8),

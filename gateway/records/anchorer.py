@@ -59,6 +59,8 @@ class Anchorer:
         self.metrics = metrics
         self.tracer = tracer
         self.wake = asyncio.Event()
+        for outcome in ("confirmed", "failed", "error"):
+            metrics.anchor_batches.labels(outcome)
         self.pending = 0  # records not in a batch (refreshed from storage each round)
 
     async def run_forever(self) -> None:

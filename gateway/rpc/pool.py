@@ -71,6 +71,12 @@ class UpstreamPool:
         self.head: NewHead | None = None  # the best head across nodes
         self._listeners: list[HeadListener] = []
         self._task: asyncio.Task[None] | None = None
+        for upstream in upstreams:  # every series exists from the start, at zero
+            metrics.upstream_up.labels(upstream.name).set(0)
+            metrics.upstream_breaker_state.labels(upstream.name).set(Breaker.CLOSED)
+            metrics.upstream_lag_blocks.labels(upstream.name).set(0)
+            metrics.rpc_failovers.labels(upstream.name)
+            metrics.rpc_hedges.labels(upstream.name)
 
     # --- lifecycle ------------------------------------------------------------------
 

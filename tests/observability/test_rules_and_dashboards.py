@@ -20,7 +20,8 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None and "CI" not in __import__(
                                     reason="promtool not installed (make test installs it)")
 
 _FUNCTIONS = {"sum", "rate", "increase", "histogram_quantile", "max", "min", "clamp_min", "time",
-              "by", "label_values", "up", "le", "without", "avg", "count"}
+              "by", "label_values", "up", "le", "without", "avg", "count", "or", "and", "unless",
+              "vector", "on", "ignoring"}
 
 
 def exported_names() -> set[str]:
