@@ -25,8 +25,8 @@ dev: setup
 	$(BIN)/gateway dev
 
 lint: setup
-	$(BIN)/ruff check gateway tests bench examples
-	$(BIN)/ruff format --check gateway tests bench examples
+	$(BIN)/ruff check gateway tests bench examples grafana
+	$(BIN)/ruff format --check gateway tests bench examples grafana
 	$(BIN)/mypy
 
 test: lint

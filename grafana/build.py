@@ -15,18 +15,34 @@ PROM = {"type": "prometheus", "uid": "prometheus"}
 SEL = 'instance=~"$instance"'
 
 
-def panel(title: str, exprs: list[tuple[str, str]], *, unit: str = "short", kind: str = "timeseries",
-          description: str = "", exemplars: bool = False, width: int = 12, height: int = 8) -> dict:
+def panel(
+    title: str,
+    exprs: list[tuple[str, str]],
+    *,
+    unit: str = "short",
+    kind: str = "timeseries",
+    description: str = "",
+    exemplars: bool = False,
+    width: int = 12,
+    height: int = 8,
+) -> dict:
     return {
         "type": kind,
         "title": title,
         "description": description,
         "datasource": PROM,
         "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}} if kind == "timeseries" else {},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom"}}
+        if kind == "timeseries"
+        else {},
         "targets": [
-            {"refId": chr(65 + i), "expr": expr, "legendFormat": legend, "datasource": PROM,
-             "exemplar": exemplars}
+            {
+                "refId": chr(65 + i),
+                "expr": expr,
+                "legendFormat": legend,
+                "datasource": PROM,
+                "exemplar": exemplars,
+            }
             for i, (expr, legend) in enumerate(exprs)
         ],
         "gridPos": {"w": width, "h": height},
@@ -35,14 +51,23 @@ def panel(title: str, exprs: list[tuple[str, str]], *, unit: str = "short", kind
 
 def variable(name: str, query: str, label: str) -> dict:
     return {
-        "name": name, "label": label, "type": "query", "datasource": PROM,
-        "query": {"query": query, "refId": name}, "definition": query,
-        "includeAll": True, "multi": True, "allValue": ".*", "refresh": 2,
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": PROM,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "refresh": 2,
         "current": {"text": "All", "value": "$__all"},
     }
 
 
-def dashboard(uid: str, title: str, description: str, panels: list[dict], variables: list[dict]) -> dict:
+def dashboard(
+    uid: str, title: str, description: str, panels: list[dict], variables: list[dict]
+) -> dict:
     x = y = 0
     row_height = 0
     laid_out = []
@@ -56,10 +81,21 @@ def dashboard(uid: str, title: str, description: str, panels: list[dict], variab
         row_height = max(row_height, pos["h"])
         laid_out.append(item)
     return {
-        "uid": uid, "title": title, "description": description, "tags": ["gateway"],
-        "schemaVersion": 39, "version": 1, "editable": True, "refresh": "30s",
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["gateway"],
+        "schemaVersion": 39,
+        "version": 1,
+        "editable": True,
+        "refresh": "30s",
         "time": {"from": "now-1h", "to": "now"},
-        "templating": {"list": [variable("instance", 'label_values(gateway_build_info, instance)', "Instance"), *variables]},
+        "templating": {
+            "list": [
+                variable("instance", "label_values(gateway_build_info, instance)", "Instance"),
+                *variables,
+            ]
+        },
         "panels": laid_out,
     }
 
@@ -73,28 +109,96 @@ def ratio(part: str, whole: str, by: str) -> str:
     numerator = f"sum{group} (rate({part}[$__rate_interval]))"
     denominator = f"sum{group} (rate({whole}[$__rate_interval]))"
     return f"({numerator} or 0 * {denominator}) / clamp_min({denominator}, 1e-9)"
+
+
 UPSTREAM = 'upstream=~"$upstream"'
 
 
 def overview() -> dict:
     return dashboard(
-        "gateway-overview", "Gateway overview",
+        "gateway-overview",
+        "Gateway overview",
         "Is the gateway serving? Traffic, errors, latency (with exemplars linking to traces), saturation.",
         [
-            panel("Request rate by route", [(f"sum by (route) (rate(gateway_http_requests_total{{{SEL},{ROUTE}}}[$__rate_interval]))", "{{route}}")], unit="reqps"),
-            panel("Error ratio", [(ratio(f'gateway_http_requests_total{{{SEL},status=~"5.."}}', f"gateway_http_requests_total{{{SEL}}}", ""), "5xx ratio"),
-                                  (ratio(f'gateway_http_requests_total{{{SEL},status=~"4.."}}', f"gateway_http_requests_total{{{SEL}}}", ""), "4xx ratio")], unit="percentunit"),
-            panel("Latency p50 / p95 / p99 by route", [
-                (f"histogram_quantile({q}, sum by (le, route) (rate(gateway_http_request_duration_seconds_bucket{{{SEL},{ROUTE}}}[$__rate_interval])))", f"p{int(q * 100)} {{{{route}}}}")
-                for q in (0.5, 0.95, 0.99)
-            ], unit="s", exemplars=True, width=24,
-                  description="Click an exemplar (a dot) to open its trace in Tempo."),
+            panel(
+                "Request rate by route",
+                [
+                    (
+                        f"sum by (route) (rate(gateway_http_requests_total{{{SEL},{ROUTE}}}[$__rate_interval]))",
+                        "{{route}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            panel(
+                "Error ratio",
+                [
+                    (
+                        ratio(
+                            f'gateway_http_requests_total{{{SEL},status=~"5.."}}',
+                            f"gateway_http_requests_total{{{SEL}}}",
+                            "",
+                        ),
+                        "5xx ratio",
+                    ),
+                    (
+                        ratio(
+                            f'gateway_http_requests_total{{{SEL},status=~"4.."}}',
+                            f"gateway_http_requests_total{{{SEL}}}",
+                            "",
+                        ),
+                        "4xx ratio",
+                    ),
+                ],
+                unit="percentunit",
+            ),
+            panel(
+                "Latency p50 / p95 / p99 by route",
+                [
+                    (
+                        f"histogram_quantile({q}, sum by (le, route) (rate(gateway_http_request_duration_seconds_bucket{{{SEL},{ROUTE}}}[$__rate_interval])))",
+                        f"p{int(q * 100)} {{{{route}}}}",
+                    )
+                    for q in (0.5, 0.95, 0.99)
+                ],
+                unit="s",
+                exemplars=True,
+                width=24,
+                description="Click an exemplar (a dot) to open its trace in Tempo.",
+            ),
             panel("In flight", [(f"sum(gateway_http_requests_in_flight{{{SEL}}})", "in flight")]),
-            panel("Status codes", [(f"sum by (status) (rate(gateway_http_requests_total{{{SEL}}}[$__rate_interval]))", "{{status}}")], unit="reqps"),
-            panel("CPU", [(f"rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval])", "{{instance}}")], unit="percentunit", width=8),
-            panel("Resident memory", [(f"process_resident_memory_bytes{{{SEL}}}", "{{instance}}")], unit="bytes", width=8),
-            panel("Open file descriptors", [(f"process_open_fds{{{SEL}}}", "{{instance}}")], width=8),
-            panel("Build", [(f"gateway_build_info{{{SEL}}}", "{{version}} {{commit}}")], kind="table", width=24, height=5),
+            panel(
+                "Status codes",
+                [
+                    (
+                        f"sum by (status) (rate(gateway_http_requests_total{{{SEL}}}[$__rate_interval]))",
+                        "{{status}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            panel(
+                "CPU",
+                [(f"rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval])", "{{instance}}")],
+                unit="percentunit",
+                width=8,
+            ),
+            panel(
+                "Resident memory",
+                [(f"process_resident_memory_bytes{{{SEL}}}", "{{instance}}")],
+                unit="bytes",
+                width=8,
+            ),
+            panel(
+                "Open file descriptors", [(f"process_open_fds{{{SEL}}}", "{{instance}}")], width=8
+            ),
+            panel(
+                "Build",
+                [(f"gateway_build_info{{{SEL}}}", "{{version}} {{commit}}")],
+                kind="table",
+                width=24,
+                height=5,
+            ),
         ],
         [variable("route", "label_values(gateway_http_requests_total, route)", "Route")],
     )
@@ -102,24 +206,109 @@ def overview() -> dict:
 
 def upstreams() -> dict:
     return dashboard(
-        "gateway-upstreams", "Ethereum upstreams",
+        "gateway-upstreams",
+        "Ethereum upstreams",
         "The JSON-RPC gateway: which nodes serve, how far behind they are, failovers, cache, limits, WebSocket.",
         [
             panel("Up", [(f"gateway_upstream_up{{{SEL},{UPSTREAM}}}", "{{upstream}}")], width=8),
-            panel("Head block (latest)", [(f'gateway_upstream_head_block{{{SEL},{UPSTREAM},tag="latest"}}', "{{upstream}}")], width=8),
-            panel("Lag behind the best head", [(f"gateway_upstream_lag_blocks{{{SEL},{UPSTREAM}}}", "{{upstream}}")], width=8),
-            panel("Upstream latency p50 / p99", [
-                (f"histogram_quantile({q}, sum by (le, upstream) (rate(gateway_rpc_upstream_duration_seconds_bucket{{{SEL},{UPSTREAM}}}[$__rate_interval])))", f"p{int(q * 100)} {{{{upstream}}}}")
-                for q in (0.5, 0.99)
-            ], unit="s"),
-            panel("Upstream error rate", [(ratio(f'gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM},outcome="error"}}', f"gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM}}}", "upstream"), "{{upstream}}")], unit="percentunit"),
-            panel("Failovers", [(f"sum by (upstream) (increase(gateway_rpc_failovers_total{{{SEL},{UPSTREAM}}}[$__range]))", "from {{upstream}}")], kind="stat", width=8),
-            panel("Circuit breaker (0 closed, 1 half-open, 2 open)", [(f"gateway_upstream_breaker_state{{{SEL},{UPSTREAM}}}", "{{upstream}}")], width=8),
-            panel("Cache hit ratio", [(ratio(f'gateway_rpc_cache_requests_total{{{SEL},result="hit"}}', f"gateway_rpc_cache_requests_total{{{SEL}}}", ""), "hit ratio")], unit="percentunit", width=8),
-            panel("JSON-RPC calls by method and outcome", [(f"sum by (method, outcome) (rate(gateway_rpc_requests_total{{{SEL}}}[$__rate_interval]))", "{{method}} {{outcome}}")], unit="reqps", width=24),
-            panel("Rate-limited requests by tier", [(f"sum by (tier) (rate(gateway_rate_limited_total{{{SEL}}}[$__rate_interval]))", "{{tier}}")], unit="reqps", width=8),
-            panel("WebSocket connections", [(f"sum(gateway_ws_connections{{{SEL}}})", "connections")], width=8),
-            panel("WebSocket subscriptions", [(f"sum by (type) (gateway_ws_subscriptions{{{SEL}}})", "{{type}}")], width=8),
+            panel(
+                "Head block (latest)",
+                [(f'gateway_upstream_head_block{{{SEL},{UPSTREAM},tag="latest"}}', "{{upstream}}")],
+                width=8,
+            ),
+            panel(
+                "Lag behind the best head",
+                [(f"gateway_upstream_lag_blocks{{{SEL},{UPSTREAM}}}", "{{upstream}}")],
+                width=8,
+            ),
+            panel(
+                "Upstream latency p50 / p99",
+                [
+                    (
+                        f"histogram_quantile({q}, sum by (le, upstream) (rate(gateway_rpc_upstream_duration_seconds_bucket{{{SEL},{UPSTREAM}}}[$__rate_interval])))",
+                        f"p{int(q * 100)} {{{{upstream}}}}",
+                    )
+                    for q in (0.5, 0.99)
+                ],
+                unit="s",
+            ),
+            panel(
+                "Upstream error rate",
+                [
+                    (
+                        ratio(
+                            f'gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM},outcome="error"}}',
+                            f"gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM}}}",
+                            "upstream",
+                        ),
+                        "{{upstream}}",
+                    )
+                ],
+                unit="percentunit",
+            ),
+            panel(
+                "Failovers",
+                [
+                    (
+                        f"sum by (upstream) (increase(gateway_rpc_failovers_total{{{SEL},{UPSTREAM}}}[$__range]))",
+                        "from {{upstream}}",
+                    )
+                ],
+                kind="stat",
+                width=8,
+            ),
+            panel(
+                "Circuit breaker (0 closed, 1 half-open, 2 open)",
+                [(f"gateway_upstream_breaker_state{{{SEL},{UPSTREAM}}}", "{{upstream}}")],
+                width=8,
+            ),
+            panel(
+                "Cache hit ratio",
+                [
+                    (
+                        ratio(
+                            f'gateway_rpc_cache_requests_total{{{SEL},result="hit"}}',
+                            f"gateway_rpc_cache_requests_total{{{SEL}}}",
+                            "",
+                        ),
+                        "hit ratio",
+                    )
+                ],
+                unit="percentunit",
+                width=8,
+            ),
+            panel(
+                "JSON-RPC calls by method and outcome",
+                [
+                    (
+                        f"sum by (method, outcome) (rate(gateway_rpc_requests_total{{{SEL}}}[$__rate_interval]))",
+                        "{{method}} {{outcome}}",
+                    )
+                ],
+                unit="reqps",
+                width=24,
+            ),
+            panel(
+                "Rate-limited requests by tier",
+                [
+                    (
+                        f"sum by (tier) (rate(gateway_rate_limited_total{{{SEL}}}[$__rate_interval]))",
+                        "{{tier}}",
+                    )
+                ],
+                unit="reqps",
+                width=8,
+            ),
+            panel(
+                "WebSocket connections",
+                [(f"sum(gateway_ws_connections{{{SEL}}})", "connections")],
+                width=8,
+            ),
+            panel(
+                "WebSocket subscriptions",
+                [(f"sum by (type) (gateway_ws_subscriptions{{{SEL}}})", "{{type}}")],
+                width=8,
+            ),
         ],
         [variable("upstream", "label_values(gateway_upstream_up, upstream)", "Upstream")],
     )
@@ -127,32 +316,118 @@ def upstreams() -> dict:
 
 def identity_and_records() -> dict:
     return dashboard(
-        "gateway-identity-records", "Identity and records",
+        "gateway-identity-records",
+        "Identity and records",
         "Sign-ins, signed records and their anchoring on chain.",
         [
-            panel("Sign-in attempts by outcome", [(f"sum by (outcome) (rate(gateway_auth_attempts_total{{{SEL}}}[$__rate_interval]))", "{{outcome}}")], unit="reqps"),
-            panel("Sign-in verification p50 / p99", [
-                (f"histogram_quantile({q}, sum by (le) (rate(gateway_auth_verify_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))", f"p{int(q * 100)}")
-                for q in (0.5, 0.99)
-            ], unit="s"),
-            panel("Records submitted by outcome", [(f"sum by (outcome) (rate(gateway_records_submitted_total{{{SEL}}}[$__rate_interval]))", "{{outcome}}")], unit="reqps"),
-            panel("Record verification p99", [(f"histogram_quantile(0.99, sum by (le) (rate(gateway_records_verify_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))", "p99")], unit="s"),
-            panel("Records waiting for an anchor", [(f"sum(gateway_records_pending_anchor{{{SEL}}})", "pending")], width=8),
-            panel("Anchor batches", [(f"sum by (outcome) (increase(gateway_anchor_batches_total{{{SEL}}}[$__range]))", "{{outcome}}")], kind="stat", width=8),
-            panel("Time since the last anchor", [(f"time() - max(gateway_anchor_last_success_timestamp_seconds{{{SEL}}})", "since last anchor")], unit="s", kind="stat", width=8),
-            panel("Batch size (median)", [(f"histogram_quantile(0.5, sum by (le) (rate(gateway_anchor_batch_size_bucket{{{SEL}}}[$__range])))", "median records per batch")], width=8),
-            panel("Gas used by anchoring", [(f"sum(increase(gateway_anchor_gas_used_total{{{SEL}}}[$__range]))", "gas")], kind="stat", width=8),
-            panel("Anchor key balance", [(f"min(gateway_anchor_key_balance_eth{{{SEL}}})", "ETH")], kind="stat", width=8),
+            panel(
+                "Sign-in attempts by outcome",
+                [
+                    (
+                        f"sum by (outcome) (rate(gateway_auth_attempts_total{{{SEL}}}[$__rate_interval]))",
+                        "{{outcome}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            panel(
+                "Sign-in verification p50 / p99",
+                [
+                    (
+                        f"histogram_quantile({q}, sum by (le) (rate(gateway_auth_verify_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                        f"p{int(q * 100)}",
+                    )
+                    for q in (0.5, 0.99)
+                ],
+                unit="s",
+            ),
+            panel(
+                "Records submitted by outcome",
+                [
+                    (
+                        f"sum by (outcome) (rate(gateway_records_submitted_total{{{SEL}}}[$__rate_interval]))",
+                        "{{outcome}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            panel(
+                "Record verification p99",
+                [
+                    (
+                        f"histogram_quantile(0.99, sum by (le) (rate(gateway_records_verify_duration_seconds_bucket{{{SEL}}}[$__rate_interval])))",
+                        "p99",
+                    )
+                ],
+                unit="s",
+            ),
+            panel(
+                "Records waiting for an anchor",
+                [(f"sum(gateway_records_pending_anchor{{{SEL}}})", "pending")],
+                width=8,
+            ),
+            panel(
+                "Anchor batches",
+                [
+                    (
+                        f"sum by (outcome) (increase(gateway_anchor_batches_total{{{SEL}}}[$__range]))",
+                        "{{outcome}}",
+                    )
+                ],
+                kind="stat",
+                width=8,
+            ),
+            panel(
+                "Time since the last anchor",
+                [
+                    (
+                        f"time() - max(gateway_anchor_last_success_timestamp_seconds{{{SEL}}})",
+                        "since last anchor",
+                    )
+                ],
+                unit="s",
+                kind="stat",
+                width=8,
+            ),
+            panel(
+                "Batch size (median)",
+                [
+                    (
+                        f"histogram_quantile(0.5, sum by (le) (rate(gateway_anchor_batch_size_bucket{{{SEL}}}[$__range])))",
+                        "median records per batch",
+                    )
+                ],
+                width=8,
+            ),
+            panel(
+                "Gas used by anchoring",
+                [(f"sum(increase(gateway_anchor_gas_used_total{{{SEL}}}[$__range]))", "gas")],
+                kind="stat",
+                width=8,
+            ),
+            panel(
+                "Anchor key balance",
+                [(f"min(gateway_anchor_key_balance_eth{{{SEL}}})", "ETH")],
+                kind="stat",
+                width=8,
+            ),
         ],
         [],
     )
 
 
-DASHBOARDS = {"overview.json": overview, "upstreams.json": upstreams, "identity-records.json": identity_and_records}
+DASHBOARDS = {
+    "overview.json": overview,
+    "upstreams.json": upstreams,
+    "identity-records.json": identity_and_records,
+}
 
 
 def render() -> dict[str, str]:
-    return {name: json.dumps(build(), indent=2, sort_keys=True) + "\n" for name, build in DASHBOARDS.items()}
+    return {
+        name: json.dumps(build(), indent=2, sort_keys=True) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
 
 
 def main() -> None:

@@ -9,7 +9,6 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import aiohttp
 import pytest
@@ -26,8 +25,13 @@ from tests.records.conftest import mail, sign_typed
 pytestmark = pytest.mark.integration
 
 PROMETHEUS = shutil.which("prometheus")
-_VARIABLES = {"$__rate_interval": "20s", "$__range": "5m", "$instance": ".*", "$route": ".*",
-              "$upstream": ".*"}
+_VARIABLES = {
+    "$__rate_interval": "20s",
+    "$__range": "5m",
+    "$instance": ".*",
+    "$route": ".*",
+    "$upstream": ".*",
+}
 
 
 def _substitute(expr: str) -> str:
@@ -45,19 +49,27 @@ def _alert_series(expr: str) -> str:
 def _stack(tmp_path):
     if PROMETHEUS is None:
         pytest.skip("prometheus not installed (make test installs it)")
-    with DevChain.start(log_dir=tmp_path / "a") as chain_a, DevChain.start(log_dir=tmp_path / "b") as chain_b:
+    with (
+        DevChain.start(log_dir=tmp_path / "a") as chain_a,
+        DevChain.start(log_dir=tmp_path / "b") as chain_b,
+    ):
         anchor = deploy(chain_a, "MerkleAnchor", ["address"], [chain_a.accounts[9].address])
         port = free_port()
         env = {
             "GATEWAY_UPSTREAMS": f"{chain_a.url}|{chain_a.ws_url},{chain_b.url}",
-            "GATEWAY_CHAIN_ID": "31337", "GATEWAY_SIWE_DOMAINS": "app.example",
+            "GATEWAY_CHAIN_ID": "31337",
+            "GATEWAY_SIWE_DOMAINS": "app.example",
             "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
-            "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"), "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"),
+            "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_ANCHOR__PRIVATE_KEY": chain_a.accounts[9].private_key,
-            "GATEWAY_ANCHOR__CONTRACT_ADDRESS": anchor, "GATEWAY_ANCHOR__INTERVAL_S": "1",
-            "GATEWAY_RPC__HEALTH_INTERVAL_S": "0.5", "GATEWAY_RPC__HEALTH_TIMEOUT_S": "0.5",
+            "GATEWAY_ANCHOR__CONTRACT_ADDRESS": anchor,
+            "GATEWAY_ANCHOR__INTERVAL_S": "1",
+            "GATEWAY_RPC__HEALTH_INTERVAL_S": "0.5",
+            "GATEWAY_RPC__HEALTH_TIMEOUT_S": "0.5",
             "GATEWAY_RPC__MAX_LAG_BLOCKS": "1000",
-            "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "20", "GATEWAY_RPC__ANONYMOUS__BURST": "40",
+            "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "20",
+            "GATEWAY_RPC__ANONYMOUS__BURST": "40",
         }
         gateway = gateway_process(["serve", "--port", str(port)], env, tmp_path / "gateway.log")
         prom_port = free_port()
@@ -65,21 +77,32 @@ def _stack(tmp_path):
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": ["alerts.yml"],
-            "scrape_configs": [{"job_name": "gateway", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+            "scrape_configs": [
+                {"job_name": "gateway", "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+            ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
         with (tmp_path / "prometheus.log").open("wb") as log:
             prometheus = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                 f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-                 "--enable-feature=exemplar-storage"],
-                stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+                [
+                    PROMETHEUS,
+                    f"--config.file={tmp_path / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                    "--enable-feature=exemplar-storage",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=tmp_path,
             )
         try:
             wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
             wait_http(f"http://127.0.0.1:{prom_port}/-/ready", timeout_s=60)
-            yield {"gateway": f"http://127.0.0.1:{port}", "prometheus": f"http://127.0.0.1:{prom_port}",
-                   "chain_b": chain_b}
+            yield {
+                "gateway": f"http://127.0.0.1:{port}",
+                "prometheus": f"http://127.0.0.1:{prom_port}",
+                "chain_b": chain_b,
+            }
         finally:
             for process in (gateway, prometheus):
                 process.terminate()
@@ -88,7 +111,10 @@ def _stack(tmp_path):
 
 async def _workload(session: aiohttp.ClientSession, base: str) -> None:
     async def rpc(method, params=None):
-        async with session.post(f"{base}/rpc", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []}) as r:
+        async with session.post(
+            f"{base}/rpc",
+            json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params or []},
+        ) as r:
             return r.status, await r.json()
 
     # sign-ins: good and bad
@@ -97,11 +123,17 @@ async def _workload(session: aiohttp.ClientSession, base: str) -> None:
         async with session.get(f"{base}/auth/nonce") as r:
             nonce = (await r.json())["nonce"]
         text = make_message(wallet.address, nonce)
-        async with session.post(f"{base}/auth/verify", json={"message": text, "signature": personal_sign(wallet, text)},
-                                headers={"Origin": ORIGIN}) as r:
+        async with session.post(
+            f"{base}/auth/verify",
+            json={"message": text, "signature": personal_sign(wallet, text)},
+            headers={"Origin": ORIGIN},
+        ) as r:
             assert r.status == 200
-        async with session.post(f"{base}/auth/verify", json={"message": text, "signature": personal_sign(Account.create(), text)},
-                                headers={"Origin": ORIGIN}) as r:
+        async with session.post(
+            f"{base}/auth/verify",
+            json={"message": text, "signature": personal_sign(Account.create(), text)},
+            headers={"Origin": ORIGIN},
+        ) as r:
             assert r.status == 401
     # JSON-RPC: cached, uncached, denied, and over the limit
     for _ in range(30):
@@ -115,10 +147,14 @@ async def _workload(session: aiohttp.ClientSession, base: str) -> None:
     alice = Account.create()
     for index in range(5):
         typed = mail(alice.address, contents=f"e2e {index}")
-        async with session.post(f"{base}/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}) as r:
+        async with session.post(
+            f"{base}/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}
+        ) as r:
             assert r.status == 201
     typed = mail(alice.address, message={"deadline": 1})
-    async with session.post(f"{base}/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}) as r:
+    async with session.post(
+        f"{base}/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}
+    ) as r:
         assert r.status == 422
     async with session.get(f"{base}/nope") as r:
         assert r.status == 404
@@ -134,41 +170,58 @@ async def _query(session, prometheus: str, expr: str) -> list:
 @pytest.mark.timeout(240)
 async def test_every_dashboard_query_and_alert_returns_data(stack):
     base, prometheus = stack["gateway"], stack["prometheus"]
-    async with aiohttp.ClientSession() as session:
-        async with session.ws_connect(base.replace("http", "ws") + "/rpc") as ws:
-            await ws.send_json({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]})
-            assert "result" in json.loads((await ws.receive(timeout=10)).data)
-            await _workload(session, base)
-            # an upstream failure: reads that land on B fail over, B goes down
-            stack["chain_b"].stop()
-            for _ in range(40):
-                async with session.post(f"{base}/rpc", json={"jsonrpc": "2.0", "id": 1, "method": "eth_getBalance",
-                                                             "params": ["0x" + "11" * 20, "latest"]}) as r:
-                    await r.read()
-                await asyncio.sleep(0.1)
-            deadline = time.monotonic() + 60  # the anchor batch, and enough scrapes
-            while time.monotonic() < deadline:
-                if await _query(session, prometheus, 'gateway_anchor_batches_total{outcome="confirmed"} > 0'):
-                    break
-                await asyncio.sleep(1)
-            await asyncio.sleep(4)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(base.replace("http", "ws") + "/rpc") as ws,
+    ):
+        await ws.send_json(
+            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+        )
+        assert "result" in json.loads((await ws.receive(timeout=10)).data)
+        await _workload(session, base)
+        # an upstream failure: reads that land on B fail over, B goes down
+        stack["chain_b"].stop()
+        for _ in range(40):
+            async with session.post(
+                f"{base}/rpc",
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "eth_getBalance",
+                    "params": ["0x" + "11" * 20, "latest"],
+                },
+            ) as r:
+                await r.read()
+            await asyncio.sleep(0.1)
+        deadline = time.monotonic() + 60  # the anchor batch, and enough scrapes
+        while time.monotonic() < deadline:
+            if await _query(
+                session, prometheus, 'gateway_anchor_batches_total{outcome="confirmed"} > 0'
+            ):
+                break
+            await asyncio.sleep(1)
+        await asyncio.sleep(4)
 
-            empty = []
-            for board, title, expr in dashboard_exprs():
-                if expr.startswith("label_values"):
-                    continue
-                if not await _query(session, prometheus, _substitute(expr)):
-                    empty.append(f"{board} / {title}: {expr}")
-            rules = [r for g in yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())["groups"] for r in g["rules"]]
-            for rule in rules:
-                series = _alert_series(rule["expr"])
-                if not await _query(session, prometheus, series):
-                    empty.append(f"alert {rule['alert']}: {series}")
-            assert not empty, "queries without data:\n" + "\n".join(empty)
+        empty = []
+        for board, title, expr in dashboard_exprs():
+            if expr.startswith("label_values"):
+                continue
+            if not await _query(session, prometheus, _substitute(expr)):
+                empty.append(f"{board} / {title}: {expr}")
+        rules = [
+            r
+            for g in yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())["groups"]
+            for r in g["rules"]
+        ]
+        for rule in rules:
+            series = _alert_series(rule["expr"])
+            if not await _query(session, prometheus, series):
+                empty.append(f"alert {rule['alert']}: {series}")
+        assert not empty, "queries without data:\n" + "\n".join(empty)
 
-            async with session.get(f"{prometheus}/api/v1/alerts") as r:
-                alerts = (await r.json())["data"]["alerts"]
-            down = [a for a in alerts if a["labels"]["alertname"] == "UpstreamDown"]
-            assert down, alerts
-            assert down[0]["state"] in {"pending", "firing"}
-            assert down[0]["labels"]["upstream"] == f"127.0.0.1:{stack['chain_b'].port}"
+        async with session.get(f"{prometheus}/api/v1/alerts") as r:
+            alerts = (await r.json())["data"]["alerts"]
+        down = [a for a in alerts if a["labels"]["alertname"] == "UpstreamDown"]
+        assert down, alerts
+        assert down[0]["state"] in {"pending", "firing"}
+        assert down[0]["labels"]["upstream"] == f"127.0.0.1:{stack['chain_b'].port}"
