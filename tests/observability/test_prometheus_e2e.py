@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -48,6 +49,8 @@ def _alert_series(expr: str) -> str:
 @pytest.fixture(name="stack")
 def _stack(tmp_path):
     if PROMETHEUS is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is missing: scripts/system-deps.sh installs it in CI")
         pytest.skip("prometheus not installed (make test installs it)")
     with (
         DevChain.start(log_dir=tmp_path / "a") as chain_a,

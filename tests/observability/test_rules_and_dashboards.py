@@ -2,6 +2,7 @@
 metrics the gateway exports."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
