@@ -92,30 +92,7 @@ class DevChain:
         log_dir: Path | None = None,
         startup_timeout_s: float = 20.0,
     ) -> Iterator[DevChain]:
-        chain = cls.launch(
-            port=port,
-            chain_id=chain_id,
-            block_time_s=block_time_s,
-            extra_args=extra_args,
-            log_dir=log_dir,
-            startup_timeout_s=startup_timeout_s,
-        )
-        try:
-            yield chain
-        finally:
-            chain.stop()
-
-    @classmethod
-    def launch(  # noqa: PLR0913  # anvil's knobs
-        cls,
-        *,
-        port: int = 0,
-        chain_id: int = 31337,
-        block_time_s: float | None = None,
-        extra_args: Sequence[str] = (),
-        log_dir: Path | None = None,
-        startup_timeout_s: float = 20.0,
-    ) -> DevChain:
+        """anvil on loopback (``port=0``: a free one), answering, until the block ends."""
         args = [
             str(find_anvil()),
             "--host",
@@ -140,8 +117,11 @@ class DevChain:
             args=args,
             accounts=dev_accounts(),
         )
-        chain._await_ready(startup_timeout_s)
-        return chain
+        try:
+            chain._await_ready(startup_timeout_s)
+            yield chain
+        finally:
+            chain.stop()
 
     def _await_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s

@@ -43,58 +43,43 @@ async def test_eip1271_wallet_rejects_a_stranger(anvil, flow):
     assert (await flow.verify(text, personal_sign(owner, text))).status == 200
 
 
-async def test_eip6492_counterfactual_wallet_signs_in(anvil, flow, client):
-    owner = Account.create()
-    factory = deploy(anvil, "TestWalletFactory")
-    salt = os.urandom(32)
-    predicted = call(
-        anvil,
-        factory,
-        selector("walletAddress(address,bytes32)")
-        + encode(["address", "bytes32"], [owner.address, salt]),
-    )
-    wallet = to_checksum_address("0x" + predicted[-20:].hex())
-    assert anvil.rpc("eth_getCode", [wallet, "latest"]) == "0x"  # not deployed
+class Counterfactual:
+    """A wallet the factory will deploy at a known address, not deployed yet."""
 
-    text = make_message(wallet, await flow.nonce())
-    inner = bytes.fromhex(personal_sign(owner, text)[2:])
-    factory_calldata = selector("deploy(address,bytes32)") + encode(
-        ["address", "bytes32"], [owner.address, salt]
-    )
-    wrapped = (
-        encode(["address", "bytes", "bytes"], [factory, factory_calldata, inner]) + ERC6492_SUFFIX
-    )
-    response = await flow.verify(text, "0x" + wrapped.hex())
+    def __init__(self, anvil, owner) -> None:
+        self.owner = owner
+        self.factory = deploy(anvil, "TestWalletFactory")
+        self.salt = os.urandom(32)
+        args = encode(["address", "bytes32"], [owner.address, self.salt])
+        predicted = call(anvil, self.factory, selector("walletAddress(address,bytes32)") + args)
+        self.address = to_checksum_address("0x" + predicted[-20:].hex())
+        self.deploy_calldata = selector("deploy(address,bytes32)") + args
+
+    def wrap(self, inner_signature: str) -> str:
+        """The EIP-6492 signature: factory, its calldata and the inner signature, + suffix."""
+        inner = bytes.fromhex(inner_signature[2:])
+        wrapped = encode(["address", "bytes", "bytes"], [self.factory, self.deploy_calldata, inner])
+        return "0x" + (wrapped + ERC6492_SUFFIX).hex()
+
+
+async def test_eip6492_counterfactual_wallet_signs_in(anvil, flow, client):
+    wallet = Counterfactual(anvil, Account.create())
+    assert anvil.rpc("eth_getCode", [wallet.address, "latest"]) == "0x"  # not deployed
+    text = make_message(wallet.address, await flow.nonce())
+    response = await flow.verify(text, wallet.wrap(personal_sign(wallet.owner, text)))
     assert response.status == 200, await response.text()
     token = (await response.json())["token"]
-    session = await (
-        await client.get("/auth/session", headers={"Authorization": f"Bearer {token}"})
-    ).json()
+    auth = {"Authorization": f"Bearer {token}"}
+    session = await (await client.get("/auth/session", headers=auth)).json()
     assert session["walletType"] == "contract"
-    assert session["address"] == wallet
-    assert anvil.rpc("eth_getCode", [wallet, "latest"]) == "0x"  # validation left no trace
+    assert session["address"] == wallet.address
+    assert anvil.rpc("eth_getCode", [wallet.address, "latest"]) == "0x"  # validation left no trace
 
 
 async def test_eip6492_with_a_wrong_owner_fails(anvil, flow):
-    owner = Account.create()
-    factory = deploy(anvil, "TestWalletFactory")
-    salt = os.urandom(32)
-    predicted = call(
-        anvil,
-        factory,
-        selector("walletAddress(address,bytes32)")
-        + encode(["address", "bytes32"], [owner.address, salt]),
-    )
-    wallet = to_checksum_address("0x" + predicted[-20:].hex())
-    text = make_message(wallet, await flow.nonce())
-    inner = bytes.fromhex(personal_sign(Account.create(), text)[2:])
-    factory_calldata = selector("deploy(address,bytes32)") + encode(
-        ["address", "bytes32"], [owner.address, salt]
-    )
-    wrapped = (
-        encode(["address", "bytes", "bytes"], [factory, factory_calldata, inner]) + ERC6492_SUFFIX
-    )
-    response = await flow.verify(text, "0x" + wrapped.hex())
+    wallet = Counterfactual(anvil, Account.create())
+    text = make_message(wallet.address, await flow.nonce())
+    response = await flow.verify(text, wallet.wrap(personal_sign(Account.create(), text)))
     assert response.status == 401
     assert (await response.json())["error"]["code"] == "siwe.signature.invalid"
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.rpc.context import POOL
+from tests.helpers.fake_node import fake_node_app
 from tests.identity.conftest import SignInFlow
 from tests.rpc.conftest import Rpc
 
@@ -47,20 +48,12 @@ async def test_signed_in_callers_get_their_own_policy(
 async def _slow_reader_node(aiohttp_server):
     """Answers head polls at once and every read after 2 s: slowness anvil will not fake."""
 
-    async def rpc(request: web.Request) -> web.Response:
-        body = await request.json()
-        if isinstance(body, list):
-            block = {"number": "0x0", "hash": "0x" + "22" * 32, "parentHash": "0x" + "00" * 32}
-            return web.json_response(
-                [{"jsonrpc": "2.0", "id": c["id"], "result": block} for c in body]
-            )
+    async def on_call(_request: web.Request, body: dict) -> web.Response:
         if body["method"] != "eth_chainId":
             await asyncio.sleep(2)
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
 
-    app = web.Application()
-    app.router.add_post("/", rpc)
-    return await aiohttp_server(app)
+    return await aiohttp_server(fake_node_app(on_call))
 
 
 async def test_slow_read_is_hedged_to_another_node(

@@ -5,6 +5,7 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 
 from gateway.app import create_app
+from tests.helpers.fake_node import fake_node_app
 from tests.rpc.conftest import Rpc
 
 pytestmark = pytest.mark.integration
@@ -15,21 +16,12 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 @pytest.fixture(name="recording_node")
 async def _recording_node(aiohttp_server):
     """Records the headers of every call (what anvil cannot show us)."""
-    seen: list[dict] = []
+    seen: list = []
 
-    async def rpc(request: web.Request) -> web.Response:
-        body = await request.json()
-        seen.append(dict(request.headers))
-        if isinstance(body, list):
-            block = {"number": "0x1", "hash": "0x" + "33" * 32, "parentHash": "0x" + "00" * 32}
-            return web.json_response(
-                [{"jsonrpc": "2.0", "id": c["id"], "result": block} for c in body]
-            )
+    async def on_call(_request: web.Request, body: dict) -> web.Response:
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
 
-    app = web.Application()
-    app.router.add_post("/", rpc)
-    server = await aiohttp_server(app)
+    server = await aiohttp_server(fake_node_app(on_call, seen))
     server.seen = seen
     return server
 
@@ -47,9 +39,8 @@ async def test_traceparent_reaches_the_node(
     recording_node.seen.clear()
     headers = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-{flags}"}
     await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"], headers=headers)
-    (sent,) = [
-        h for h in recording_node.seen if "traceparent" in h and TRACE_ID in h["traceparent"]
-    ]
+    headers_seen = [entry["headers"] for entry in recording_node.seen]
+    (sent,) = [h for h in headers_seen if TRACE_ID in h.get("traceparent", "")]
     version, trace_id, parent_id, sampled = sent["traceparent"].split("-")
     assert (version, trace_id, sampled) == ("00", TRACE_ID, flags)
     if flags == "01":  # sampled: the node's parent is our client span, under the rpc span

@@ -9,6 +9,7 @@ from eth_account import Account
 from gateway.app import create_app
 from gateway.chain import DevChain
 from gateway.rpc.context import POOL
+from tests.helpers.fake_node import fake_node_app
 from tests.rpc.conftest import Rpc
 
 pytestmark = pytest.mark.integration
@@ -111,24 +112,15 @@ async def test_node_on_another_chain_is_refused_at_start(
 async def _swallowing_node(aiohttp_server):
     """A node that reads the request, then drops the connection: it may have received a
     transaction, so the gateway must not send it to another node."""
-    seen = []
+    seen: list = []
 
-    async def rpc(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        seen.append(body)
-        if isinstance(body, dict) and body.get("method") == "eth_sendRawTransaction":
+    async def on_call(request: web.Request, body: dict) -> web.StreamResponse:
+        if body.get("method") == "eth_sendRawTransaction":
             request.transport.close()  # connection lost after the request arrived
             await asyncio.sleep(1)
-        if isinstance(body, list):  # the head poll
-            block = {"number": "0x0", "hash": "0x" + "11" * 32, "parentHash": "0x" + "00" * 32}
-            return web.json_response(
-                [{"jsonrpc": "2.0", "id": c["id"], "result": block} for c in body]
-            )
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
 
-    app = web.Application()
-    app.router.add_post("/", rpc)
-    server = await aiohttp_server(app)
+    server = await aiohttp_server(fake_node_app(on_call, seen))
     server.seen = seen
     return server
 
@@ -161,11 +153,8 @@ async def test_raw_transaction_is_never_sent_twice(
     ).raw_transaction
     reply = await Rpc(client).call("eth_sendRawTransaction", ["0x" + raw.hex()])
     assert reply["error"]["code"] == -32002
-    assert [
-        c
-        for c in swallowing_node.seen
-        if isinstance(c, dict) and c["method"] == "eth_sendRawTransaction"
-    ]
+    bodies = [entry["body"] for entry in swallowing_node.seen]
+    assert [b for b in bodies if isinstance(b, dict) and b["method"] == "eth_sendRawTransaction"]
     assert fresh_anvil.rpc("eth_getTransactionCount", [sender.address, "pending"]) == "0x0"
 
 
