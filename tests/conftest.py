@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,42 @@ def _logs() -> Iterator[LogLines]:
     structlog.reset_defaults()
 
 
+@pytest.fixture(scope="session", name="postgres")
+def _postgres():
+    """One private PostgreSQL for the session; each test that uses it gets a new database."""
+    from tests.helpers import postgres
+
+    if not postgres.available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL server binaries are missing (scripts/system-deps.sh)")
+        pytest.skip("PostgreSQL server binaries not installed")
+    with postgres.private_postgres() as server:
+        yield server
+
+
+@pytest.fixture(name="database_env")
+def _database_env(tmp_path: Path) -> dict[str, str]:
+    """The embedded default; suites that must also run on PostgreSQL override this fixture
+    with ``backend_env`` (parametrized)."""
+    return {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}"}
+
+
+def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
+    """sqlite or postgresql, by the fixture's param: the same tests on both backends."""
+    if request.param == "sqlite":
+        return {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}"}
+    server = request.getfixturevalue("postgres")
+    return {
+        "GATEWAY_DATABASE_URL": server.new_database(),
+        "GATEWAY_STORAGE__MIGRATE_ON_START": "always",
+    }
+
+
 @pytest.fixture(name="make_settings")
-def _make_settings(tmp_path: Path) -> Callable[..., Settings]:
+def _make_settings(tmp_path: Path, database_env: dict[str, str]) -> Callable[..., Settings]:
     def make(*, upstreams: list[str] | None = None, **env: str) -> Settings:
         environ = {
-            "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
+            **database_env,
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"),
             **env,

@@ -44,12 +44,22 @@ class IdentityStore(Protocol):
         ...
 
 
-_ISSUE = sa.text(
-    "INSERT INTO siwe_nonces (nonce, client, issued_at, expires_at) "
-    "SELECT :nonce, :client, :now, :expires_at "
-    "WHERE (SELECT count(*) FROM siwe_nonces "
-    "       WHERE client = :client AND used_at IS NULL AND expires_at > :now) < :cap"
-)
+def _issue(nonce: str, client: str, now: float, expires_at: float, cap: int) -> sa.Insert:
+    """One statement: insert the nonce only while the client holds fewer than ``cap``
+    (no window between counting and inserting)."""
+    table = siwe_nonces
+    outstanding = (
+        sa.select(sa.func.count())
+        .where(table.c.client == client, table.c.used_at.is_(None), table.c.expires_at > now)
+        .scalar_subquery()
+    )
+    row = sa.select(
+        sa.literal(nonce, sa.String),
+        sa.literal(client, sa.String),
+        sa.literal(now, sa.Float),
+        sa.literal(expires_at, sa.Float),
+    ).where(outstanding < cap)
+    return sa.insert(table).from_select(["nonce", "client", "issued_at", "expires_at"], row)
 
 
 class SqlIdentityStore:
@@ -62,15 +72,9 @@ class SqlIdentityStore:
     async def issue_nonce(
         self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
     ) -> bool:
-        params = {
-            "nonce": nonce,
-            "client": client,
-            "now": now,
-            "expires_at": expires_at,
-            "cap": max_outstanding,
-        }
+        statement = _issue(nonce, client, now, expires_at, max_outstanding)
         async with storage_errors(), self._writer.begin() as connection:
-            result = await connection.execute(_ISSUE, params)
+            result = await connection.execute(statement)
         return result.rowcount == 1
 
     async def consume_nonce(self, nonce: str, *, now: float) -> NonceState:

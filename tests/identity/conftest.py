@@ -10,6 +10,7 @@ from eth_account.messages import encode_defunct
 
 from gateway.app import create_app
 from gateway.identity.siwe import SiweMessage
+from tests.conftest import backend_env
 
 DOMAIN = "app.example"
 ORIGIN = f"https://{DOMAIN}"
@@ -87,3 +88,9 @@ class SignInFlow:
 @pytest.fixture(name="flow")
 def _flow(client) -> SignInFlow:
     return SignInFlow(client)
+
+
+@pytest.fixture(name="database_env", params=["sqlite", "postgresql"])
+def _database_env(request, tmp_path):
+    """This suite runs on the embedded SQLite and on a private PostgreSQL."""
+    return backend_env(request, tmp_path)

@@ -10,6 +10,7 @@ from eth_account.messages import encode_typed_data
 
 from gateway.app import create_app
 from gateway.chain import DevChain
+from tests.conftest import backend_env
 from tests.helpers.chain import deploy
 
 ANCHOR_KEY_INDEX = 9
@@ -84,3 +85,9 @@ def _records_env(chain, anchor_contract):
 async def _records_client(aiohttp_client, chain, make_settings, records_env, spans):
     settings = make_settings(upstreams=[chain.url], **records_env)
     return await aiohttp_client(create_app(settings, span_exporters=[spans]))
+
+
+@pytest.fixture(name="database_env", params=["sqlite", "postgresql"])
+def _database_env(request, tmp_path):
+    """This suite runs on the embedded SQLite and on a private PostgreSQL."""
+    return backend_env(request, tmp_path)
