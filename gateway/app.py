@@ -16,6 +16,7 @@ from gateway.records import routes as records
 from gateway.rpc import routes as rpc
 from gateway.rpc.context import upstream_ctx
 from gateway.storage import storage_ctx
+from gateway.storage.redis import redis_ctx
 from gateway.telemetry import SPAN_EXPORTERS, observe_middleware, telemetry_ctx
 
 
@@ -35,6 +36,7 @@ def create_app(
     app[SPAN_EXPORTERS] = tuple(span_exporters)
     app.cleanup_ctx.append(telemetry_ctx)  # first in, last out: spans of cleanup still flush
     app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(upstream_ctx)
     app.cleanup_ctx.append(web3_ctx)
     app.cleanup_ctx.append(identity.identity_ctx)

@@ -181,6 +181,25 @@ class StorageSettings(_Section):
         return value
 
 
+class RedisSettings(_Section):
+    """Shared state for several replicas: nonces, revocations, rate limits (optional)."""
+
+    url: SecretStr | None = None
+    # When Redis does not answer, rate limits let requests through (true) or refuse them.
+    rate_limit_fail_open: bool = True
+    timeout_s: PositiveFloat = 1.0
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in {
+            "redis",
+            "rediss",
+        }:
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+
 class LogSettings(_Section):
     level: LogLevel = "info"
     format: LogFormat = "auto"
@@ -245,6 +264,7 @@ class Settings(_Section):
     upstream_pool: UpstreamPoolSettings = UpstreamPoolSettings()
     rpc: RpcSettings = RpcSettings()
     storage: StorageSettings = StorageSettings()
+    redis: RedisSettings = RedisSettings()
     log: LogSettings = LogSettings()
     tracing: TracingSettings = TracingSettings()
     identity: IdentitySettings = IdentitySettings()
@@ -260,6 +280,8 @@ class Settings(_Section):
         """The effective settings as plain data, with every secret masked."""
         data = self.model_dump(mode="json")
         data["storage"]["database_url"] = mask_url(self.storage.database_url.get_secret_value())
+        if self.redis.url is not None:
+            data["redis"]["url"] = mask_url(self.redis.url.get_secret_value())
         if self.tracing.exporter_headers is not None:
             data["tracing"]["exporter_headers"] = "**********"
         for secret in ("private_key", "keystore_password"):
@@ -311,6 +333,7 @@ ENV_ALIASES: dict[str, str] = {
     "GATEWAY_CHAIN_ID": "chain_id",
     "GATEWAY_SIWE_DOMAINS": "identity.siwe_domains",
     "GATEWAY_DATABASE_URL": "storage.database_url",
+    "GATEWAY_REDIS_URL": "redis.url",
     "GATEWAY_LOG_LEVEL": "log.level",
     "GATEWAY_LOG_FORMAT": "log.format",
 }

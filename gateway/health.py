@@ -7,13 +7,16 @@ from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
 from gateway.openapi import operation
 from gateway.rpc.context import POOL
 from gateway.rpc.upstream import check_upstream
-from gateway.storage import STORAGE
+from gateway.storage import STORAGE, Database
+from gateway.storage.redis import REDIS
 from gateway.telemetry import metrics_handler
 
 routes = web.RouteTableDef()
@@ -59,24 +62,16 @@ async def readyz(request: web.Request) -> web.Response:
     settings = request.config_dict[SETTINGS]
     timeout_s = settings.upstream_pool.readiness_timeout_s
     upstreams = request.config_dict[POOL].upstreams
-
-    async def storage_check() -> str:
-        try:
-            await request.config_dict[STORAGE].ping(timeout_s)
-        except StorageUnavailable:
-            return "unreachable"
-        return "ok"
-
-    results = await asyncio.gather(
-        storage_check(),
-        *(check_upstream(u, chain_id=settings.chain_id, timeout_s=timeout_s) for u in upstreams),
-    )
-    checks = {"storage": results[0]}
-    checks.update({f"upstream:{u.name}": r for u, r in zip(upstreams, results[1:], strict=True)})
-    failed = []
-    if checks["storage"] != "ok":
-        failed.append("storage")
-    if not any(r == "ok" for r in results[1:]):
+    named = {"storage": _storage_check(request.config_dict[STORAGE], timeout_s)}
+    if (client := request.config_dict.get(REDIS)) is not None:
+        named["redis"] = _redis_check(client, timeout_s)
+    for upstream in upstreams:
+        named[f"upstream:{upstream.name}"] = check_upstream(
+            upstream, chain_id=settings.chain_id, timeout_s=timeout_s
+        )
+    checks = dict(zip(named, await asyncio.gather(*named.values()), strict=True))
+    failed = [name for name in ("storage", "redis") if checks.get(name, "ok") != "ok"]
+    if not any(state == "ok" for name, state in checks.items() if name.startswith("upstream:")):
         failed.append("upstream" if upstreams else "upstream (none configured)")
     if not failed:
         return web.json_response({"status": "ok", "checks": checks})
@@ -85,6 +80,23 @@ async def readyz(request: web.Request) -> web.Response:
         "checks": checks,
     }
     return web.json_response(body, status=503)
+
+
+async def _storage_check(database: Database, timeout_s: float) -> str:
+    try:
+        await database.ping(timeout_s)
+    except StorageUnavailable:
+        return "unreachable"
+    return "ok"
+
+
+async def _redis_check(client: Redis, timeout_s: float) -> str:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await client.ping()  # type: ignore[misc]  # redis-py types ping as sync-or-async
+    except (TimeoutError, RedisError, OSError):
+        return "unreachable"
+    return "ok"
 
 
 @routes.get("/metrics")

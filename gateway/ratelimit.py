@@ -8,6 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+import redis.asyncio as aioredis
+import structlog
+from redis.exceptions import RedisError
+
+from gateway.telemetry.metrics import Metrics
+
 
 @dataclass(frozen=True, slots=True)
 class Limit:
@@ -54,3 +60,43 @@ class MemoryRateLimiter:
         if len(self._buckets) > self._max_keys:
             self._buckets.popitem(last=False)
         return wait
+
+
+log = structlog.get_logger("gateway.ratelimit")
+
+# KEYS[1] bucket; ARGV: rate_per_s, burst, cost, now. Returns the wait in ms (0: taken).
+_TAKE = """
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local cost, now = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tokens = tonumber(state[1]) or burst
+local at = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local wait = 0
+if tokens >= cost then tokens = tokens - cost else wait = (cost - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tokens, 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class RedisRateLimiter:
+    """Token buckets in Redis: one limit across every replica. When Redis does not answer,
+    requests pass (``fail_open``) or wait a second, and the metric says so."""
+
+    def __init__(self, client: aioredis.Redis, metrics: Metrics, *, fail_open: bool) -> None:
+        self._take = client.register_script(_TAKE)
+        self._metrics = metrics
+        self._fail_open = fail_open
+
+    async def acquire(self, key: str, limit: Limit, cost: float = 1.0) -> float:
+        try:
+            wait = await self._take(
+                keys=[f"gw:bucket:{key}"], args=[limit.rate_per_s, limit.burst, cost, time.time()]
+            )
+        except RedisError as exc:
+            outcome = "open" if self._fail_open else "closed"
+            self._metrics.child(self._metrics.rate_limiter_failures, outcome).inc()
+            log.warning("rate limiter unavailable", fail=outcome, error=str(exc)[:200])
+            return 0.0 if self._fail_open else 1.0
+        return float(wait)

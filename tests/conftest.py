@@ -65,6 +65,9 @@ def _postgres():
         yield server
 
 
+_redis_databases = iter(range(10**9))
+
+
 @pytest.fixture(name="database_env")
 def _database_env(tmp_path: Path) -> dict[str, str]:
     """The embedded default; suites that must also run on PostgreSQL override this fixture
@@ -73,9 +76,20 @@ def _database_env(tmp_path: Path) -> dict[str, str]:
 
 
 def backend_env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
-    """sqlite or postgresql, by the fixture's param: the same tests on both backends."""
+    """sqlite, postgresql, or sqlite + redis (nonces, revocations and rate limits in Redis),
+    by the fixture's param: the same tests on every backend."""
     if request.param == "sqlite":
         return {"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}"}
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server")
+        database = int(next(_redis_databases)) % 16  # a clean keyspace per test
+        import redis as redis_sync
+
+        redis_sync.Redis.from_url(f"{url}/{database}").flushdb()
+        return {
+            "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
+            "GATEWAY_REDIS_URL": f"{url}/{database}",
+        }
     server = request.getfixturevalue("postgres")
     return {
         "GATEWAY_DATABASE_URL": server.new_database(),
@@ -108,3 +122,49 @@ def _spans() -> InMemorySpanExporter:
 async def _gateway(aiohttp_client, anvil: DevChain, make_settings, spans):
     settings = make_settings(upstreams=[anvil.url], GATEWAY_CHAIN_ID=str(anvil.chain_id))
     return await aiohttp_client(create_app(settings, span_exporters=[spans]))
+
+
+@pytest.fixture(scope="session", name="redis_server")
+def _redis_server(tmp_path_factory):
+    """A private redis-server on a free loopback port, no persistence."""
+    import shutil
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is missing (scripts/system-deps.sh)")
+        pytest.skip("redis-server not installed")
+    port = free_port()
+    directory = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import socket
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)

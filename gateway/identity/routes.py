@@ -17,13 +17,15 @@ from gateway.clock import rfc3339
 from gateway.config import SETTINGS
 from gateway.errors import RateLimited, Unauthenticated
 from gateway.identity.keys import KeyRing
+from gateway.identity.redis_store import RedisIdentityStore
 from gateway.identity.service import NONCE_LENGTH, SignInService
-from gateway.identity.store import SqlIdentityStore
+from gateway.identity.store import IdentityStore, SqlIdentityStore
 from gateway.identity.tokens import Session, TokenIssuer
 from gateway.identity.wallets import ContractWallets
 from gateway.openapi import Parameter, operation
-from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter
+from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from gateway.storage import STORAGE
+from gateway.storage.redis import REDIS
 from gateway.telemetry import TELEMETRY
 from gateway.telemetry.middleware import client_ip
 
@@ -216,15 +218,27 @@ async def jwks(request: web.Request) -> web.Response:
     )
 
 
+def limiter_for(app: web.Application) -> RateLimiter:
+    """Buckets in Redis when configured (one limit across replicas), else in process."""
+    shared = app.get(REDIS)
+    if shared is None:
+        return MemoryRateLimiter()
+    fail_open = app[SETTINGS].redis.rate_limit_fail_open
+    return RedisRateLimiter(shared, app[TELEMETRY].metrics, fail_open=fail_open)
+
+
 async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keys, store and the sign-in service; background key reload and expiry purge."""
     settings = app[SETTINGS]
     identity = settings.identity
     keys = await asyncio.to_thread(KeyRing.open, identity.keys_dir, keep=identity.jwks_keys)
-    store = SqlIdentityStore(app[STORAGE])
+    shared = app.get(REDIS)
+    store: IdentityStore = (
+        SqlIdentityStore(app[STORAGE]) if shared is None else RedisIdentityStore(shared)
+    )
     web3 = app.get(WEB3)
     app[KEYS] = keys
-    app[AUTH_LIMITER] = MemoryRateLimiter()
+    app[AUTH_LIMITER] = limiter_for(app)
     app[SIGN_IN] = SignInService(
         settings,
         store=store,

@@ -9,9 +9,8 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.config import SETTINGS
 from gateway.errors import Unauthenticated
-from gateway.identity.routes import SIGN_IN, request_token
+from gateway.identity.routes import SIGN_IN, limiter_for, request_token
 from gateway.openapi import Parameter, operation
-from gateway.ratelimit import MemoryRateLimiter
 from gateway.rpc import jsonrpc
 from gateway.rpc.context import CACHE, POOL, UPSTREAM_SESSION
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
@@ -130,7 +129,7 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         settings.rpc,
         pool=app[POOL],
         cache=app[CACHE] if settings.rpc.cache_enabled else None,
-        limiter=MemoryRateLimiter(),
+        limiter=limiter_for(app),
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )

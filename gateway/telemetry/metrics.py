@@ -194,6 +194,13 @@ class Metrics:
             ["tier"],
             registry=r,
         )
+        self.rate_limiter_failures = Counter(
+            "gateway_rate_limiter_failures",
+            "Rate-limit checks Redis could not answer, by "
+            "what happened (open: let through, closed: refused).",
+            ["fail"],
+            registry=r,
+        )
         # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
         self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}

@@ -90,7 +90,7 @@ def _flow(client) -> SignInFlow:
     return SignInFlow(client)
 
 
-@pytest.fixture(name="database_env", params=["sqlite", "postgresql"])
+@pytest.fixture(name="database_env", params=["sqlite", "postgresql", "redis"])
 def _database_env(request, tmp_path):
     """This suite runs on the embedded SQLite and on a private PostgreSQL."""
     return backend_env(request, tmp_path)

@@ -42,14 +42,20 @@ async def test_web3_http_provider_reads_and_sends_a_transfer(gateway_rpc, anvil)
         await w3.provider.disconnect()
 
 
+@pytest.mark.parametrize("buckets", ["memory", "redis"])
 async def test_rate_limit_429_single_and_32005_in_batch(
-    aiohttp_client, anvil, make_settings, rpc_env
+    request, aiohttp_client, anvil, make_settings, rpc_env, buckets
 ):
     env = {
         **rpc_env,
         "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "0.5",
         "GATEWAY_RPC__ANONYMOUS__BURST": "3",
     }
+    if buckets == "redis":
+        env["GATEWAY_REDIS_URL"] = f"{request.getfixturevalue('redis_server')}/15"
+        import redis as redis_sync
+
+        redis_sync.Redis.from_url(env["GATEWAY_REDIS_URL"]).flushdb()
     settings = make_settings(upstreams=[anvil.url], **env)
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
@@ -164,3 +170,30 @@ async def test_concurrent_reads_all_answer(gateway_rpc, anvil):
         )
     )
     assert all("result" in r for r in replies)
+
+
+async def test_a_redis_rate_limit_holds_across_replicas(
+    aiohttp_client, anvil, make_settings, rpc_env, redis_server
+):
+    """Two gateway apps (replicas) on one Redis: the burst is shared, not doubled."""
+    import redis as redis_sync
+
+    url = f"{redis_server}/14"
+    redis_sync.Redis.from_url(url).flushdb()
+    env = {
+        **rpc_env,
+        "GATEWAY_REDIS_URL": url,
+        "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "0.01",
+        "GATEWAY_RPC__ANONYMOUS__BURST": "10",
+    }
+    replicas = [
+        Rpc(await aiohttp_client(create_app(make_settings(upstreams=[anvil.url], **env))))
+        for _ in range(2)
+    ]
+    accepted = 0
+    for index in range(30):
+        response = await replicas[index % 2].post(
+            {"jsonrpc": "2.0", "id": index, "method": "eth_chainId"}
+        )
+        accepted += response.status == 200
+    assert accepted == 10
