@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,9 @@ from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.anchor")
 
+# pg advisory lock key of the anchoring round (any constant unique to this use).
+ANCHOR_LOCK = 0x6761_7465_7761_7931  # "gateway1"
+
 
 class Anchorer:
     def __init__(  # noqa: PLR0913  # the collaborators of anchoring
@@ -49,6 +53,7 @@ class Anchorer:
         self.settings = settings
         self._engine = database.engine
         self._writer = database.writer
+        self._backend = database.backend
         self.w3 = w3
         self.account = account
         self.contract_address = AsyncWeb3.to_checksum_address(contract)
@@ -91,14 +96,49 @@ class Anchorer:
             self.wake.set()
 
     async def resume(self) -> None:
+        async with self._leadership() as leader:
+            if leader:
+                await self._resume()
+
+    async def _resume(self) -> None:
         for unfinished in await self._unfinished():
             await self._finish(unfinished)
         await self._refresh_gauges()
 
     async def anchor_once(self) -> int | None:
         """Finish unfinished batches, then anchor one new batch if enough records wait.
-        Returns the new batch's id (None when there was nothing to do)."""
-        await self.resume()
+        Returns the new batch's id (None when there was nothing to do, or when another
+        replica holds the anchoring lock)."""
+        async with self._leadership() as leader:
+            if not leader:
+                return None
+            return await self._anchor_round()
+
+    @contextlib.asynccontextmanager
+    async def _leadership(self) -> AsyncIterator[bool]:
+        """On PostgreSQL, one replica at a time anchors: a session advisory lock held for
+        the round. A replica that dies loses its connection and with it the lock, so the
+        next round of another replica takes over (and resumes what was left unfinished).
+        SQLite has a single process: it always leads."""
+        if self._backend != "postgresql":
+            yield True
+            return
+        async with storage_errors(), self._writer.connect() as connection:
+            took = (
+                await connection.execute(sa.select(sa.func.pg_try_advisory_lock(ANCHOR_LOCK)))
+            ).scalar_one()
+            await connection.commit()
+            try:
+                yield bool(took)
+            finally:
+                if took:
+                    # A dead connection took the lock with it: nothing to release then.
+                    with contextlib.suppress(sa.exc.DBAPIError):
+                        await connection.execute(sa.select(sa.func.pg_advisory_unlock(ANCHOR_LOCK)))
+                        await connection.commit()
+
+    async def _anchor_round(self) -> int | None:
+        await self._resume()
         batch_id = await self._build()
         if batch_id is not None:
             await self._finish(batch_id)
