@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     common(serve)
     serve.add_argument("--host", help="overrides GATEWAY_HOST")
     serve.add_argument("--port", type=int, help="overrides GATEWAY_PORT")
+    serve.add_argument("--workers", type=int, help="processes sharing the port (SO_REUSEPORT)")
 
     dev = commands.add_parser("dev", help="start anvil and the gateway on it (embedded defaults)")
     common(dev)
@@ -93,9 +94,18 @@ def _settings(
     return load_settings(args.config, overlay)
 
 
-async def serve_app(app: web.Application, settings: Settings) -> None:
+async def serve_app(
+    app: web.Application,
+    settings: Settings,
+    *,
+    reuse_port: bool = False,
+    metrics_port: int | None = None,
+) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting, let in-flight requests finish
-    (bounded by ``server.shutdown_timeout_s``) and close every resource."""
+    (bounded by ``server.shutdown_timeout_s``) and close every resource.
+
+    ``reuse_port``: several processes share the port. ``metrics_port``: this process also
+    answers on a port of its own (per-process scrapes)."""
     runner = web.AppRunner(
         app,
         access_log=None,
@@ -104,8 +114,12 @@ async def serve_app(app: web.Application, settings: Settings) -> None:
     )
     try:
         await runner.setup()  # runs every cleanup_ctx up to the first that fails
-        site = web.TCPSite(runner, settings.server.host, settings.server.port)
+        site = web.TCPSite(
+            runner, settings.server.host, settings.server.port, reuse_port=reuse_port
+        )
         await site.start()
+        if metrics_port:
+            await web.TCPSite(runner, settings.server.host, metrics_port).start()
         # Everything imported and built so far lives as long as the process: keep it out of
         # the cyclic GC's full collections, which otherwise rescan it while serving.
         gc.collect()
@@ -286,6 +300,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "contracts":
         return asyncio.run(_deploy(settings))
     configure_logging(settings.log)
+    workers = args.workers or settings.server.workers
+    if workers > 1:
+        from gateway.workers import serve_workers  # noqa: PLC0415
+
+        return serve_workers(settings, workers)
     return _run(settings)
 
 

@@ -49,6 +49,9 @@ class ServerSettings(_Section):
     shutdown_timeout_s: PositiveFloat = 15.0
     # Trust X-Forwarded-For for the client ip only behind a known proxy.
     trust_forwarded_for: bool = False
+    # Processes sharing the port; with several, each also serves on metrics_port + index.
+    workers: Annotated[int, Field(ge=1, le=256)] = 1
+    metrics_port: Port = 0
 
 
 class UpstreamSettings(_Section):
