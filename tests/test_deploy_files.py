@@ -40,3 +40,14 @@ def test_nginx_config_balances_and_upgrades_websockets():
     assert text.count("server 127.0.0.1:808") == 3
     assert "proxy_set_header Upgrade $http_upgrade" in text
     assert "X-Forwarded-For" in text
+
+
+def test_the_configmap_is_valid_gateway_config(tmp_path):
+    from gateway.config import load_settings
+
+    documents = yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "gateway.yaml").read_text())
+    config = next(d for d in documents if d["kind"] == "ConfigMap")["data"]["gateway.toml"]
+    (tmp_path / "gateway.toml").write_text(config)
+    settings = load_settings(tmp_path / "gateway.toml", {})
+    assert settings.server.metrics_port == 9100
+    assert settings.storage.migrate_on_start == "never"
