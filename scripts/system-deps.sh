@@ -10,6 +10,7 @@ command -v wrk >/dev/null || missing+=(wrk)
 command -v promtool >/dev/null || missing+=(prometheus)  # prometheus + promtool for the SRE tests
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)  # a private server per test session
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v nginx >/dev/null || missing+=(nginx-light)  # the load balancer of the replica tests
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -1,0 +1,261 @@
+"""Three gateway processes on one Redis and one PostgreSQL, behind a real nginx.
+
+Sign-ins cross replicas exactly once, a rate limit holds across them, a logout ends the
+session everywhere, records written anywhere are listed everywhere, a replica killed
+mid-stream costs at most its in-flight requests, and each anchor batch is one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from eth_account import Account
+
+from gateway.chain import DevChain
+from gateway.identity.keys import rotate
+from tests.helpers.chain import deploy
+from tests.helpers.processes import free_port, gateway_process, wait_http
+from tests.identity.conftest import ORIGIN, make_message, personal_sign
+from tests.records.conftest import mail, sign_typed
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+NGINX = shutil.which("nginx") or (
+    Path("/usr/sbin/nginx") if Path("/usr/sbin/nginx").exists() else None
+)
+RATE_LIMIT = 25  # anonymous JSON-RPC calls per client before the bucket is empty
+
+
+def _nginx_config(directory: Path, port: int, replicas: list[int]) -> str:
+    servers = "\n".join(
+        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in replicas
+    )
+    return f"""
+worker_processes 1;
+daemon off;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {directory}/body;
+    proxy_temp_path {directory}/proxy;
+    fastcgi_temp_path {directory}/fastcgi;
+    uwsgi_temp_path {directory}/uwsgi;
+    scgi_temp_path {directory}/scgi;
+    upstream gateway {{
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://gateway;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For $remote_addr;
+            proxy_next_upstream error timeout http_502 http_503;
+            proxy_next_upstream_tries 2;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture(name="cluster")
+def _cluster(tmp_path, postgres, redis_server):
+    if NGINX is None:
+        pytest.skip("nginx not installed (make test installs it)")
+    database = postgres.new_database()
+    import redis as redis_sync
+
+    redis_url = f"{redis_server}/13"
+    redis_sync.Redis.from_url(redis_url).flushdb()
+    with DevChain.start(log_dir=tmp_path / "anvil") as chain:
+        anchor = deploy(chain, "MerkleAnchor", ["address"], [chain.accounts[9].address])
+        env = {
+            "GATEWAY_UPSTREAMS": chain.url,
+            "GATEWAY_CHAIN_ID": "31337",
+            "GATEWAY_DATABASE_URL": database,
+            "GATEWAY_REDIS_URL": redis_url,
+            "GATEWAY_STORAGE__MIGRATE_ON_START": "never",
+            "GATEWAY_SIWE_DOMAINS": "app.example",
+            "GATEWAY_SERVER__TRUST_FORWARDED_FOR": "true",
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"),
+            "GATEWAY_IDENTITY__NONCE_RATE_PER_MINUTE": "100000",
+            "GATEWAY_IDENTITY__VERIFY_RATE_PER_MINUTE": "100000",
+            "GATEWAY_IDENTITY__RATE_BURST": "100000",
+            "GATEWAY_IDENTITY__MAX_OUTSTANDING_NONCES": "1000",
+            "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "0.001",
+            "GATEWAY_RPC__ANONYMOUS__BURST": str(RATE_LIMIT),
+            "GATEWAY_ANCHOR__PRIVATE_KEY": chain.accounts[9].private_key,
+            "GATEWAY_ANCHOR__CONTRACT_ADDRESS": anchor,
+            "GATEWAY_ANCHOR__INTERVAL_S": "0.5",
+        }
+        upgrade = gateway_process(["db", "upgrade"], env, tmp_path / "upgrade.log")
+        assert upgrade.wait(60) == 0, (tmp_path / "upgrade.log").read_text()
+        rotate(tmp_path / "keys")  # one signing key that every replica shares
+        ports = [free_port() for _ in range(3)]
+        processes = [
+            gateway_process(["serve", "--port", str(p)], env, tmp_path / f"replica-{i}.log")
+            for i, p in enumerate(ports)
+        ]
+        nginx_dir = tmp_path / "nginx"
+        nginx_dir.mkdir()
+        nginx_port = free_port()
+        (nginx_dir / "nginx.conf").write_text(_nginx_config(nginx_dir, nginx_port, ports))
+        nginx = subprocess.Popen(
+            [str(NGINX), "-p", str(nginx_dir), "-c", str(nginx_dir / "nginx.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            for port in ports:
+                wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+            wait_http(f"http://127.0.0.1:{nginx_port}/healthz", timeout_s=30)
+            yield {
+                "replicas": [f"http://127.0.0.1:{p}" for p in ports],
+                "processes": processes,
+                "lb": f"http://127.0.0.1:{nginx_port}",
+                "chain": chain,
+                "anchor_key": chain.accounts[9].address,
+            }
+        finally:
+            nginx.terminate()
+            nginx.wait(10)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(30)
+
+
+async def _sign_in(session, nonce_from: str, verify_at: str) -> tuple[int, str, str]:
+    wallet = Account.create()
+    async with session.get(f"{nonce_from}/auth/nonce") as r:
+        nonce = (await r.json())["nonce"]
+    text = make_message(wallet.address, nonce)
+    signature = personal_sign(wallet, text)
+    async with session.post(
+        f"{verify_at}/auth/verify",
+        json={"message": text, "signature": signature},
+        headers={"Origin": ORIGIN},
+    ) as r:
+        body = await r.json()
+        return r.status, text, signature if r.status == 200 else body["error"]["code"]
+
+
+async def test_replicas_share_state_behind_nginx(cluster):
+    replicas, lb = cluster["replicas"], cluster["lb"]
+    connector = aiohttp.TCPConnector(limit=64, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        # 200 concurrent sign-ins: nonce from one replica, verified at another, exactly once
+        outcomes = await asyncio.gather(
+            *(_sign_in(session, replicas[i % 3], replicas[(i + 1) % 3]) for i in range(200))
+        )
+        assert [status for status, _, _ in outcomes] == [200] * 200
+        replays = await asyncio.gather(
+            *(
+                session.post(
+                    f"{replicas[(i + 2) % 3]}/auth/verify",
+                    json={"message": text, "signature": signature},
+                    headers={"Origin": ORIGIN},
+                )
+                for i, (_, text, signature) in enumerate(outcomes)
+            )
+        )
+        assert {(r.status, (await r.json())["error"]["code"]) for r in replays} == {
+            (401, "siwe.nonce.reused")
+        }
+
+        # a logout through one replica ends the session on all of them
+        wallet = Account.create()
+        async with session.get(f"{replicas[0]}/auth/nonce") as r:
+            nonce = (await r.json())["nonce"]
+        text = make_message(wallet.address, nonce)
+        async with session.post(
+            f"{replicas[1]}/auth/verify",
+            json={"message": text, "signature": personal_sign(wallet, text)},
+            headers={"Origin": ORIGIN},
+        ) as r:
+            token = (await r.json())["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        for replica in replicas:
+            async with session.get(f"{replica}/auth/session", headers=auth) as r:
+                assert r.status == 200
+        async with session.post(f"{replicas[2]}/auth/logout", headers=auth) as r:
+            assert r.status == 204
+        for replica in replicas:
+            async with session.get(f"{replica}/auth/session", headers=auth) as r:
+                assert r.status == 401
+
+        # one rate limit across replicas (the client's ip through nginx)
+        accepted = 0
+        for index in range(RATE_LIMIT * 3):
+            async with session.post(
+                f"{lb}/rpc", json={"jsonrpc": "2.0", "id": index, "method": "eth_chainId"}
+            ) as r:
+                accepted += r.status == 200
+        assert accepted <= RATE_LIMIT + len(replicas)
+        assert accepted >= RATE_LIMIT - 1
+
+        # records written through random replicas are listed by every replica
+        alice = Account.create()
+        ids = []
+        for index in range(12):
+            typed = mail(alice.address, contents=f"cluster {index}")
+            async with session.post(
+                f"{random.choice(replicas)}/records",
+                json={"typedData": typed, "signature": sign_typed(alice, typed)},
+            ) as r:
+                assert r.status == 201
+                ids.append((await r.json())["id"])
+        for replica in replicas:
+            async with session.get(f"{replica}/records?signer={alice.address}&limit=100") as r:
+                assert [item["id"] for item in (await r.json())["items"]] == ids
+
+        # exactly one anchor transaction per batch while three replicas race
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            statuses = []
+            for record_id in ids:
+                async with session.get(f"{replicas[0]}/records/{record_id}/proof") as r:
+                    statuses.append(r.status)
+            if set(statuses) == {200}:
+                break
+            await asyncio.sleep(0.5)
+        assert set(statuses) == {200}
+        roots = set()
+        for record_id in ids:
+            async with session.get(f"{replicas[1]}/records/{record_id}/proof") as r:
+                roots.add((await r.json())["txHash"])
+        sent = int(
+            cluster["chain"].rpc("eth_getTransactionCount", [cluster["anchor_key"], "latest"]), 16
+        )
+        assert sent == len(roots)  # one transaction per batch, none twice
+
+        # kill one replica mid-stream: only its in-flight requests may fail
+        failures = 0
+
+        async def reader(n: int) -> None:
+            nonlocal failures
+            for _ in range(n):
+                try:
+                    async with session.get(f"{lb}/healthz") as r:
+                        failures += r.status != 200
+                except aiohttp.ClientError:
+                    failures += 1
+
+        readers = [asyncio.create_task(reader(60)) for _ in range(8)]
+        await asyncio.sleep(0.2)
+        cluster["processes"][2].send_signal(signal.SIGKILL)
+        await asyncio.gather(*readers)
+        assert failures <= 8  # at most one in flight per concurrent client
