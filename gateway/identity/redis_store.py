@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from gateway.errors import StorageUnavailable
 from gateway.identity.store import NonceState
+from gateway.storage.database import observe_storage
+from gateway.telemetry import Metrics
 
 # KEYS[1] per-client set of outstanding nonces (score: expiry), KEYS[2] the nonce;
 # ARGV: nonce, now, expires_at, cap, ttl_ms
@@ -36,45 +42,52 @@ _GRACE_S = 3600
 class RedisIdentityStore:
     """IdentityStore on Redis (see gateway.identity.store for the contract)."""
 
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, metrics: Metrics | None = None) -> None:
         self._redis = client
+        self._metrics = metrics
         self._issue = client.register_script(_ISSUE)
         self._consume = client.register_script(_CONSUME)
+
+    @contextlib.asynccontextmanager
+    async def _operation(self, op: str) -> AsyncIterator[None]:
+        """Counted and timed; Redis failures become StorageUnavailable (503)."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            outcome = "unavailable"
+            raise StorageUnavailable(detail=f"redis: {exc}", code="redis.unavailable") from exc
+        finally:
+            if self._metrics is not None:
+                observe_storage(self._metrics, "redis", op, outcome, started)
 
     async def issue_nonce(
         self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
     ) -> bool:
         ttl_ms = int((expires_at - now + _GRACE_S) * 1000)
-        try:
+        async with self._operation("identity.issue_nonce"):
             stored = await self._issue(
                 keys=[f"gw:nonces:{client}", f"gw:nonce:{nonce}"],
                 args=[nonce, now, expires_at, max_outstanding, ttl_ms],
             )
-        except RedisError as exc:
-            raise StorageUnavailable(detail=f"redis: {exc}", code="redis.unavailable") from exc
         return int(stored) == 1
 
     async def consume_nonce(self, nonce: str, *, now: float) -> NonceState:
-        try:
+        async with self._operation("identity.consume_nonce"):
             state = await self._consume(keys=[f"gw:nonce:{nonce}"], args=[now])
-        except RedisError as exc:
-            raise StorageUnavailable(detail=f"redis: {exc}", code="redis.unavailable") from exc
         text = state.decode() if isinstance(state, bytes) else str(state)
         return NonceState(text) if text != "consumed" else NonceState.CONSUMED
 
     async def revoke(self, jti: str, *, now: float, expires_at: float) -> None:
-        try:
+        async with self._operation("identity.revoke"):
             await self._redis.set(
                 f"gw:revoked:{jti}", b"1", exat=max(int(expires_at), int(now) + 1)
             )
-        except RedisError as exc:
-            raise StorageUnavailable(detail=f"redis: {exc}", code="redis.unavailable") from exc
 
     async def is_revoked(self, jti: str) -> bool:
-        try:
+        async with self._operation("identity.is_revoked"):
             return bool(await self._redis.exists(f"gw:revoked:{jti}"))
-        except RedisError as exc:
-            raise StorageUnavailable(detail=f"redis: {exc}", code="redis.unavailable") from exc
 
     async def purge(self, *, now: float) -> int:  # noqa: ARG002  # keys expire by themselves
         return 0

@@ -234,7 +234,9 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     keys = await asyncio.to_thread(KeyRing.open, identity.keys_dir, keep=identity.jwks_keys)
     shared = app.get(REDIS)
     store: IdentityStore = (
-        SqlIdentityStore(app[STORAGE]) if shared is None else RedisIdentityStore(shared)
+        SqlIdentityStore(app[STORAGE])
+        if shared is None
+        else RedisIdentityStore(shared, app[TELEMETRY].metrics)
     )
     web3 = app.get(WEB3)
     app[KEYS] = keys

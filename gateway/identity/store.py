@@ -12,7 +12,7 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from gateway.storage import Database, storage_errors
+from gateway.storage import Database
 from gateway.storage.schema import revoked_tokens, siwe_nonces
 
 
@@ -66,6 +66,7 @@ class SqlIdentityStore:
     """IdentityStore on the gateway's database (SQLite or PostgreSQL)."""
 
     def __init__(self, database: Database) -> None:
+        self._db = database
         self._engine = database.engine
         self._writer = database.writer
 
@@ -73,7 +74,7 @@ class SqlIdentityStore:
         self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
     ) -> bool:
         statement = _issue(nonce, client, now, expires_at, max_outstanding)
-        async with storage_errors(), self._writer.begin() as connection:
+        async with self._db.operation("identity.issue_nonce"), self._writer.begin() as connection:
             result = await connection.execute(statement)
         return result.rowcount == 1
 
@@ -84,7 +85,7 @@ class SqlIdentityStore:
             .where(table.c.nonce == nonce, table.c.used_at.is_(None), table.c.expires_at > now)
             .values(used_at=now)
         )
-        async with storage_errors(), self._writer.begin() as connection:
+        async with self._db.operation("identity.consume_nonce"), self._writer.begin() as connection:
             if (await connection.execute(claim)).rowcount == 1:
                 return NonceState.CONSUMED
             row = (
@@ -100,17 +101,17 @@ class SqlIdentityStore:
         table = revoked_tokens
         insert = sa.insert(table).values(jti=jti, revoked_at=now, expires_at=expires_at)
         with contextlib.suppress(sa.exc.IntegrityError):  # revoked already: nothing to do
-            async with storage_errors(), self._writer.begin() as connection:
+            async with self._db.operation("identity.revoke"), self._writer.begin() as connection:
                 await connection.execute(insert)
 
     async def is_revoked(self, jti: str) -> bool:
         table = revoked_tokens
-        async with storage_errors(), self._engine.connect() as connection:
+        async with self._db.operation("identity.is_revoked"), self._engine.connect() as connection:
             result = await connection.execute(sa.select(table.c.jti).where(table.c.jti == jti))
             return result.first() is not None
 
     async def purge(self, *, now: float) -> int:
-        async with storage_errors(), self._writer.begin() as connection:
+        async with self._db.operation("identity.purge"), self._writer.begin() as connection:
             nonces = await connection.execute(
                 sa.delete(siwe_nonces).where(siwe_nonces.c.expires_at < now)
             )

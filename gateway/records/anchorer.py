@@ -27,7 +27,7 @@ from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
 from gateway.chain.artifacts import load_artifact
 from gateway.config import AnchorSettings
 from gateway.records.merkle import MerkleTree
-from gateway.storage import Database, storage_errors
+from gateway.storage import Database
 from gateway.storage.schema import anchor_batches, records
 from gateway.telemetry import Metrics
 
@@ -51,6 +51,7 @@ class Anchorer:
         tracer: trace.Tracer,
     ) -> None:
         self.settings = settings
+        self._db = database
         self._engine = database.engine
         self._writer = database.writer
         self._backend = database.backend
@@ -123,7 +124,7 @@ class Anchorer:
         if self._backend != "postgresql":
             yield True
             return
-        async with storage_errors(), self._writer.connect() as connection:
+        async with self._db.operation("anchor.leadership"), self._writer.connect() as connection:
             took = (
                 await connection.execute(sa.select(sa.func.pg_try_advisory_lock(ANCHOR_LOCK)))
             ).scalar_one()
@@ -146,7 +147,7 @@ class Anchorer:
         return batch_id
 
     async def _unfinished(self) -> list[int]:
-        async with storage_errors(), self._engine.connect() as connection:
+        async with self._db.operation("anchor.unfinished"), self._engine.connect() as connection:
             result = await connection.execute(
                 sa.select(anchor_batches.c.id)
                 .where(anchor_batches.c.status.in_(("built", "sent")))
@@ -156,7 +157,7 @@ class Anchorer:
 
     async def _build(self) -> int | None:
         """Put the oldest un-anchored records into a new batch with their proofs."""
-        async with storage_errors(), self._writer.begin() as connection:
+        async with self._db.operation("anchor.build"), self._writer.begin() as connection:
             pending = list(
                 await connection.execute(
                     sa.select(records.c.seq, records.c.id)
@@ -199,14 +200,14 @@ class Anchorer:
         return batch_id
 
     async def _batch(self, batch_id: int) -> Any:  # noqa: ANN401
-        async with storage_errors(), self._engine.connect() as connection:
+        async with self._db.operation("anchor.batch"), self._engine.connect() as connection:
             result = await connection.execute(
                 sa.select(anchor_batches).where(anchor_batches.c.id == batch_id)
             )
             return result.one()
 
     async def _update(self, batch_id: int, **values: Any) -> None:  # noqa: ANN401
-        async with storage_errors(), self._writer.begin() as connection:
+        async with self._db.operation("anchor.update"), self._writer.begin() as connection:
             await connection.execute(
                 anchor_batches.update().where(anchor_batches.c.id == batch_id).values(**values)
             )
@@ -290,7 +291,7 @@ class Anchorer:
             )
             self.metrics.child(self.metrics.anchor_batches, "confirmed").inc()
             return
-        async with storage_errors(), self._writer.begin() as connection:
+        async with self._db.operation("anchor.reverted"), self._writer.begin() as connection:
             await connection.execute(
                 records.update()
                 .where(records.c.batch_id == batch.id)
@@ -305,7 +306,10 @@ class Anchorer:
         log.error("anchor transaction reverted; records go back to the queue", batch=batch.id)
 
     async def _refresh_gauges(self) -> None:
-        async with storage_errors(), self._engine.connect() as connection:
+        async with (
+            self._db.operation("anchor.gauges"),
+            self._engine.connect() as connection,
+        ):
             pending = await connection.execute(
                 sa.select(sa.func.count()).select_from(records).where(records.c.batch_id.is_(None))
             )

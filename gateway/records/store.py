@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import InvalidParams
-from gateway.storage import Database, storage_errors
+from gateway.storage import Database
 from gateway.storage.schema import anchor_batches, record_nonces, record_readers, records
 
 
@@ -96,6 +96,7 @@ class RecordStore:
     MAX_GROUP = 256
 
     def __init__(self, database: Database) -> None:
+        self._db = database
         self._engine = database.engine
         self._writer = database.writer
         self._insert = sqlite_insert if database.backend == "sqlite" else pg_insert
@@ -120,7 +121,7 @@ class RecordStore:
         while self._queue:
             group, self._queue = self._queue[: self.MAX_GROUP], self._queue[self.MAX_GROUP :]
             try:
-                async with storage_errors():
+                async with self._db.operation("records.flush"):
                     outcomes = await self._commit([record for record, _ in group])
             except Exception as exc:  # noqa: BLE001  # every waiter learns of the failure
                 for _, future in group:
@@ -193,14 +194,14 @@ class RecordStore:
         return [outcome if outcome is not None else (False, now) for outcome in outcomes]
 
     async def get(self, record_id: str) -> Any:  # noqa: ANN401  # a Row
-        async with storage_errors(), self._engine.connect() as connection:
+        async with self._db.operation("records.get"), self._engine.connect() as connection:
             result = await connection.execute(
                 sa.select(*_COLUMNS).select_from(_JOINED).where(records.c.id == record_id)
             )
             return result.first()
 
     async def readers(self, seq: int) -> set[str]:
-        async with storage_errors(), self._engine.connect() as connection:
+        async with self._db.operation("records.readers"), self._engine.connect() as connection:
             result = await connection.execute(
                 sa.select(record_readers.c.reader).where(record_readers.c.record_seq == seq)
             )
@@ -230,11 +231,14 @@ class RecordStore:
             )
             query = query.where(sa.or_(records.c.private.is_(False), readable))
         query = query.order_by(records.c.seq).limit(limit)
-        async with storage_errors(), self._engine.connect() as connection:
+        async with self._db.operation("records.page"), self._engine.connect() as connection:
             return list(await connection.execute(query))
 
     async def pending_count(self) -> int:
-        async with storage_errors(), self._engine.connect() as connection:
+        async with (
+            self._db.operation("records.pending"),
+            self._engine.connect() as connection,
+        ):
             result = await connection.execute(
                 sa.select(sa.func.count()).select_from(records).where(records.c.batch_id.is_(None))
             )

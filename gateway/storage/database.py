@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
+from gateway.telemetry import TELEMETRY, Metrics
 
 log = structlog.get_logger("gateway.storage")
 
@@ -56,6 +58,7 @@ class Database:
     def __init__(
         self, engine: AsyncEngine, *, backend: str, writer: AsyncEngine | None = None
     ) -> None:
+        self.metrics: Metrics | None = None  # set by storage_ctx
         self.engine = engine
         # SQLite has one writer at a time: writes queue for the one writer connection here,
         # in asyncio, instead of spinning in SQLite's busy handler (which sleeps in ms).
@@ -86,6 +89,25 @@ class Database:
         except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
             raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
 
+    @contextlib.asynccontextmanager
+    async def operation(self, op: str) -> AsyncIterator[None]:
+        """One storage operation: counted and timed by outcome, failures of the database
+        (not of the query) turned into StorageUnavailable (503)."""
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            async with storage_errors():
+                yield
+        except StorageUnavailable:
+            outcome = "unavailable"
+            raise
+        except Exception:
+            outcome = "error"
+            raise
+        finally:
+            if self.metrics is not None:
+                observe_storage(self.metrics, self.backend, op, outcome, started)
+
     async def close(self) -> None:
         await self.engine.dispose()
         if self.writer is not self.engine:
@@ -101,6 +123,11 @@ async def storage_errors() -> AsyncIterator[None]:
         raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
 
 
+def observe_storage(metrics: Metrics, backend: str, op: str, outcome: str, started: float) -> None:
+    metrics.child(metrics.storage_operations, backend, op, outcome).inc()
+    metrics.child(metrics.storage_duration, backend, op).observe(time.perf_counter() - started)
+
+
 STORAGE = web.AppKey("storage", Database)
 
 
@@ -110,6 +137,7 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
 
     settings = app[SETTINGS].storage
     database = Database.open(settings.database_url.get_secret_value())
+    database.metrics = app[TELEMETRY].metrics
     try:
         mode = settings.migrate_on_start
         if mode == "always" or (mode == "auto" and database.backend == "sqlite"):

@@ -187,6 +187,20 @@ class Metrics:
             "Balance of the anchoring key, in ether.",
             registry=r,
         )
+        # --- storage: SQL and Redis
+        self.storage_operations = Counter(
+            "gateway_storage_operations",
+            "Storage operations, by backend, operation and outcome.",
+            ["backend", "op", "outcome"],
+            registry=r,
+        )
+        self.storage_duration = Histogram(
+            "gateway_storage_duration_seconds",
+            "Storage operation latency.",
+            ["backend", "op"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         # --- limits
         self.rate_limited = Counter(
             "gateway_rate_limited",
