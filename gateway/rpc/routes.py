@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from gateway.config import SETTINGS
-from gateway.errors import Unauthenticated
+from gateway.errors import Unauthenticated, Unavailable
 from gateway.identity.routes import SIGN_IN, limiter_for, request_token
 from gateway.openapi import Parameter, operation
 from gateway.rpc import jsonrpc
@@ -19,6 +20,8 @@ from gateway.rpc.subscriptions import SubscriptionHub
 from gateway.rpc.websocket import ConnectionCounter, WebSocketGateway
 from gateway.telemetry import TELEMETRY
 from gateway.telemetry.middleware import client_ip
+
+log = structlog.get_logger("gateway.rpc")
 
 RPC = web.AppKey("rpc", RpcService)
 HUB = web.AppKey("subscription_hub", SubscriptionHub)
@@ -52,10 +55,16 @@ async def caller_of(request: web.Request) -> Caller:
     everyone else by client ip."""
     settings = request.config_dict[SETTINGS]
     token = request_token(request)
-    if token is not None:
-        session = await request.config_dict[SIGN_IN].session_cached(token)
-        return Caller("signed_in", session.address.lower())
     ip = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
+    if token is not None:
+        try:
+            session = await request.config_dict[SIGN_IN].session_cached(token)
+        except Unavailable:
+            # The revocation store is down: serve the caller, but as anonymous (its limits
+            # and policy), since a revoked token cannot be told from a valid one now.
+            log.warning("session check unavailable; serving as anonymous", client_ip=ip)
+            return Caller("anonymous", ip)
+        return Caller("signed_in", session.address.lower())
     return Caller("anonymous", ip)
 
 

@@ -39,6 +39,27 @@ class PrivatePostgres:
     def base_url(self) -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}"
 
+    def stop(self) -> None:
+        """Stop the server at once (as a crash would, but cleanly enough to restart)."""
+        subprocess.run(
+            _as_postgres(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "-D",
+                    str(self.root / "data"),
+                    "-m",
+                    "immediate",
+                    "stop",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def start(self) -> None:
+        _pg_start(self.bindir, self.root, self.port)
+
     def new_database(self) -> str:
         """A fresh, empty database; returns its URL."""
         name = f"gw_{os.getpid()}_{next(_databases)}"
@@ -83,6 +104,20 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         capture_output=True,
         timeout=120,
     )
+    _pg_start(bindir, root, port)
+    try:
+        yield PrivatePostgres(bindir, root, port)
+    finally:
+        subprocess.run(
+            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
+            check=False,
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _pg_start(bindir: Path, root: Path, port: int) -> None:
     options = (
         f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
     )
@@ -91,7 +126,7 @@ def private_postgres() -> Iterator[PrivatePostgres]:
             [
                 str(bindir / "pg_ctl"),
                 "-D",
-                str(data),
+                str(root / "data"),
                 "-o",
                 options,
                 "-w",
@@ -104,13 +139,3 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         capture_output=True,
         timeout=120,
     )
-    try:
-        yield PrivatePostgres(bindir, root, port)
-    finally:
-        subprocess.run(
-            _as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]),
-            check=False,
-            capture_output=True,
-            timeout=60,
-        )
-        shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,162 @@
+"""Redis and PostgreSQL die and come back: 503 with clear codes meanwhile (never 500),
+health and cached reads keep working, recovery without a restart, nothing acknowledged lost."""
+
+import shutil
+import subprocess
+import time
+
+import pytest
+from eth_account import Account
+
+from gateway.app import create_app
+from tests.helpers.postgres import private_postgres
+from tests.helpers.processes import free_port
+from tests.identity.conftest import SignInFlow
+from tests.records.conftest import mail, sign_typed
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+
+
+class PrivateRedis:
+    def __init__(self, directory) -> None:
+        self.port = free_port()
+        self.directory = directory
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(10)
+
+
+@pytest.fixture(name="backends")
+def _backends(tmp_path):
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed")
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    with private_postgres() as postgres:
+        try:
+            yield redis, postgres
+        finally:
+            if redis.process and redis.process.poll() is None:
+                redis.kill()
+
+
+async def _status(client, method, path, **kwargs):
+    response = await getattr(client, method)(path, **kwargs)
+    body = await response.json() if response.content_type == "application/json" else None
+    assert response.status != 500, body
+    return response.status, body
+
+
+async def test_outages_are_503_and_heal_by_themselves(
+    aiohttp_client, anvil, make_settings, backends
+):
+    redis, postgres = backends
+    settings = make_settings(
+        upstreams=[anvil.url],
+        GATEWAY_CHAIN_ID="31337",
+        GATEWAY_SIWE_DOMAINS="app.example",
+        GATEWAY_DATABASE_URL=postgres.new_database(),
+        GATEWAY_STORAGE__MIGRATE_ON_START="always",
+        GATEWAY_REDIS_URL=redis.url,
+        GATEWAY_IDENTITY__COOKIE_SECURE="false",
+        GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S="1",
+        GATEWAY_REDIS__TIMEOUT_S="0.5",
+    )
+    client = await aiohttp_client(create_app(settings))
+    alice = Account.create()
+    acknowledged = []
+    for index in range(5):
+        typed = mail(alice.address, contents=f"before {index}")
+        status, body = await _status(
+            client,
+            "post",
+            "/records",
+            json={"typedData": typed, "signature": sign_typed(alice, typed)},
+        )
+        assert status == 201
+        acknowledged.append(body["id"])
+    await SignInFlow(client).sign_in(Account.create())
+    rpc = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
+
+    # Redis down: sign-in needs it (503), health and JSON-RPC do not (limits fail open)
+    redis.kill()
+    status, body = await _status(client, "get", "/auth/nonce")
+    assert (status, body["error"]["code"]) == (503, "redis.unavailable")
+    status, body = await _status(client, "get", "/readyz")
+    assert (status, body["checks"]["redis"]) == (503, "unreachable")
+    assert (await _status(client, "get", "/healthz"))[0] == 200
+    status, body = await _status(client, "post", "/rpc", json=rpc)
+    assert status == 200, body
+    metrics = await (await client.get("/metrics")).text()
+    assert 'gateway_rate_limiter_failures_total{fail="open"}' in metrics
+
+    redis.start()  # back on the same port: no restart of the gateway
+    for _ in range(50):
+        status, _ = await _status(client, "get", "/auth/nonce")
+        if status == 200:
+            break
+        time.sleep(0.1)
+    assert status == 200
+    await SignInFlow(client).sign_in(Account.create())
+
+    # PostgreSQL down: records need it (503), health and JSON-RPC do not
+    postgres.stop()
+    typed = mail(alice.address, contents="during")
+    status, body = await _status(
+        client, "post", "/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}
+    )
+    assert (status, body["error"]["code"]) == (503, "storage.unavailable")
+    status, body = await _status(client, "get", f"/records/{acknowledged[0]}")
+    assert (status, body["error"]["code"]) == (503, "storage.unavailable")
+    status, body = await _status(client, "get", "/readyz")
+    assert (status, body["checks"]["storage"]) == (503, "unreachable")
+    assert (await _status(client, "get", "/healthz"))[0] == 200
+    assert (await _status(client, "post", "/rpc", json=rpc))[0] == 200
+
+    postgres.start()
+    for _ in range(50):
+        status, _ = await _status(client, "get", "/readyz")
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200
+    for record_id in acknowledged:  # nothing acknowledged was lost
+        status, body = await _status(client, "get", f"/records/{record_id}")
+        assert (status, body["id"]) == (200, record_id)
+    status, _ = await _status(
+        client, "post", "/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}
+    )
+    assert status == 201
+    metrics = await (await client.get("/metrics")).text()
+    assert (
+        'gateway_storage_operations_total{backend="postgresql",op="records.get",outcome="unavailable"}'
+        in metrics
+    )
+    assert 'backend="redis"' in metrics
