@@ -74,9 +74,9 @@ async def _status(client, method, path, **kwargs):
     return response.status, body
 
 
-async def test_outages_are_503_and_heal_by_themselves(
-    aiohttp_client, anvil, make_settings, backends
-):
+@pytest.fixture(name="live")
+async def _live(aiohttp_client, anvil, make_settings, backends):
+    """A gateway on Redis and PostgreSQL, with records acknowledged before any outage."""
     redis, postgres = backends
     settings = make_settings(
         upstreams=[anvil.url],
@@ -103,8 +103,15 @@ async def test_outages_are_503_and_heal_by_themselves(
         assert status == 201
         acknowledged.append(body["id"])
     await SignInFlow(client).sign_in(Account.create())
-    rpc = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
+    return client, redis, postgres, alice, acknowledged
 
+
+RPC = {"jsonrpc": "2.0", "id": 1, "method": "eth_chainId"}
+
+
+async def test_a_redis_outage_is_503_and_heals_by_itself(live):
+    client, redis, _, _, _ = live
+    rpc = RPC
     # Redis down: sign-in needs it (503), health and JSON-RPC do not (limits fail open)
     redis.kill()
     status, body = await _status(client, "get", "/auth/nonce")
@@ -126,6 +133,10 @@ async def test_outages_are_503_and_heal_by_themselves(
     assert status == 200
     await SignInFlow(client).sign_in(Account.create())
 
+
+async def test_a_postgres_outage_is_503_and_heals_by_itself(live):
+    client, _, postgres, alice, acknowledged = live
+    rpc = RPC
     # PostgreSQL down: records need it (503), health and JSON-RPC do not
     postgres.stop()
     typed = mail(alice.address, contents="during")
