@@ -18,11 +18,14 @@ bounded in bytes; its interface (get/put/invalidate) is what a Redis backend imp
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 FOREVER = -1  # the entry's height: it depends on no block
 
@@ -192,3 +195,23 @@ class MemoryCache:
     def _drop(self, key: bytes) -> None:
         entry = self._entries.pop(key)
         self.size -= len(key) + len(entry.result)
+
+
+class RedisCache:
+    """The second level shared by replicas: only answers that are final everywhere (see
+    ``RpcService._shareable``), with a TTL. Best effort: a Redis failure is a miss."""
+
+    def __init__(self, client: aioredis.Redis, *, ttl_s: int = 3600) -> None:
+        self._redis = client
+        self._ttl_s = ttl_s
+
+    async def get(self, key: bytes) -> bytes | None:
+        try:
+            value = await self._redis.get(b"gw:rpc:" + key)
+        except (RedisError, OSError):
+            return None
+        return bytes(value) if value is not None else None
+
+    async def put(self, key: bytes, result: bytes) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.set(b"gw:rpc:" + key, result, ex=self._ttl_s)

@@ -13,11 +13,13 @@ from gateway.errors import Unauthenticated, Unavailable
 from gateway.identity.routes import SIGN_IN, limiter_for, request_token
 from gateway.openapi import Parameter, operation
 from gateway.rpc import jsonrpc
+from gateway.rpc.cache import RedisCache
 from gateway.rpc.context import CACHE, POOL, UPSTREAM_SESSION
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import Caller, RpcService
 from gateway.rpc.subscriptions import SubscriptionHub
 from gateway.rpc.websocket import ConnectionCounter, WebSocketGateway
+from gateway.storage.redis import REDIS
 from gateway.telemetry import TELEMETRY
 from gateway.telemetry.middleware import client_ip
 
@@ -139,6 +141,9 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         pool=app[POOL],
         cache=app[CACHE] if settings.rpc.cache_enabled else None,
         limiter=limiter_for(app),
+        shared_cache=RedisCache(app[REDIS])
+        if REDIS in app and settings.rpc.cache_enabled
+        else None,
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )

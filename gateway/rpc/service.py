@@ -18,7 +18,15 @@ from gateway.config import RpcSettings
 from gateway.errors import GatewayError
 from gateway.ratelimit import Limit, RateLimiter
 from gateway.rpc import jsonrpc, logs
-from gateway.rpc.cache import MemoryCache, Rule, cache_key, cache_rule, result_height
+from gateway.rpc.cache import (
+    FOREVER,
+    MemoryCache,
+    RedisCache,
+    Rule,
+    cache_key,
+    cache_rule,
+    result_height,
+)
 from gateway.rpc.jsonrpc import Call, Invalid, Parsed
 from gateway.rpc.policy import DENIED_CODE, MethodPolicy
 from gateway.rpc.pool import UpstreamPool
@@ -58,10 +66,12 @@ class RpcService:
         limiter: RateLimiter,
         metrics: Metrics,
         tracer: trace.Tracer,
+        shared_cache: RedisCache | None = None,
     ) -> None:
         self.settings = settings
         self.pool = pool
         self.cache = cache
+        self.shared: RedisCache | None = shared_cache
         self.limiter = limiter
         self.metrics = metrics
         self.tracer = tracer
@@ -178,12 +188,8 @@ class RpcService:
             rule = cache_rule(call.method, call.params, finalized=self.pool.finalized())
         head = self.pool.head.number if self.pool.head is not None else -1
         key = cache_key(call.method, call.params) if rule is not None else b""
-        if rule is not None and self.cache is not None:
-            cached = self.cache.get(key, head=head)
-            self.metrics.child(
-                self.metrics.rpc_cache_requests, "hit" if cached is not None else "miss"
-            ).inc()
-            span.set_attribute("gateway.cache", "hit" if cached is not None else "miss")
+        if rule is not None:
+            cached = await self._cached(key, rule, head, span)
             if cached is not None:
                 return _reply_with_result(call.id, cached), "ok"
         reply, decoded, upstream = await self._forward(call, label, span)
@@ -193,7 +199,7 @@ class RpcService:
         if call.method == "eth_blockNumber":
             reply, result = self._monotonic_tip(call, reply, result)
         if rule is not None and self.cache is not None:
-            self._store(key, rule, result, head)
+            await self._store(key, rule, result, head)
         span.set_attribute("gateway.upstream", upstream.name)
         return reply, "ok"
 
@@ -226,7 +232,26 @@ class RpcService:
         self.pool.observe_tip(number)
         return reply, result
 
-    def _store(self, key: bytes, rule: Rule, result: Any, head: int) -> None:  # noqa: ANN401
+    async def _cached(self, key: bytes, rule: Rule, head: int, span: trace.Span) -> bytes | None:
+        """The process's cache first, then (for final answers) the replicas' shared one."""
+        assert self.cache is not None  # noqa: S101  # a rule exists only with a cache
+        cached = self.cache.get(key, head=head)
+        if cached is None and self.shared is not None and self._shareable(rule):
+            cached = await self.shared.get(key)
+            if cached is not None:  # another replica fetched it: keep it here too
+                self.cache.put(key, cached, height=rule.height, head=head)
+        result = "hit" if cached is not None else "miss"
+        self.metrics.child(self.metrics.rpc_cache_requests, result).inc()
+        span.set_attribute("gateway.cache", result)
+        return cached
+
+    def _shareable(self, rule: Rule, height: int | None = None) -> bool:
+        """Only answers that are final everywhere go to the shared cache: each replica has
+        its own view of the head, so head-scoped answers stay in the process."""
+        height = rule.height if height is None else height
+        return height == FOREVER or (height is not None and 0 <= height <= self.pool.finalized())
+
+    async def _store(self, key: bytes, rule: Rule, result: Any, head: int) -> None:  # noqa: ANN401
         if self.cache is None or result is None:
             return
         height = rule.height
@@ -234,8 +259,15 @@ class RpcService:
             height = result_height(result)
             if height is None:
                 return  # pending or unknown: may change
-        self.cache.put(key, orjson.dumps(result), height=height, head=head)
+        encoded = orjson.dumps(result)
+        self.cache.put(key, encoded, height=height, head=head)
         self.metrics.rpc_cache_bytes.set(self.cache.size)
+        if (
+            self.shared is not None
+            and (height == FOREVER or height is not None)
+            and self._shareable(rule, height)
+        ):
+            await self.shared.put(key, encoded)
 
     async def _logs_in_chunks(
         self, call: Call, planned: logs.LogsPlan, label: str

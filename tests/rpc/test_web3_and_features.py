@@ -197,3 +197,30 @@ async def test_a_redis_rate_limit_holds_across_replicas(
         )
         accepted += response.status == 200
     assert accepted == 10
+
+
+async def test_replicas_share_final_answers_through_redis(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env, redis_server
+):
+    """A finalized block fetched by one replica is served by another without a node call;
+    head-scoped answers stay in each process."""
+    import redis as redis_sync
+
+    url = f"{redis_server}/12"
+    redis_sync.Redis.from_url(url).flushdb()
+    fresh_anvil.rpc("anvil_mine", ["0x64"])  # block 0x10 is finalized (latest - 64)
+    env = {**rpc_env, "GATEWAY_REDIS_URL": url}
+    first, second = [
+        Rpc(await aiohttp_client(create_app(make_settings(upstreams=[fresh_anvil.url], **env))))
+        for _ in range(2)
+    ]
+    block = await first.result("eth_getBlockByNumber", ["0x10", False])
+    assert await second.result("eth_getBlockByNumber", ["0x10", False]) == block
+    await second.result("eth_blockNumber")
+    text = await (await second.client.get("/metrics")).text()
+    node_calls = [
+        l for l in text.splitlines() if l.startswith("gateway_rpc_upstream_requests_total{")
+    ]
+    assert not [l for l in node_calls if 'method="eth_getBlockByNumber"' in l]  # from Redis
+    assert [l for l in node_calls if 'method="eth_blockNumber"' in l]  # head-scoped: the node
+    assert redis_sync.Redis.from_url(url).keys("gw:rpc:*")
