@@ -75,8 +75,9 @@ class Database:
         engine = create_async_engine(sqlalchemy_url(url), pool_pre_ping=backend != "sqlite")
         if backend != "sqlite":
             return cls(engine, backend=backend)
-        writer = create_async_engine(sqlalchemy_url(url), pool_size=1, max_overflow=0,
-                                     pool_timeout=30)  # fmt: skip
+        writer = create_async_engine(
+            sqlalchemy_url(url), pool_size=1, max_overflow=0, pool_timeout=30
+        )
         for each in (engine, writer):
             event.listen(each.sync_engine, "connect", _on_sqlite_connect)
         return cls(engine, backend=backend, writer=writer)
