@@ -11,6 +11,7 @@ import enum
 from typing import Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from gateway.storage import Database
 from gateway.storage.schema import revoked_tokens, siwe_nonces
@@ -74,9 +75,12 @@ class SqlIdentityStore:
         self, nonce: str, *, client: str, now: float, expires_at: float, max_outstanding: int
     ) -> bool:
         statement = _issue(nonce, client, now, expires_at, max_outstanding)
-        async with self._db.operation("identity.issue_nonce"), self._writer.begin() as connection:
-            result = await connection.execute(statement)
-        return result.rowcount == 1
+
+        async def issue(connection: AsyncConnection) -> bool:
+            return (await connection.execute(statement)).rowcount == 1
+
+        async with self._db.operation("identity.issue_nonce"):
+            return await self._db.write(issue)
 
     async def consume_nonce(self, nonce: str, *, now: float) -> NonceState:
         table = siwe_nonces
@@ -85,7 +89,8 @@ class SqlIdentityStore:
             .where(table.c.nonce == nonce, table.c.used_at.is_(None), table.c.expires_at > now)
             .values(used_at=now)
         )
-        async with self._db.operation("identity.consume_nonce"), self._writer.begin() as connection:
+
+        async def consume(connection: AsyncConnection) -> NonceState:
             if (await connection.execute(claim)).rowcount == 1:
                 return NonceState.CONSUMED
             row = (
@@ -93,16 +98,23 @@ class SqlIdentityStore:
                     sa.select(table.c.used_at, table.c.expires_at).where(table.c.nonce == nonce)
                 )
             ).first()
-        if row is None:
-            return NonceState.UNKNOWN
-        return NonceState.REUSED if row.used_at is not None else NonceState.EXPIRED
+            if row is None:
+                return NonceState.UNKNOWN
+            return NonceState.REUSED if row.used_at is not None else NonceState.EXPIRED
+
+        async with self._db.operation("identity.consume_nonce"):
+            return await self._db.write(consume)
 
     async def revoke(self, jti: str, *, now: float, expires_at: float) -> None:
         table = revoked_tokens
         insert = sa.insert(table).values(jti=jti, revoked_at=now, expires_at=expires_at)
+
+        async def revoke(connection: AsyncConnection) -> None:
+            await connection.execute(insert)
+
         with contextlib.suppress(sa.exc.IntegrityError):  # revoked already: nothing to do
-            async with self._db.operation("identity.revoke"), self._writer.begin() as connection:
-                await connection.execute(insert)
+            async with self._db.operation("identity.revoke"):
+                await self._db.write(revoke)
 
     async def is_revoked(self, jti: str) -> bool:
         table = revoked_tokens

@@ -5,22 +5,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 import structlog
 from aiohttp import web
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
 from gateway.telemetry import TELEMETRY, Metrics
 
 log = structlog.get_logger("gateway.storage")
+T = TypeVar("T")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -64,6 +65,10 @@ class Database:
         # in asyncio, instead of spinning in SQLite's busy handler (which sleeps in ms).
         self.writer = writer or engine
         self.backend = backend
+        self._writes: list[
+            tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]
+        ] = []
+        self._writing: asyncio.Task[None] | None = None
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -89,6 +94,44 @@ class Database:
                 await connection.execute(sa.text("SELECT 1"))
         except (TimeoutError, OSError, sa.exc.SQLAlchemyError) as exc:
             raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+
+    async def write(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction, durable when this returns.
+
+        On SQLite, concurrent writes share one transaction (group commit through the one
+        writer connection), each in a SAVEPOINT so one failing does not undo the others; a
+        sign-in's two small writes then cost a share of one commit instead of a commit each.
+        PostgreSQL runs each in a transaction of its own."""
+        if self.backend != "sqlite":
+            async with self.writer.begin() as connection:
+                return await work(connection)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._writes.append((work, future))
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_groups(), name="sqlite-group-commit")
+        result: T = await future
+        return result
+
+    async def _write_groups(self) -> None:
+        while self._writes:
+            group, self._writes = self._writes[:256], self._writes[256:]
+            outcomes: list[tuple[bool, Any]] = []
+            try:
+                async with self.writer.begin() as connection:
+                    for work, _ in group:
+                        try:
+                            async with connection.begin_nested():
+                                outcomes.append((True, await work(connection)))
+                        except sa.exc.IntegrityError as exc:  # this write only
+                            outcomes.append((False, exc))
+            except Exception as exc:  # noqa: BLE001  # the commit failed: every writer learns
+                for _, future in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(value) if ok else future.set_exception(value)
 
     @contextlib.asynccontextmanager
     async def operation(self, op: str) -> AsyncIterator[None]:
