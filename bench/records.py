@@ -3,8 +3,8 @@ ceiling) on the same records, in one run; then anchoring of one 10,000-record ba
 
     .venv/bin/python bench/records.py [--records 4000] [--batch 10000]
 
-HTTP figures: the gateway pinned to core 0, wrk (32 connections, each request a distinct
-signed record read from a file) on core 1; records/s = rows stored / wall time.
+HTTP figures: the gateway pinned to core 0, wrk (32 and 128 connections, each request a
+distinct signed record read from a file) on core 1; records/s = rows stored / wall time.
 """
 
 from __future__ import annotations
@@ -146,15 +146,48 @@ async def anchor_batch(chain: DevChain, work: Path, size: int) -> None:
         await runner.cleanup()
 
 
+def store_rate(
+    work: Path, port: int, bodies: list[bytes], connections: int, seconds: int
+) -> tuple[float, str]:
+    """One wrk run of distinct records at ``connections``: (records stored/s, detail)."""
+    db = work / "gw.db"
+    with sqlite3.connect(db) as connection:
+        before = connection.execute("SELECT count(*) FROM records").fetchone()[0]
+    bodies_file = work / f"bodies-{connections}.txt"
+    bodies_file.write_bytes(b"".join(body + b"\n" for body in bodies))
+    script = work / f"records-{connections}.lua"
+    script.write_text(WRK_SCRIPT % str(bodies_file))
+    started = time.perf_counter()
+    result = run_wrk(
+        "records",
+        f"http://127.0.0.1:{port}/records",
+        seconds=seconds,
+        connections=connections,
+        cpu=1,
+        script=script,
+    )
+    elapsed = time.perf_counter() - started
+    with sqlite3.connect(db) as connection:
+        created = connection.execute("SELECT count(*) FROM records").fetchone()[0] - before
+    if created >= len(bodies):
+        print("warning: every prepared record was stored; use more --records")
+    detail = (
+        f"({created} stored in {elapsed:.1f} s; "
+        f"p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms)"
+    )
+    return created / elapsed, detail
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--records", type=int, default=16000)
+    parser.add_argument("--records", type=int, default=16000, help="per concurrency level")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--connections", type=int, nargs="+", default=[32, 128])
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-records-"))
-    bodies = make_records(args.records)
-    ceiling = verify_only(bodies)
+    workloads = {c: make_records(args.records) for c in args.connections}
+    ceiling = verify_only(workloads[args.connections[0]])
     with DevChain.start(log_dir=work / "anvil") as chain:
         port = free_port()
         env = {
@@ -175,36 +208,19 @@ def main() -> None:
         )
         try:
             wait_ready(f"http://127.0.0.1:{port}/readyz")
-            bodies_file = work / "bodies.txt"
-            bodies_file.write_bytes(b"".join(body + b"\n" for body in bodies))
-            script = work / "records.lua"
-            script.write_text(WRK_SCRIPT % str(bodies_file))
-            started = time.perf_counter()
-            result = run_wrk(
-                "records",
-                f"http://127.0.0.1:{port}/records",
-                seconds=args.seconds,
-                connections=32,
-                cpu=1,
-                script=script,
-            )
-            elapsed = time.perf_counter() - started
+            rows = {
+                c: store_rate(work, port, bodies, c, args.seconds)
+                for c, bodies in workloads.items()
+            }
         finally:
             gateway.terminate()
             gateway.wait(20)
-        with sqlite3.connect(work / "gw.db") as db:
-            created = db.execute("SELECT count(*) FROM records").fetchone()[0]
-        rate = created / elapsed
-        if created >= len(bodies):
-            print("warning: every prepared record was stored; use more --records")
-        print(f"{args.records} distinct signed EIP-712 records (16 signers)")
+        print(f"{args.records} distinct signed EIP-712 records (16 signers) per row")
         print(f"{'':<46} {'records/s':>10} {'vs ceiling':>11}")
         print(f"{'verify only, in process (the ceiling)':<46} {ceiling:>10.0f} {1.0:>10.2f}x")
-        print(
-            f"{'POST /records, verified + stored (SQLite)':<46} {rate:>10.0f} {rate / ceiling:>10.2f}x"
-            f"   ({created} stored in {elapsed:.1f} s; p50 {result.p50_ms:.1f} ms, "
-            f"p99 {result.p99_ms:.1f} ms)"
-        )
+        for connections, (rate, detail) in rows.items():
+            label = f"POST /records, verified + stored, {connections} conns"
+            print(f"{label:<46} {rate:>10.0f} {rate / ceiling:>10.2f}x   {detail}")
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {0, 1})
         asyncio.run(anchor_batch(chain, work, args.batch))
