@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +65,49 @@ def start(
         return subprocess.Popen(
             cmd, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
         )
+
+
+@contextlib.contextmanager
+def serving(
+    cmd: list[str], env: dict[str, str], *, cpu: int | None, log: Path, ready_url: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A server started (see ``start``), ready at ``ready_url``, and stopped on exit."""
+    process = start(cmd, env, cpu, log)
+    try:
+        wait_ready(ready_url, timeout_s=60)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def gateway_cmd(port: int, *options: str) -> list[str]:
+    return [sys.executable, "-m", "gateway", "serve", "--port", str(port), *options]
+
+
+def serving_gateway(
+    port: int, env: dict[str, str], *, cpu: int | None, log: Path, options: tuple[str, ...] = ()
+) -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+    """``gateway serve`` on ``port``, ready when /readyz says so."""
+    ready_url = f"http://127.0.0.1:{port}/readyz"
+    return serving(gateway_cmd(port, *options), env, cpu=cpu, log=log, ready_url=ready_url)
+
+
+def gateway_env(
+    work: Path, upstreams: str, database: str = "gw.db", **settings: str
+) -> dict[str, str]:
+    """A benched gateway's environment: JSON access log, SQLite in ``work``, and the trace
+    sampling the README recommends for production; ``settings`` add or override."""
+    return {
+        "GATEWAY_UPSTREAMS": upstreams,
+        "GATEWAY_CHAIN_ID": "31337",
+        "GATEWAY_LOG_FORMAT": "json",
+        "GATEWAY_DATABASE_URL": f"sqlite:///{work / database}",
+        "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        **settings,
+    }
 
 
 def _ms(value: str) -> float:

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import Result, free_port, print_table, run_wrk, start, wait_ready
+from common import Result, free_port, gateway_cmd, print_table, run_wrk, serving
 
 BARE_APP = """
 import sys
@@ -50,7 +50,7 @@ def main() -> None:
     for name, cmd, env in variants:
         port = free_port()
         if cmd is None:
-            cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port)]
+            cmd = gateway_cmd(port)
             env = {
                 **env,
                 "GATEWAY_LOG_FORMAT": "json",
@@ -59,18 +59,12 @@ def main() -> None:
             }
         else:
             cmd = [*cmd, str(port)]
-        log = work / f"server-{port}.log"
-        process = start(cmd, env, cpu=0, log=log)
-        try:
-            url = f"http://127.0.0.1:{port}/healthz"
-            wait_ready(url)
+        url = f"http://127.0.0.1:{port}/healthz"
+        with serving(cmd, env, cpu=0, log=work / f"server-{port}.log", ready_url=url):
             run_wrk(name, url, seconds=2, connections=args.connections, cpu=1)  # warm-up
             results.append(
                 run_wrk(name, url, seconds=args.seconds, connections=args.connections, cpu=1)
             )
-        finally:
-            process.terminate()
-            process.wait(20)
     print(
         f"GET /healthz, {args.connections} connections, {args.seconds}s each, "
         "server on core 0, wrk on core 1"

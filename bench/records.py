@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import os
 import sqlite3
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 from aiohttp import web
-from common import free_port, run_wrk, start, wait_ready
+from common import free_port, gateway_env, run_wrk, serving_gateway
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from web3 import AsyncHTTPProvider, AsyncWeb3
@@ -100,18 +99,16 @@ def verify_only(bodies: list[bytes]) -> float:
 
 async def anchor_batch(chain: DevChain, work: Path, size: int) -> None:
     key = chain.accounts[9].private_key
-    env = {
-        "GATEWAY_UPSTREAMS": chain.url,
-        "GATEWAY_CHAIN_ID": "31337",
-        "GATEWAY_LOG_FORMAT": "json",
-        "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'anchor.db'}",
-        "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
-        "GATEWAY_ANCHOR__PRIVATE_KEY": key,
-        "GATEWAY_ANCHOR__INTERVAL_S": "3600",
-        "GATEWAY_ANCHOR__MAX_BATCH": str(size),
-        "GATEWAY_ANCHOR__MIN_BATCH": str(size),
-        "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(work / "deployments.json"),
-    }
+    env = gateway_env(
+        work,
+        chain.url,
+        "anchor.db",
+        GATEWAY_ANCHOR__PRIVATE_KEY=key,
+        GATEWAY_ANCHOR__INTERVAL_S="3600",
+        GATEWAY_ANCHOR__MAX_BATCH=str(size),
+        GATEWAY_ANCHOR__MIN_BATCH=str(size),
+        GATEWAY_ANCHOR__DEPLOYMENTS_FILE=str(work / "deployments.json"),
+    )
     settings = load_settings(None, env)
     w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
     await deploy_anchor(w3, anchor_account(settings.anchor), settings.anchor.deployments_file)
@@ -190,31 +187,12 @@ def main() -> None:
     ceiling = verify_only(workloads[args.connections[0]])
     with DevChain.start(log_dir=work / "anvil") as chain:
         port = free_port()
-        env = {
-            "GATEWAY_UPSTREAMS": chain.url,
-            "GATEWAY_CHAIN_ID": "31337",
-            "GATEWAY_LOG_FORMAT": "json",
-            "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'gw.db'}",
-            "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
-            "GATEWAY_ANCHOR__ENABLED": "false",
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.1",
-        }
-        gateway = start(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-            env,
-            0,
-            work / "gateway.log",
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/readyz")
+        env = gateway_env(work, chain.url, GATEWAY_ANCHOR__ENABLED="false")
+        with serving_gateway(port, env, cpu=0, log=work / "gateway.log"):
             rows = {
                 c: store_rate(work, port, bodies, c, args.seconds)
                 for c, bodies in workloads.items()
             }
-        finally:
-            gateway.terminate()
-            gateway.wait(20)
         print(f"{args.records} distinct signed EIP-712 records (16 signers) per row")
         print(f"{'':<46} {'records/s':>10} {'vs ceiling':>11}")
         print(f"{'verify only, in process (the ceiling)':<46} {ceiling:>10.0f} {1.0:>10.2f}x")

@@ -14,13 +14,12 @@ import argparse
 import asyncio
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
-from common import free_port, run_wrk, start, wait_ready
+from common import free_port, gateway_env, run_wrk, serving_gateway
 from eth_account import Account
 from eth_account.messages import encode_defunct
 
@@ -90,32 +89,30 @@ def main() -> None:
         with DevChain.start(log_dir=work / "anvil") as chain:
             for workers, limits in ((1, "memory"), (2, "memory"), (1, "redis")):
                 port = free_port()
-                env = {
-                    "GATEWAY_UPSTREAMS": chain.url,
-                    "GATEWAY_CHAIN_ID": "31337",
-                    "GATEWAY_LOG_FORMAT": "json",
-                    "GATEWAY_DATABASE_URL": f"sqlite:///{work / f'gw-{workers}-{limits}.db'}",
-                    "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
-                    "GATEWAY_SIWE_DOMAINS": f"127.0.0.1:{port}",
-                    "GATEWAY_IDENTITY__COOKIE_SECURE": "false",
-                    "GATEWAY_IDENTITY__NONCE_RATE_PER_MINUTE": "10000000",
-                    "GATEWAY_IDENTITY__VERIFY_RATE_PER_MINUTE": "10000000",
-                    "GATEWAY_IDENTITY__RATE_BURST": "10000000",
-                    "GATEWAY_IDENTITY__MAX_OUTSTANDING_NONCES": "10000",
-                    "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "10000000",
-                    "GATEWAY_RPC__ANONYMOUS__BURST": "10000000",
-                    "GATEWAY_ANCHOR__ENABLED": "false",
-                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                    "OTEL_TRACES_SAMPLER_ARG": "0.1",
-                }
+                env = gateway_env(
+                    work,
+                    chain.url,
+                    f"gw-{workers}-{limits}.db",
+                    GATEWAY_SIWE_DOMAINS=f"127.0.0.1:{port}",
+                    GATEWAY_IDENTITY__COOKIE_SECURE="false",
+                    GATEWAY_IDENTITY__NONCE_RATE_PER_MINUTE="10000000",
+                    GATEWAY_IDENTITY__VERIFY_RATE_PER_MINUTE="10000000",
+                    GATEWAY_IDENTITY__RATE_BURST="10000000",
+                    GATEWAY_IDENTITY__MAX_OUTSTANDING_NONCES="10000",
+                    GATEWAY_RPC__ANONYMOUS__RATE_PER_S="10000000",
+                    GATEWAY_RPC__ANONYMOUS__BURST="10000000",
+                    GATEWAY_ANCHOR__ENABLED="false",
+                )
                 if limits == "redis":
                     env["GATEWAY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"
-                cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port)]
-                if workers > 1:
-                    cmd += ["--workers", str(workers)]
-                server = start(cmd, env, None, work / f"server-{port}.log")
-                try:
-                    wait_ready(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+                options = ("--workers", str(workers)) if workers > 1 else ()
+                with serving_gateway(
+                    port,
+                    env,
+                    cpu=None,
+                    log=work / f"server-{port}.log",
+                    options=options,
+                ):
                     time.sleep(1)
                     script = work / "rpc.lua"
                     script.write_text(WRK_RPC)
@@ -129,9 +126,6 @@ def main() -> None:
                     )
                     sign_in_rate = asyncio.run(sign_ins(f"http://127.0.0.1:{port}", args.seconds))
                     rows.append((workers, limits, sign_in_rate, rpc.requests_per_s, rpc.p99_ms))
-                finally:
-                    server.terminate()
-                    server.wait(30)
     finally:
         redis.terminate()
         redis.wait(10)

@@ -11,13 +11,14 @@ to core 0 and wrk to core 1; anvil floats (it serves every row that reaches it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
 import urllib.request
 from pathlib import Path
 
-from common import Result, free_port, run_wrk, start, wait_ready
+from common import Result, free_port, gateway_env, run_wrk, serving, serving_gateway
 
 from gateway.chain import DevChain
 
@@ -38,6 +39,7 @@ async def rpc(request):
 app = web.Application()
 app.cleanup_ctx.append(ctx)
 app.router.add_post("/", rpc)
+app.router.add_get("/ready", lambda request: web.Response(text="ok"))
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
 
@@ -81,40 +83,31 @@ def main() -> None:
     with DevChain.start(log_dir=work / "anvil") as chain:
         chain.rpc("anvil_mine", ["0x100"])  # 256 blocks: block 16 is finalized
         proxy_port = free_port()
-        proxy = start(
-            [sys.executable, "-c", BARE_PROXY, str(proxy_port), chain.url],
-            {},
-            0,
-            work / "proxy.log",
-        )
-        servers = [proxy]
-        gateways = {}
-        try:
+        with contextlib.ExitStack() as servers:
+            servers.enter_context(
+                serving(
+                    [sys.executable, "-c", BARE_PROXY, str(proxy_port), chain.url],
+                    {},
+                    cpu=0,
+                    log=work / "proxy.log",
+                    ready_url=f"http://127.0.0.1:{proxy_port}/ready",
+                )
+            )
+            gateways = {}
             for cache in (False, True):
                 port = free_port()
-                env = {
-                    "GATEWAY_UPSTREAMS": chain.url,
-                    "GATEWAY_CHAIN_ID": "31337",
-                    "GATEWAY_LOG_FORMAT": "json",
-                    "GATEWAY_DATABASE_URL": f"sqlite:///{work / f'gw{port}.db'}",
-                    "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
-                    "GATEWAY_RPC__CACHE_ENABLED": "true" if cache else "false",
-                    "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "1000000",
-                    "GATEWAY_RPC__ANONYMOUS__BURST": "1000000",
-                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                    "OTEL_TRACES_SAMPLER_ARG": "0.1",
-                }
-                servers.append(
-                    start(
-                        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-                        env,
-                        0,
-                        work / f"gateway-{port}.log",
-                    )
+                env = gateway_env(
+                    work,
+                    chain.url,
+                    f"gw{port}.db",
+                    GATEWAY_RPC__CACHE_ENABLED="true" if cache else "false",
+                    GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
+                    GATEWAY_RPC__ANONYMOUS__BURST="1000000",
+                )
+                servers.enter_context(
+                    serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
                 )
                 gateways[cache] = f"http://127.0.0.1:{port}/rpc"
-            for url in gateways.values():
-                wait_ready(url.replace("/rpc", "/readyz"))
             targets = {
                 "anvil direct": chain.url,
                 "bare aiohttp proxy": f"http://127.0.0.1:{proxy_port}/",
@@ -161,10 +154,6 @@ def main() -> None:
                     f"{'':<34} p99 overhead of the gateway over anvil direct: "
                     f"{gateway_row.p99_ms - direct.p99_ms:+.3f} ms"
                 )
-        finally:
-            for server in servers:
-                server.terminate()
-                server.wait(20)
 
 
 if __name__ == "__main__":

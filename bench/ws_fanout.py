@@ -13,14 +13,13 @@ import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import aiohttp
 import orjson
-from common import free_port, start, wait_ready
+from common import free_port, gateway_env, serving_gateway
 
 from gateway.chain import DevChain
 
@@ -115,30 +114,15 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-ws-"))
     with DevChain.start(log_dir=work / "anvil") as chain:
         port = free_port()
-        env = {
-            "GATEWAY_UPSTREAMS": f"{chain.url}|{chain.ws_url}",
-            "GATEWAY_CHAIN_ID": "31337",
-            "GATEWAY_LOG_FORMAT": "json",
-            "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'gw.db'}",
-            "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
-            "GATEWAY_RPC__WS_MAX_CONNECTIONS_PER_CALLER": str(args.subscribers + 10),
-            "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "1000000",
-            "GATEWAY_RPC__ANONYMOUS__BURST": "1000000",
-            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-            "OTEL_TRACES_SAMPLER_ARG": "0.1",
-        }
-        gateway = start(
-            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
-            env,
-            0,
-            work / "gateway.log",
+        env = gateway_env(
+            work,
+            f"{chain.url}|{chain.ws_url}",
+            GATEWAY_RPC__WS_MAX_CONNECTIONS_PER_CALLER=str(args.subscribers + 10),
+            GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
+            GATEWAY_RPC__ANONYMOUS__BURST="1000000",
         )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/readyz")
+        with serving_gateway(port, env, cpu=0, log=work / "gateway.log"):
             asyncio.run(run(chain, f"ws://127.0.0.1:{port}/rpc", args.subscribers, args.blocks))
-        finally:
-            gateway.terminate()
-            gateway.wait(20)
 
 
 if __name__ == "__main__":

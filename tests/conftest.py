@@ -18,6 +18,7 @@ from gateway.chain import DevChain
 from gateway.config import LogSettings, Settings, load_settings
 from gateway.telemetry import configure_logging
 from tests.helpers.processes import free_port
+from tests.helpers.redis import PrivateRedis
 
 __all__ = ["free_port"]
 
@@ -127,44 +128,9 @@ async def _gateway(aiohttp_client, anvil: DevChain, make_settings, spans):
 @pytest.fixture(scope="session", name="redis_server")
 def _redis_server(tmp_path_factory):
     """A private redis-server on a free loopback port, no persistence."""
-    import shutil
-    import subprocess
-    import time
-
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is missing (scripts/system-deps.sh)")
-        pytest.skip("redis-server not installed")
-    port = free_port()
-    directory = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    import socket
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.05)
+    redis = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    redis.start()
     try:
-        yield f"redis://127.0.0.1:{port}"
+        yield redis.url
     finally:
-        process.terminate()
-        process.wait(10)
+        redis.stop()

@@ -1,8 +1,6 @@
 """Redis and PostgreSQL die and come back: 503 with clear codes meanwhile (never 500),
 health and cached reads keep working, recovery without a restart, nothing acknowledged lost."""
 
-import shutil
-import subprocess
 import time
 
 import pytest
@@ -10,61 +8,22 @@ from eth_account import Account
 
 from gateway.app import create_app
 from tests.helpers.postgres import private_postgres
-from tests.helpers.processes import free_port
+from tests.helpers.redis import PrivateRedis
 from tests.identity.conftest import SignInFlow
 from tests.records.conftest import mail, sign_typed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 
-class PrivateRedis:
-    def __init__(self, directory) -> None:
-        self.port = free_port()
-        self.directory = directory
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.directory),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(0.3)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.kill()
-        self.process.wait(10)
-
-
 @pytest.fixture(name="backends")
 def _backends(tmp_path):
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server not installed")
     redis = PrivateRedis(tmp_path)
     redis.start()
     with private_postgres() as postgres:
         try:
             yield redis, postgres
         finally:
-            if redis.process and redis.process.poll() is None:
-                redis.kill()
+            redis.kill()
 
 
 async def _status(client, method, path, **kwargs):
@@ -84,7 +43,7 @@ async def _live(aiohttp_client, anvil, make_settings, backends):
         GATEWAY_SIWE_DOMAINS="app.example",
         GATEWAY_DATABASE_URL=postgres.new_database(),
         GATEWAY_STORAGE__MIGRATE_ON_START="always",
-        GATEWAY_REDIS_URL=redis.url,
+        GATEWAY_REDIS_URL=f"{redis.url}/0",
         GATEWAY_IDENTITY__COOKIE_SECURE="false",
         GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S="1",
         GATEWAY_REDIS__TIMEOUT_S="0.5",
