@@ -37,7 +37,7 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> Gatewa
             f"method {exc.method} not allowed here", allowed=frozenset(exc.allowed_methods)
         )
     if isinstance(exc, web.HTTPRequestEntityTooLarge):
-        limit = request.config_dict[SETTINGS].server.max_body_bytes
+        limit = request.app[SETTINGS].server.max_body_bytes
         return PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     error = InvalidRequest(exc.reason, code=f"http.{exc.status}")
     error.http_status = exc.status  # keep aiohttp's own 4xx status

@@ -59,11 +59,11 @@ async def healthz(_request: web.Request) -> web.Response:
     responses={200: Readiness, 503: NotReady},
 )
 async def readyz(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     timeout_s = settings.upstream_pool.readiness_timeout_s
-    upstreams = request.config_dict[POOL].upstreams
-    named = {"storage": _storage_check(request.config_dict[STORAGE], timeout_s)}
-    if (client := request.config_dict.get(REDIS)) is not None:
+    upstreams = request.app[POOL].upstreams
+    named = {"storage": _storage_check(request.app[STORAGE], timeout_s)}
+    if (client := request.app.get(REDIS)) is not None:
         named["redis"] = _redis_check(client, timeout_s)
     for upstream in upstreams:
         named[f"upstream:{upstream.name}"] = check_upstream(

@@ -83,12 +83,12 @@ class JWKS(_Model):
 
 
 async def _limit(request: web.Request, scope: str, per_minute: float) -> None:
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     key = f"{scope}:{client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)}"
     limit = Limit.per_minute(per_minute, burst=settings.identity.rate_burst)
-    wait = await request.config_dict[AUTH_LIMITER].acquire(key, limit)
+    wait = await request.app[AUTH_LIMITER].acquire(key, limit)
     if wait > 0:
-        request.config_dict[TELEMETRY].metrics.rate_limited.labels("auth").inc()
+        request.app[TELEMETRY].metrics.rate_limited.labels("auth").inc()
         raise RateLimited(f"too many {scope} requests from this client", retry_after_s=wait)
 
 
@@ -100,7 +100,7 @@ def request_token(request: web.Request) -> str | None:
         if scheme.lower() == "bearer" and token.strip():
             return token.strip()
         raise Unauthenticated("Authorization header must be 'Bearer <token>'")
-    cookie = request.cookies.get(request.config_dict[SETTINGS].identity.cookie_name)
+    cookie = request.cookies.get(request.app[SETTINGS].identity.cookie_name)
     return cookie or None
 
 
@@ -108,7 +108,7 @@ async def current_session(request: web.Request) -> Session:
     token = request_token(request)
     if token is None:
         raise Unauthenticated
-    return await request.config_dict[SIGN_IN].session(token)
+    return await request.app[SIGN_IN].session(token)
 
 
 @routes.get("/auth/nonce")
@@ -118,10 +118,10 @@ async def current_session(request: web.Request) -> Session:
     responses={200: NonceResponse, 429: "Too many requests or unused nonces"},
 )
 async def nonce(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     await _limit(request, "nonce", settings.identity.nonce_rate_per_minute)
     client = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
-    value, expires_at = await request.config_dict[SIGN_IN].issue_nonce(client)
+    value, expires_at = await request.app[SIGN_IN].issue_nonce(client)
     return web.json_response(
         {"nonce": value, "expiresAt": rfc3339(expires_at)}, headers={"Cache-Control": "no-store"}
     )
@@ -141,10 +141,10 @@ async def nonce(request: web.Request) -> web.Response:
     },
 )
 async def verify(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     await _limit(request, "verify", settings.identity.verify_rate_per_minute)
     body = await read_model(request, VerifyRequest)
-    result = await request.config_dict[SIGN_IN].sign_in(
+    result = await request.app[SIGN_IN].sign_in(
         body.message, body.signature, origin=request.headers.get("Origin")
     )
     session = result.session
@@ -204,9 +204,9 @@ async def logout(request: web.Request) -> web.Response:
     token = request_token(request)
     if token is None:
         raise Unauthenticated
-    await request.config_dict[SIGN_IN].logout(token)
+    await request.app[SIGN_IN].logout(token)
     response = web.Response(status=204)
-    response.del_cookie(request.config_dict[SETTINGS].identity.cookie_name, path="/")
+    response.del_cookie(request.app[SETTINGS].identity.cookie_name, path="/")
     return response
 
 
@@ -214,7 +214,7 @@ async def logout(request: web.Request) -> web.Response:
 @operation(summary="Public keys that verify session tokens", tag="identity", responses={200: JWKS})
 async def jwks(request: web.Request) -> web.Response:
     return web.json_response(
-        request.config_dict[KEYS].jwks(), headers={"Cache-Control": "public, max-age=300"}
+        request.app[KEYS].jwks(), headers={"Cache-Control": "public, max-age=300"}
     )
 
 

@@ -497,11 +497,15 @@ def signature_bytes(signature: str | bytes) -> bytes:
         raise MalformedSignature("signature must be 0x-prefixed hex") from exc
 
 
-def recover_address(message_hash: bytes, signature: bytes) -> str:
-    """The checksummed address that signed ``message_hash`` with a 65-byte (r, s, v)
-    signature. Rejects other lengths, v outside 27/28 (or 0/1) and high-s (malleable)
-    signatures with MalformedSignature; InvalidSignature when nothing recovers."""
-    return address_of(recover_public_key(message_hash, signature))
+def recover_address(message_hash: bytes, signature: bytes, *, checksum: bool = True) -> str:
+    """The address (EIP-55, or lower case without ``checksum``) that signed ``message_hash``
+    with a 65-byte (r, s, v) signature. Rejects other lengths, v outside 27/28 (or 0/1) and
+    high-s (malleable) signatures with MalformedSignature; InvalidSignature when nothing
+    recovers."""
+    public_key = recover_public_key(message_hash, signature)
+    if checksum:
+        return address_of(public_key)
+    return "0x" + keccak(public_key[1:])[-20:].hex()
 
 
 def recovers_to(message_hash: bytes, signature: bytes, address: str) -> bool:

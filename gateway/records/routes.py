@@ -20,6 +20,7 @@ from gateway.clock import rfc3339
 from gateway.config import SETTINGS
 from gateway.errors import InvalidParams
 from gateway.identity.routes import SIGN_IN, request_token
+from gateway.identity.siwe import checksum_address
 from gateway.identity.tokens import Session
 from gateway.identity.wallets import ContractWallets
 from gateway.openapi import Parameter, operation
@@ -105,7 +106,7 @@ async def _session(request: web.Request) -> Session | None:
     token = request_token(request)
     if token is None:
         return None
-    return await request.config_dict[SIGN_IN].session_cached(token)
+    return await request.app[SIGN_IN].session_cached(token)
 
 
 def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401
@@ -143,14 +144,12 @@ def _record_id(request: web.Request) -> str:
 )
 async def submit(request: web.Request) -> web.Response:
     body = await read_model(request, SubmitRequest)
-    service = request.config_dict[RECORDS]
+    service = request.app[RECORDS]
     result = await service.submit(
         body.typedData, body.signature, claimed_signer=body.signer, session=await _session(request)
     )
-    if result.created and ANCHORER in request.config_dict:
-        request.config_dict[ANCHORER].note_new_record()
-    from gateway.identity.siwe import checksum_address  # noqa: PLC0415
-
+    if result.created and ANCHORER in request.app:
+        request.app[ANCHORER].note_new_record()
     payload = {
         "id": result.id,
         "signer": checksum_address(result.signer),
@@ -174,7 +173,7 @@ async def submit(request: web.Request) -> web.Response:
     responses={200: RecordPage, 422: "Bad parameter"},
 )
 async def list_records(request: web.Request) -> web.Response:
-    settings = request.config_dict[SETTINGS].records
+    settings = request.app[SETTINGS].records
     query = request.query
     signer = query.get("signer")
     if signer is not None and not _ADDRESS.fullmatch(signer):
@@ -187,7 +186,7 @@ async def list_records(request: web.Request) -> web.Response:
         raise InvalidParams(f"limit must be 1..{settings.max_page}", code="records.bad_limit")
     after = decode_cursor(query["cursor"]) if "cursor" in query else 0
     session = await _session(request)
-    rows = await request.config_dict[RECORDS].store.page(
+    rows = await request.app[RECORDS].store.page(
         signer=signer.lower() if signer else None,
         primary_type=query.get("primaryType"),
         after=after,
@@ -206,7 +205,7 @@ async def list_records(request: web.Request) -> web.Response:
     responses={200: Record, 404: "No such record"},
 )
 async def get_record(request: web.Request) -> web.Response:
-    row = await request.config_dict[RECORDS].readable(_record_id(request), await _session(request))
+    row = await request.app[RECORDS].readable(_record_id(request), await _session(request))
     return _json(_record_json(row))
 
 
@@ -218,7 +217,7 @@ async def get_record(request: web.Request) -> web.Response:
     responses={200: Proof, 404: "No such record, or not anchored yet"},
 )
 async def get_proof(request: web.Request) -> web.Response:
-    row = await request.config_dict[RECORDS].readable(_record_id(request), await _session(request))
+    row = await request.app[RECORDS].readable(_record_id(request), await _session(request))
     if row.status != "confirmed" or row.proof is None:
         raise NotAnchored
     return _json(

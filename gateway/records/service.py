@@ -138,7 +138,7 @@ class RecordService:
         eoa_error: GatewayError | None = None
         if not is_erc6492(raw):
             try:
-                recovered = siwe.recover_address(candidate.id, raw).lower()
+                recovered = siwe.recover_address(candidate.id, raw, checksum=False)
                 if claimed_lower is None or recovered == claimed_lower:
                     return recovered, "eoa"
             except (siwe.MalformedSignature, siwe.InvalidSignature) as exc:

@@ -55,12 +55,12 @@ class JsonRpcResponse(BaseModel):
 async def caller_of(request: web.Request) -> Caller:
     """Signed-in callers (a valid Bearer token or session cookie) are limited by address,
     everyone else by client ip."""
-    settings = request.config_dict[SETTINGS]
+    settings = request.app[SETTINGS]
     token = request_token(request)
     ip = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
     if token is not None:
         try:
-            session = await request.config_dict[SIGN_IN].session_cached(token)
+            session = await request.app[SIGN_IN].session_cached(token)
         except Unavailable:
             # The revocation store is down: serve the caller, but as anonymous (its limits
             # and policy), since a revoked token cannot be told from a valid one now.
@@ -93,7 +93,7 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 )
 async def rpc_http(request: web.Request) -> web.StreamResponse:
     caller = await caller_of(request)
-    service = request.config_dict[RPC]
+    service = request.app[RPC]
     body = await request.read()
     try:
         parsed = jsonrpc.parse_body(body, max_batch=service.settings.max_batch)
@@ -130,7 +130,7 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
 )
 async def rpc_ws(request: web.Request) -> web.StreamResponse:
     caller = await caller_of(request)
-    return await request.config_dict[WEBSOCKETS].serve(request, caller)
+    return await request.app[WEBSOCKETS].serve(request, caller)
 
 
 async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
