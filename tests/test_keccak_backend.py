@@ -28,3 +28,12 @@ def test_an_operator_choice_of_backend_is_kept() -> None:
         [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "CryptodomeBackend"
+
+
+def test_child_processes_do_not_inherit_the_choice() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "ETH_HASH_BACKEND"}
+    probe = "import os, gateway; print(os.environ.get('ETH_HASH_BACKEND'))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "None"
