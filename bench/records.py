@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import orjson
 import sqlalchemy as sa
 from aiohttp import web
-from common import free_port, gateway_env, run_wrk, serving_gateway
+from common import Result, free_port, gateway_env, run_wrk, serving, serving_gateway
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 from web3 import AsyncHTTPProvider, AsyncWeb3
@@ -47,6 +48,30 @@ request = function()
   if i > #bodies then i = 1 end
   return wrk.format("POST", "/records", {["Content-Type"] = "application/json"}, bodies[i])
 end
+"""
+
+# The least any aiohttp service must do per record: read the body, verify, answer. No
+# storage, no middleware (logs, metrics, spans), no policy beyond the gateway's own checks.
+BARE_VERIFY = """
+import sys
+import orjson
+from aiohttp import web
+from gateway.config import load_settings
+from gateway.identity import siwe
+from gateway.records import acceptance
+settings = load_settings(None, {"GATEWAY_CHAIN_ID": "31337"}).records
+async def submit(request):
+    body = orjson.loads(await request.read())
+    candidate = acceptance.prepare(body["typedData"], max_bytes=settings.max_bytes)
+    acceptance.check_policy(candidate, settings, chain_id=31337)
+    signature = siwe.signature_bytes(body["signature"])
+    signer = siwe.recover_address(candidate.id, signature, checksum=False)
+    payload = {"id": candidate.id_hex, "signer": signer}
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+app = web.Application()
+app.router.add_post("/records", submit)
+app.router.add_get("/ready", lambda request: web.Response(text="ok"))
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
 
 TYPES = {
@@ -149,19 +174,15 @@ async def anchor_batch(chain: DevChain, work: Path, size: int) -> None:
         await runner.cleanup()
 
 
-def store_rate(
+def post_records(
     work: Path, port: int, bodies: list[bytes], connections: int, seconds: int
-) -> tuple[float, str]:
-    """One wrk run of distinct records at ``connections``: (records stored/s, detail)."""
-    db = work / "gw.db"
-    with sqlite3.connect(db) as connection:
-        before = connection.execute("SELECT count(*) FROM records").fetchone()[0]
-    bodies_file = work / f"bodies-{connections}.txt"
+) -> Result:
+    """One wrk run that POSTs each of ``bodies`` once, in turn, at ``connections``."""
+    bodies_file = work / f"bodies-{port}-{connections}.txt"
     bodies_file.write_bytes(b"".join(body + b"\n" for body in bodies))
-    script = work / f"records-{connections}.lua"
+    script = work / f"records-{port}-{connections}.lua"
     script.write_text(WRK_SCRIPT % str(bodies_file))
-    started = time.perf_counter()
-    result = run_wrk(
+    return run_wrk(
         "records",
         f"http://127.0.0.1:{port}/records",
         seconds=seconds,
@@ -169,6 +190,33 @@ def store_rate(
         cpu=1,
         script=script,
     )
+
+
+def verify_floor(work: Path, bodies: list[bytes], connections: int, seconds: int) -> Result:
+    """Verified records/s of BARE_VERIFY on core 0 (every answer must be a 200)."""
+    port = free_port()
+    with serving(
+        [sys.executable, "-c", BARE_VERIFY, str(port)],
+        {},
+        cpu=0,
+        log=work / "bare-verify.log",
+        ready_url=f"http://127.0.0.1:{port}/ready",
+    ):
+        result = post_records(work, port, bodies, connections, seconds)
+    if result.errors:
+        raise SystemExit(f"the bare verifier refused {result.errors} records")
+    return result
+
+
+def store_rate(
+    work: Path, port: int, bodies: list[bytes], connections: int, seconds: int
+) -> tuple[float, str]:
+    """One wrk run of distinct records at ``connections``: (records stored/s, detail)."""
+    db = work / "gw.db"
+    with sqlite3.connect(db) as connection:
+        before = connection.execute("SELECT count(*) FROM records").fetchone()[0]
+    started = time.perf_counter()
+    result = post_records(work, port, bodies, connections, seconds)
     elapsed = time.perf_counter() - started
     with sqlite3.connect(db) as connection:
         created = connection.execute("SELECT count(*) FROM records").fetchone()[0] - before
@@ -191,6 +239,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-records-"))
     workloads = {c: make_records(args.records) for c in args.connections}
     ceiling = verify_only(workloads[args.connections[0]])
+    floor = verify_floor(work, workloads[args.connections[0]], args.connections[-1], args.seconds)
     with DevChain.start(log_dir=work / "anvil") as chain:
         port = free_port()
         env = gateway_env(work, chain.url, GATEWAY_ANCHOR__ENABLED="false")
@@ -202,6 +251,12 @@ def main() -> None:
         print(f"{args.records} distinct signed EIP-712 records (16 signers) per row")
         print(f"{'':<46} {'records/s':>10} {'vs ceiling':>11}")
         print(f"{'verify only, in process (the ceiling)':<46} {ceiling:>10.0f} {1.0:>10.2f}x")
+        label = f"bare aiohttp: read + verify, {args.connections[-1]} conns"
+        rate = floor.requests_per_s
+        print(
+            f"{label:<46} {rate:>10.0f} {rate / ceiling:>10.2f}x   "
+            "(no storage, no logs/metrics/spans: the floor of an aiohttp service)"
+        )
         for connections, (rate, detail) in rows.items():
             label = f"POST /records, verified + stored, {connections} conns"
             print(f"{label:<46} {rate:>10.0f} {rate / ceiling:>10.2f}x   {detail}")

@@ -3,7 +3,10 @@ full observability, at the same concurrency, in one run.
 
     .venv/bin/python bench/rpc_http.py [--seconds 8] [--connections 32]
 
-The gateway runs as in production: JSON access log, metrics, tracing with the README's
+Each case is run flat out (every connection sends its next call as soon as the last is
+answered: latency there is mostly queueing, concurrency / throughput) and paced (each
+connection waits a random 0..2x --paced-ms between calls, as 32 dApp clients would: latency there is the
+cost of one call). The gateway runs as in production: JSON access log, metrics, tracing with the README's
 recommended sampler (parentbased_traceidratio, 0.1). The proxy and the gateway are pinned
 to core 0 and wrk to core 1; anvil floats (it serves every row that reaches it).
 """
@@ -62,6 +65,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--paced-ms", type=int, default=30, help="think time per connection in the paced rows"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-rpc-"))
     cases = {
@@ -117,43 +123,76 @@ def main() -> None:
                 "gateway: access log + metrics + tracing (parentbased_traceidratio 0.1)"
             )
             header = f"{'case':<34} {'target':<26} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs proxy':>9}"
+            proxy_rps: dict[str, float] = {}
             for name, (payload, cached) in cases.items():
                 print()
                 print(header)
                 script = work / f"{name.replace('(', '_').replace(')', '')}.lua"
                 script.write_text(WRK_SCRIPT % json.dumps(payload))
-                rows: list[tuple[str, Result]] = []
                 label = "gateway (cache on)" if cached else "gateway (cache off)"
-                for target, url in [*targets.items(), (label, gateways[cached])]:
+                urls = [*targets.items(), (label, gateways[cached])]
+                for target, url in urls:
                     assert "result" in post(url, payload), (target, post(url, payload))
                     run_wrk(
                         target, url, seconds=2, connections=args.connections, cpu=1, script=script
                     )
-                    rows.append(
-                        (
-                            target,
-                            run_wrk(
-                                target,
-                                url,
-                                seconds=args.seconds,
-                                connections=args.connections,
-                                cpu=1,
-                                script=script,
-                            ),
-                        )
-                    )
-                proxy_rps = rows[1][1].requests_per_s
-                for target, result in rows:
-                    print(
-                        f"{name:<34} {target:<26} {result.requests_per_s:>9.0f} {result.p50_ms:>8.3f} "
-                        f"{result.p99_ms:>8.3f} {result.requests_per_s / proxy_rps:>8.2f}x"
-                    )
-                direct = rows[0][1]
-                gateway_row = rows[2][1]
+                rows = [
+                    (target, wrk(url, script, args.seconds, args.connections))
+                    for target, url in urls
+                ]
+                proxy_rps[name] = print_rows(name, rows)
+                paced_script = work / f"paced-{script.name}"
+                paced_script.write_text(script.read_text() + PACED % args.paced_ms)
+                paced = [
+                    (target, wrk(url, paced_script, args.seconds, args.connections))
+                    for target, url in urls
+                ]
                 print(
-                    f"{'':<34} p99 overhead of the gateway over anvil direct: "
-                    f"{gateway_row.p99_ms - direct.p99_ms:+.3f} ms"
+                    f"{'':<34} paced: each connection waits {args.paced_ms} ms on average between calls"
                 )
+                print_rows(name, paced)
+            healthz = f"{gateways[True].removesuffix('/rpc')}/healthz"
+            run_wrk("healthz", healthz, seconds=2, connections=args.connections, cpu=1)
+            floor = run_wrk(
+                "healthz", healthz, seconds=args.seconds, connections=args.connections, cpu=1
+            )
+            print()
+            print(
+                f"for scale: GET /healthz on the same gateway (the middleware alone, no JSON-RPC "
+                f"work): {floor.requests_per_s:.0f} req/s, "
+                f"{floor.requests_per_s / proxy_rps['eth_chainId']:.2f}x the bare proxy's eth_chainId"
+            )
+
+
+# Think time drawn uniformly from 0..2x the mean, so connections do not move in lockstep
+# (a fixed delay makes all of them fire together: a burst of 32 every period).
+PACED = """
+local mean = %d
+function delay()
+  return math.random(0, 2 * mean)
+end
+"""
+
+
+def wrk(url: str, script: Path, seconds: int, connections: int) -> Result:
+    return run_wrk(url, url, seconds=seconds, connections=connections, cpu=1, script=script)
+
+
+def print_rows(name: str, rows: list[tuple[str, Result]]) -> float:
+    """Rows are (anvil direct, bare proxy, gateway): ratios to the proxy, p99 overhead.
+    Returns the proxy's requests/s."""
+    proxy_rps = rows[1][1].requests_per_s
+    for target, result in rows:
+        print(
+            f"{name:<34} {target:<26} {result.requests_per_s:>9.0f} {result.p50_ms:>8.3f} "
+            f"{result.p99_ms:>8.3f} {result.requests_per_s / proxy_rps:>8.2f}x"
+        )
+    direct, gateway = rows[0][1], rows[2][1]
+    print(
+        f"{'':<34} p99 overhead of the gateway over anvil direct: "
+        f"{gateway.p99_ms - direct.p99_ms:+.3f} ms (p50 {gateway.p50_ms - direct.p50_ms:+.3f} ms)"
+    )
+    return proxy_rps
 
 
 if __name__ == "__main__":
