@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -65,6 +66,20 @@ async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
     )
 
 
+def run_example(name: str, port: int) -> dict:
+    """Run examples/<name> against the gateway on ``port``; its JSON output."""
+    example = Path(__file__).resolve().parents[1] / "examples" / name
+    done = subprocess.run(
+        [sys.executable, str(example), f"http://127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
     port = free_port()
     log = tmp_path / "dev.log"
@@ -74,22 +89,18 @@ def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
             cwd=tmp_path,
             stdout=out,
             stderr=subprocess.STDOUT,
+            env={**os.environ, "GATEWAY_ANCHOR__INTERVAL_S": "1"},
         )
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
         # The README's sign-in example works against `gateway dev` as it comes.
-        example = Path(__file__).resolve().parents[1] / "examples" / "sign_in.py"
-        signed_in = subprocess.run(
-            [sys.executable, str(example), f"http://127.0.0.1:{port}"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert signed_in.returncode == 0, signed_in.stderr
-        assert (
-            json.loads(signed_in.stdout)["address"] == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
-        )
+        signed_in = run_example("sign_in.py", port)
+        assert signed_in["address"] == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+        # And the README's signed-record example: submit, anchor, proof checked twice.
+        checks = run_example("signed_record.py", port)
+        assert checks["verifiedInPython"] is True
+        assert checks["verifiedOnChain"] is True
+        assert checks["signer"] == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
         process.send_signal(signal.SIGINT)
         assert process.wait(20) == 0
     finally:
