@@ -166,8 +166,8 @@ class UpstreamPool:
         return latest
 
     def _set_health(self, upstream: Upstream, *, healthy: bool, detail: str = "") -> None:
-        if upstream.healthy != healthy:
-            log.warning(
+        if upstream.healthy != healthy:  # losing a node is a warning; gaining one is not
+            (log.info if healthy else log.warning)(
                 "upstream health changed", upstream=upstream.name, healthy=healthy, detail=detail
             )
         upstream.healthy = healthy
