@@ -181,16 +181,33 @@ def overview() -> dict:
                 "CPU",
                 [(f"rate(process_cpu_seconds_total{{{SEL}}}[$__rate_interval])", "{{instance}}")],
                 unit="percentunit",
-                width=8,
+                description="One process uses one core at most: 1.0 is its ceiling.",
+                width=6,
+            ),
+            panel(
+                "Event-loop lag p99",
+                [
+                    (
+                        (
+                            "histogram_quantile(0.99, sum by (le, instance) (rate("
+                            f"gateway_event_loop_lag_seconds_bucket{{{SEL}}}[$__rate_interval])))"
+                        ),
+                        "{{instance}}",
+                    )
+                ],
+                unit="s",
+                description="How late the event loop ran a 0.1 s timer: every request of the "
+                "process waited about this long behind other work.",
+                width=6,
             ),
             panel(
                 "Resident memory",
                 [(f"process_resident_memory_bytes{{{SEL}}}", "{{instance}}")],
                 unit="bytes",
-                width=8,
+                width=6,
             ),
             panel(
-                "Open file descriptors", [(f"process_open_fds{{{SEL}}}", "{{instance}}")], width=8
+                "Open file descriptors", [(f"process_open_fds{{{SEL}}}", "{{instance}}")], width=6
             ),
             panel(
                 "Build",

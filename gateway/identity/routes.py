@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -11,6 +10,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.background import running
 from gateway.bodies import read_model
 from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
@@ -270,15 +270,5 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
             except Exception:  # a failed purge retries next minute
                 log.warning("identity purge failed", exc_info=True)
 
-    tasks = [
-        asyncio.create_task(reload_keys(), name="keys-reload"),
-        asyncio.create_task(purge(), name="identity-purge"),
-    ]
-    try:
+    async with running(reload_keys(), purge(), name="identity-maintenance"):
         yield
-    finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -13,6 +12,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.background import cancel
 from gateway.bodies import read_model
 from gateway.chain.deploy import anchor_account, contract_address
 from gateway.chain.web3 import WEB3
@@ -276,9 +276,7 @@ async def records_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel(task)
 
 
 __all__ = ["ANCHORER", "RECORDS", "RecordNotFound", "records_ctx", "routes"]

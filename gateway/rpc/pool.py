@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -22,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from gateway.background import cancel
 from gateway.config import RpcSettings
 from gateway.errors import UpstreamError
 from gateway.rpc.upstream import Breaker, Upstream, UpstreamFailed
@@ -89,9 +89,7 @@ class UpstreamPool:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel(self._task)
 
     async def _admit(self, upstream: Upstream) -> None:
         try:

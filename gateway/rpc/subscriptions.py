@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 import structlog
 
+from gateway.background import cancel
 from gateway.rpc.pool import UpstreamPool
 from gateway.telemetry import Metrics
 
@@ -96,12 +97,7 @@ class SubscriptionHub:
         return True
 
     async def close(self) -> None:
-        tasks = [feed.task for feed in self.feeds.values() if feed.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(*(feed.task for feed in self.feeds.values() if feed.task is not None))
 
     def _fan_out(self, feed: Feed, result: bytes) -> None:
         fragment = orjson.Fragment(result)

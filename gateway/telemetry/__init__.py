@@ -11,6 +11,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from gateway.build import build_commit, build_version
 from gateway.config import SETTINGS, Settings
 from gateway.telemetry.logging import active_sink, configure_logging
+from gateway.telemetry.looplag import lag_probe
 from gateway.telemetry.metrics import Metrics
 from gateway.telemetry.middleware import observe_middleware, set_request_id
 from gateway.telemetry.state import REQUEST_ID, TELEMETRY, Telemetry
@@ -48,11 +49,12 @@ async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     sink = active_sink()
     try:
-        if sink is None:
-            yield
-        else:
-            async with sink.batching():
+        async with lag_probe(app[TELEMETRY].metrics.event_loop_lag):
+            if sink is None:
                 yield
+            else:
+                async with sink.batching():
+                    yield
     finally:
         provider.shutdown()  # flushes the batch processor
 

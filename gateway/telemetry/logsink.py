@@ -13,6 +13,8 @@ import threading
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
+from gateway.background import running
+
 FLUSH_INTERVAL_S = 0.1
 FLUSH_BYTES = 64 * 1024
 
@@ -63,13 +65,10 @@ class LogSink:
 
         with self._lock:
             self._batching += 1
-        task = asyncio.create_task(flush_periodically(), name="log-flush")
         try:
-            yield
+            async with running(flush_periodically(), name="log-flush"):
+                yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
             with self._lock:
                 self._batching -= 1
                 self._flush_locked()

@@ -201,6 +201,13 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        # --- the process
+        self.event_loop_lag = Histogram(
+            "gateway_event_loop_lag_seconds",
+            "How much later than asked the event loop ran a 0.1 s timer (time it was busy).",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            registry=r,
+        )
         # --- limits
         self.rate_limited = Counter(
             "gateway_rate_limited",
