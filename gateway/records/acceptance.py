@@ -6,6 +6,7 @@ recovered with libsecp256k1 (or, for contract wallets, asked on chain by the cal
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -182,7 +183,7 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
         if not _IDENTIFIER.fullmatch(name):
             raise InvalidTypedData(f"type name {name!r} is not an identifier")
     _check_value(types, primary, message, "message", 0)
-    canonical = orjson.dumps(typed_data, option=orjson.OPT_SORT_KEYS)
+    canonical = canonical_json(typed_data)
     if len(canonical) > max_bytes:
         raise RecordTooLarge(f"record is {len(canonical)} bytes; the limit is {max_bytes}")
     try:
@@ -194,6 +195,15 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
     return Candidate(digest, typed_data, canonical, primary, domain, message)
 
 
+def canonical_json(value: Any) -> bytes:  # noqa: ANN401  # JSON
+    """Compact JSON with sorted keys. orjson refuses integers beyond 64 bits (a uint256 can
+    be one); the standard library writes those, and the rare record that has one."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def _digest(typed_data: dict[str, Any]) -> bytes:
     """The EIP-712 digest, by eth-account's encode_typed_data.
 
@@ -202,10 +212,7 @@ def _digest(typed_data: dict[str, Any]) -> bytes:
     the same types, so the digest is what ``encode_typed_data(full_message=…)`` gives
     (a test compares the two on every shape the policy accepts).
     """
-    domain_key = orjson.dumps(
-        [typed_data["domain"], typed_data["types"].get("EIP712Domain")],
-        option=orjson.OPT_SORT_KEYS,
-    )
+    domain_key = canonical_json([typed_data["domain"], typed_data["types"].get("EIP712Domain")])
     separator = _domain_separator.get(domain_key)
     if separator is None:  # first record of this domain: the full, checked path
         message = encode_typed_data(full_message=typed_data)

@@ -6,11 +6,13 @@ without being decoded and encoded again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from gateway.bodies import loads_exact
 from gateway.errors import GatewayError
 
 PARSE_ERROR = -32700
@@ -23,17 +25,43 @@ LIMIT_EXCEEDED = -32005
 _MISSING = object()
 
 
+_NODE_SAFE_INTS = range(-(2**63), 2**63)  # what every node takes as an id (anvil: i64)
+_ORJSON_INTS = range(-(2**63), 2**64)
+
+
+def echoable(call_id: Any) -> Any:  # noqa: ANN401  # a JSON id
+    """The id as orjson can write it, digit for digit (a Fragment beyond 64 bits)."""
+    if type(call_id) is int and call_id not in _ORJSON_INTS:
+        return orjson.Fragment(str(call_id).encode())
+    return call_id
+
+
+def node_id(call_id: Any) -> Any:  # noqa: ANN401
+    """The id sent to a node: the client's when every node takes it (null, a string, a
+    64-bit integer), else its JSON text as a string; the reply gets the client's back."""
+    if call_id is None or isinstance(call_id, str):
+        return call_id
+    if type(call_id) is int and call_id in _NODE_SAFE_INTS:
+        return call_id
+    return json.dumps(call_id)
+
+
 @dataclass(slots=True)
 class Call:
     """One call of a request: its id (any JSON value, echoed unchanged), method, params."""
 
     method: str
     params: list[Any] | dict[str, Any]
-    id: Any = None
+    id: Any = None  # as orjson writes it back (see echoable)
     notification: bool = False
-    # The bytes of this call as the client sent it (re-encoded for batch items).
+    upstream_id: Any = None  # what the node is sent (see node_id)
+    # The bytes of this call as the client sent it (re-encoded for batch items and for ids
+    # a node may not take).
     raw: bytes = b""
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.upstream_id is None:
+            self.upstream_id = node_id(self.id)
 
     def body(self) -> bytes:
         if not self.raw:
@@ -44,7 +72,7 @@ class Call:
 def encode_call(call: Call) -> bytes:
     envelope: dict[str, Any] = {"jsonrpc": "2.0", "method": call.method, "params": call.params}
     if not call.notification:
-        envelope["id"] = call.id
+        envelope["id"] = call.upstream_id
     return orjson.dumps(envelope)
 
 
@@ -68,6 +96,8 @@ def _check(item: Any) -> Call | Invalid:  # noqa: ANN401  # any JSON value
         call_id, bool
     ):
         return Invalid(None, INVALID_REQUEST, "id must be a string, number or null")
+    upstream_id = node_id(call_id)
+    call_id = echoable(call_id)
     if item.get("jsonrpc") != "2.0":
         return Invalid(call_id, INVALID_REQUEST, 'jsonrpc must be "2.0"')
     method = item.get("method")
@@ -76,7 +106,7 @@ def _check(item: Any) -> Call | Invalid:  # noqa: ANN401  # any JSON value
     params = item.get("params", [])
     if not isinstance(params, list | dict):
         return Invalid(call_id, INVALID_REQUEST, "params must be an array or an object")
-    return Call(method=method, params=params, id=call_id, notification=notification)
+    return Call(method, params, id=call_id, notification=notification, upstream_id=upstream_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +132,8 @@ class RpcInvalidRequest(GatewayError):
 def parse_body(body: bytes, *, max_batch: int) -> Parsed:
     """Raises RpcParseError (bad JSON) or RpcInvalidRequest (empty or oversized batch)."""
     try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
+        document = loads_exact(body)
+    except ValueError as exc:
         raise RpcParseError("parse error: request body is not valid JSON") from exc
     if isinstance(document, list):
         if not document:
@@ -114,8 +144,8 @@ def parse_body(body: bytes, *, max_batch: int) -> Parsed:
             )
         return Parsed([_check(item) for item in document], batch=True)
     item = _check(document)
-    if isinstance(item, Call):
-        item.raw = body
+    if isinstance(item, Call) and item.upstream_id is item.id:  # an id every node takes
+        item.raw = body  # passed on as the client sent it
     return Parsed([item], batch=False)
 
 

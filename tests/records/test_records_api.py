@@ -2,12 +2,14 @@
 
 import asyncio
 import io
+import json
 
 import orjson
 import pytest
 import sqlalchemy as sa
 from eth_abi import encode
 from eth_account import Account
+from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_utils import function_signature_to_4byte_selector
 
 from gateway.app import create_app
@@ -218,6 +220,54 @@ async def test_malformed_bodies(records_client, body, status, code):
     )
     assert response.status == status
     assert (await response.json())["error"]["code"] == code
+
+
+async def test_uint256_beyond_64_bits_is_kept_exact(records_client):
+    """A JSON number over 2**64 (wei amounts are) must be hashed and stored digit for digit:
+    orjson alone would read it as a float."""
+    alice = Account.create()
+    big = 10**20 + 7
+    typed = mail(alice.address, message={"nonce": big})
+    body = json.dumps({"typedData": typed, "signature": sign_typed(alice, typed)})
+    response = await records_client.post(
+        "/records", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 201, await response.text()
+    record_id = (await response.json())["id"]
+    assert record_id == "0x" + _hash_eip191_message(encode_typed_data(full_message=typed)).hex()
+    stored = json.loads(await (await records_client.get(f"/records/{record_id}")).read())
+    assert stored["typedData"]["message"]["nonce"] == big
+
+
+@pytest.mark.parametrize(
+    "number", ["1e20", "100000000000000000000.0", "-100000000000000000000", "1.5"]
+)
+async def test_non_integers_and_out_of_range_numbers_are_refused(records_client, number):
+    alice = Account.create()
+    typed = mail(alice.address)
+    body = json.dumps({"typedData": typed, "signature": sign_typed(alice, typed)})
+    body = body.replace(f'"nonce": {typed["message"]["nonce"]}', f'"nonce": {number}')
+    response = await records_client.post(
+        "/records", data=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 422
+    assert (await response.json())["error"]["code"] == "records.invalid_typed_data"
+    assert await _count(records_client) == 0
+
+
+@pytest.mark.parametrize("depth", [900, 1020])
+async def test_deep_bodies_with_long_numbers_are_a_clear_error(records_client, depth):
+    """The exact-integer parse (the standard library's) has its own recursion limit."""
+    body = b'{"typedData": ' + b"[" * depth + b"123456789012345678901234" + b"]" * depth + b"}"
+    response = await records_client.post(
+        "/records", data=io.BytesIO(body), headers={"Content-Type": "application/json"}
+    )
+    assert response.status in {400, 422}
+    assert (await response.json())["error"]["code"] in {
+        "request.malformed_json",
+        "request.invalid_params",
+    }
+    assert await _count(records_client) == 0
 
 
 async def test_deeply_nested_struct_types_are_refused(records_client):

@@ -1,6 +1,7 @@
 """POST /rpc: JSON-RPC 2.0 exactly, the method policy, limits, against a real anvil."""
 
 import io
+import json
 
 import orjson
 import pytest
@@ -20,6 +21,38 @@ async def test_ids_are_echoed_unchanged(gateway_rpc, call_id):
     reply = await response.json()
     assert reply["id"] == call_id
     assert type(reply["id"]) is type(call_id)
+
+
+BIG_IDS = [1.5, -3.25, 2**63, 2**64 + 1, -(2**70), 10**30]
+
+
+@pytest.mark.parametrize("call_id", BIG_IDS)
+async def test_ids_a_node_may_refuse_reach_it_and_come_back_exact(gateway_rpc, call_id):
+    """Fractions and integers beyond 64 bits are JSON-RPC ids too: anvil refuses them, so
+    the node sees a string copy; the client gets its own id back, digit for digit."""
+    body = json.dumps({"jsonrpc": "2.0", "id": call_id, "method": "eth_blockNumber"})
+    response = await gateway_rpc.client.post(
+        "/rpc", data=body, headers={"Content-Type": "application/json"}
+    )
+    reply = json.loads(await response.read())
+    assert "result" in reply, reply
+    assert reply["id"] == call_id
+    assert type(reply["id"]) is type(call_id)
+
+
+async def test_a_batch_keeps_each_big_id_apart(gateway_rpc):
+    calls = [
+        {"jsonrpc": "2.0", "id": call_id, "method": "eth_blockNumber"}
+        for call_id in [10**30, 10**30 + 1, 2**64, "x"]
+    ]
+    calls.append({"jsonrpc": "2.0", "id": 10**30 + 2, "method": "admin_peers"})
+    response = await gateway_rpc.client.post(
+        "/rpc", data=json.dumps(calls), headers={"Content-Type": "application/json"}
+    )
+    replies = json.loads(await response.read())
+    assert [reply["id"] for reply in replies] == [10**30, 10**30 + 1, 2**64, "x", 10**30 + 2]
+    assert all("result" in reply for reply in replies[:4])
+    assert replies[4]["error"]["code"] == -32601
 
 
 async def test_parse_error_has_null_id(gateway_rpc):

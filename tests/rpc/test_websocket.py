@@ -1,6 +1,7 @@
 """JSON-RPC over WebSocket with subscriptions, against real anvils' WebSocket endpoints."""
 
 import asyncio
+import json
 
 import aiohttp
 import orjson
@@ -111,6 +112,19 @@ async def test_calls_policy_and_unsubscribe_over_websocket(ws_gateway):
         )
         assert (await _next(ws))["result"] is False
         assert ws_gateway.app[HUB].feeds == {}
+
+
+async def test_big_and_fractional_ids_come_back_exact_over_websocket(ws_gateway):
+    async with ws_gateway.ws_connect("/rpc") as ws:
+        for call_id in [10**30, 1.5]:
+            await ws.send_str(
+                json.dumps({"jsonrpc": "2.0", "id": call_id, "method": "eth_blockNumber"})
+            )
+            message = await ws.receive(timeout=10)
+            reply = json.loads(message.data)
+            assert "result" in reply, reply
+            assert reply["id"] == call_id
+            assert type(reply["id"]) is type(call_id)
 
 
 async def test_subscription_cap(aiohttp_client, fresh_anvil, make_settings, rpc_env):
