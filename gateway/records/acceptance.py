@@ -6,13 +6,11 @@ recovered with libsecp256k1 (or, for contract wallets, asked on chain by the cal
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from eth_account._utils.encode_typed_data.encoding_and_hashing import (
     get_primary_type,
     hash_eip712_message,
@@ -22,6 +20,7 @@ from eth_hash.auto import keccak
 
 from gateway.config import DomainRule, RecordsSettings
 from gateway.errors import Conflict, Forbidden, GatewayError, InvalidParams, PayloadTooLarge
+from gateway.jsonexact import dumps_exact
 
 __all__ = ["Candidate", "Rejected", "check_policy", "prepare"]
 
@@ -183,7 +182,7 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
         if not _IDENTIFIER.fullmatch(name):
             raise InvalidTypedData(f"type name {name!r} is not an identifier")
     _check_value(types, primary, message, "message", 0)
-    canonical = canonical_json(typed_data)
+    canonical = dumps_exact(typed_data, sort_keys=True)
     if len(canonical) > max_bytes:
         raise RecordTooLarge(f"record is {len(canonical)} bytes; the limit is {max_bytes}")
     try:
@@ -195,15 +194,6 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
     return Candidate(digest, typed_data, canonical, primary, domain, message)
 
 
-def canonical_json(value: Any) -> bytes:  # noqa: ANN401  # JSON
-    """Compact JSON with sorted keys. orjson refuses integers beyond 64 bits (a uint256 can
-    be one); the standard library writes those, and the rare record that has one."""
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    except TypeError:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _digest(typed_data: dict[str, Any]) -> bytes:
     """The EIP-712 digest, by eth-account's encode_typed_data.
 
@@ -212,7 +202,9 @@ def _digest(typed_data: dict[str, Any]) -> bytes:
     the same types, so the digest is what ``encode_typed_data(full_message=…)`` gives
     (a test compares the two on every shape the policy accepts).
     """
-    domain_key = canonical_json([typed_data["domain"], typed_data["types"].get("EIP712Domain")])
+    domain_key = dumps_exact(
+        [typed_data["domain"], typed_data["types"].get("EIP712Domain")], sort_keys=True
+    )
     separator = _domain_separator.get(domain_key)
     if separator is None:  # first record of this domain: the full, checked path
         message = encode_typed_data(full_message=typed_data)

@@ -23,9 +23,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
+
+from gateway.jsonexact import dumps_exact
 
 FOREVER = -1  # the entry's height: it depends on no block
 
@@ -129,7 +130,7 @@ def result_height(result: Any) -> int | None:  # noqa: ANN401
 
 
 def cache_key(method: str, params: Any) -> bytes:  # noqa: ANN401
-    return method.encode() + b"|" + orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+    return method.encode() + b"|" + dumps_exact(params, sort_keys=True)
 
 
 class ResponseCache(Protocol):

@@ -12,8 +12,8 @@ from typing import Any
 
 import orjson
 
-from gateway.bodies import loads_exact
 from gateway.errors import GatewayError
+from gateway.jsonexact import dumps_exact, loads_exact
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -73,7 +73,7 @@ def encode_call(call: Call) -> bytes:
     envelope: dict[str, Any] = {"jsonrpc": "2.0", "method": call.method, "params": call.params}
     if not call.notification:
         envelope["id"] = call.upstream_id
-    return orjson.dumps(envelope)
+    return dumps_exact(envelope)
 
 
 @dataclass(frozen=True, slots=True)

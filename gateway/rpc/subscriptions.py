@@ -20,6 +20,8 @@ import orjson
 import structlog
 
 from gateway.background import cancel
+from gateway.errors import InvalidParams
+from gateway.jsonexact import dumps_exact
 from gateway.rpc.pool import UpstreamPool
 from gateway.telemetry import Metrics
 
@@ -28,6 +30,13 @@ log = structlog.get_logger("gateway.rpc.subscriptions")
 SUPPORTED = frozenset({"newHeads", "logs", "newPendingTransactions"})
 
 Deliver = Callable[[bytes], bool]  # False: the client cannot keep up (it gets dropped)
+
+
+class SubscriptionRefused(InvalidParams):
+    """The node refused the subscription itself (its parameters): not a node failure, so it
+    is not retried on another node; the client gets the node's reason."""
+
+    code = "rpc.subscription_refused"
 
 
 def new_subscription_id() -> str:
@@ -43,6 +52,7 @@ class Feed:
     task: asyncio.Task[None] | None = None
     upstream: str = ""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
+    refused: SubscriptionRefused | None = None
 
 
 class SubscriptionHub:
@@ -69,7 +79,7 @@ class SubscriptionHub:
     async def subscribe(self, kind: str, params: list[Any], deliver: Deliver) -> str:
         """A client subscription id; returns once the upstream subscription is live (or after
         ``ready_timeout_s``, the feed still trying), so no event after it is missed."""
-        key = kind.encode() + b"|" + orjson.dumps(params, option=orjson.OPT_SORT_KEYS)
+        key = kind.encode() + b"|" + dumps_exact(params, sort_keys=True)
         feed = self.feeds.get(key)
         if feed is None:
             feed = Feed(key, kind, params)
@@ -82,6 +92,9 @@ class SubscriptionHub:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.ready_timeout_s):
                 await feed.ready.wait()
+        if feed.refused is not None:
+            self.unsubscribe(subscription)
+            raise feed.refused
         return subscription
 
     def unsubscribe(self, subscription: str) -> bool:
@@ -124,6 +137,13 @@ class SubscriptionHub:
                     continue
                 try:
                     await self._stream(feed, ws_url)
+                except SubscriptionRefused as refused:
+                    log.info("subscription refused", kind=feed.kind, detail=refused.message)
+                    feed.refused = refused
+                    feed.ready.set()  # wakes the subscribers, who get the refusal
+                    for subscription in list(feed.clients):
+                        self.unsubscribe(subscription)
+                    return
                 except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
                     log.warning(
                         "subscription upstream lost",
@@ -138,7 +158,7 @@ class SubscriptionHub:
     async def _stream(self, feed: Feed, ws_url: str) -> None:
         async with self.session.ws_connect(ws_url, heartbeat=15, max_msg_size=16 * 2**20) as ws:
             await ws.send_bytes(
-                orjson.dumps(
+                dumps_exact(
                     {
                         "jsonrpc": "2.0",
                         "id": 1,
@@ -155,7 +175,7 @@ class SubscriptionHub:
                 if upstream_id is None:
                     if data.get("id") == 1:
                         if "error" in data:
-                            raise ValueError(f"eth_subscribe refused: {data['error']}")
+                            raise _refusal(data["error"])
                         upstream_id = data.get("result")
                         feed.upstream = ws_url
                         feed.ready.set()
@@ -175,3 +195,8 @@ class SubscriptionHub:
     def _note_head(self, header: Any) -> None:  # noqa: ANN401
         if isinstance(header, dict) and isinstance(header.get("number"), str):
             self.pool.observe_tip(int(header["number"], 16))
+
+
+def _refusal(error: Any) -> SubscriptionRefused:  # noqa: ANN401  # the node's error object
+    message = error.get("message") if isinstance(error, dict) else None
+    return SubscriptionRefused(f"the node refused the subscription: {message or error}"[:300])

@@ -20,7 +20,7 @@ from gateway.errors import RateLimited
 from gateway.rpc import jsonrpc
 from gateway.rpc.jsonrpc import Call, RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import Caller, RpcService
-from gateway.rpc.subscriptions import SUPPORTED, SubscriptionHub
+from gateway.rpc.subscriptions import SUPPORTED, SubscriptionHub, SubscriptionRefused
 from gateway.telemetry import Metrics, set_request_id
 
 log = structlog.get_logger("gateway.rpc.ws")
@@ -127,7 +127,10 @@ class Connection:
                 jsonrpc.INTERNAL_ERROR,
                 "no upstream node with a WebSocket URL is configured",
             )
-        subscription = await self.hub.subscribe(str(params[0]), list(params[1:]), self.deliver)
+        try:
+            subscription = await self.hub.subscribe(str(params[0]), list(params[1:]), self.deliver)
+        except SubscriptionRefused as refused:
+            return jsonrpc.error_bytes(call.id, jsonrpc.INVALID_PARAMS, refused.message)
         self.subscriptions.add(subscription)
         return jsonrpc.result_bytes(call.id, subscription)
 

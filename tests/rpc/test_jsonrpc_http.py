@@ -55,6 +55,40 @@ async def test_a_batch_keeps_each_big_id_apart(gateway_rpc):
     assert replies[4]["error"]["code"] == -32601
 
 
+@pytest.mark.parametrize(
+    "calls",
+    [
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": [10**30, False]},
+        [
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "eth_getBalance",
+                "params": ["0x" + "00" * 20, 10**30],
+            },
+            {"jsonrpc": "2.0", "id": 2, "method": "eth_chainId"},
+        ],
+        {"jsonrpc": "2.0", "id": 3, "method": "eth_getLogs", "params": [{"fromBlock": -(10**30)}]},
+        {"jsonrpc": "2.0", "id": 4, "method": "eth_call", "params": [{"value": 10**80}, "latest"]},
+    ],
+)
+async def test_huge_integer_params_get_a_json_rpc_answer(gateway_rpc, calls):
+    """Quantities are hex strings in Ethereum's API; a hostile integer beyond 64 bits must
+    still get a JSON-RPC reply (the node's error or the gateway's), never a 500."""
+    response = await gateway_rpc.client.post(
+        "/rpc", data=json.dumps(calls), headers={"Content-Type": "application/json"}
+    )
+    assert response.status == 200
+    replies = json.loads(await response.read())
+    for call, reply in zip(
+        calls if isinstance(calls, list) else [calls],
+        replies if isinstance(replies, list) else [replies],
+        strict=True,
+    ):
+        assert reply["id"] == call["id"]
+        assert "result" in reply or isinstance(reply["error"]["code"], int), reply
+
+
 async def test_parse_error_has_null_id(gateway_rpc):
     response = await gateway_rpc.client.post(
         "/rpc", data=b'{"jsonrpc": "2.0", "id": 1, ', headers={"Content-Type": "application/json"}

@@ -127,6 +127,32 @@ async def test_big_and_fractional_ids_come_back_exact_over_websocket(ws_gateway)
             assert type(reply["id"]) is type(call_id)
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        ["logs", {"address": 5}],
+        ["logs", {"topics": "not a list"}],
+        ["logs", {"fromBlock": 10**30}],
+        ["newHeads", {"unexpected": True}],
+    ],
+)
+async def test_a_subscription_the_node_refuses_is_an_error_not_a_retry_loop(ws_gateway, params):
+    """Bad parameters are the caller's fault: the node's reason comes back at once and no
+    feed stays behind reconnecting to the node."""
+    async with ws_gateway.ws_connect("/rpc") as ws:
+        await ws.send_str(
+            json.dumps({"jsonrpc": "2.0", "id": 7, "method": "eth_subscribe", "params": params})
+        )
+        reply = json.loads((await ws.receive(timeout=10)).data)
+        assert reply["id"] == 7
+        assert reply["error"]["code"] == -32602, reply
+        assert "refused" in reply["error"]["message"]
+        await asyncio.sleep(0)
+        assert ws_gateway.app[HUB].feeds == {}
+        await ws.send_str('{"jsonrpc":"2.0","id":8,"method":"eth_chainId"}')
+        assert (await _next(ws))["result"] == "0x7a69"  # the connection is fine
+
+
 async def test_subscription_cap(aiohttp_client, fresh_anvil, make_settings, rpc_env):
     settings = make_settings(
         upstreams=[f"{fresh_anvil.url}|{fresh_anvil.ws_url}"],
