@@ -10,6 +10,7 @@ from typing import Any, BinaryIO
 
 import orjson
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from opentelemetry import trace
 
 from gateway.config import LogSettings
@@ -193,4 +194,28 @@ def configure_logging(
     root.setLevel(max(level, logging.INFO))  # third-party debug chatter stays out
     # aiohttp's own access log is replaced by ours (one line per request, with trace ids).
     logging.getLogger("aiohttp.access").disabled = True
+    server_log = logging.getLogger("aiohttp.server")
+    server_log.filters[:] = [f for f in server_log.filters if not isinstance(f, MalformedHttp)]
+    server_log.addFilter(MalformedHttp())
     return sink
+
+
+class MalformedHttp(logging.Filter):
+    """A request aiohttp cannot parse (a line over 8 KiB, a control character in a header,
+    TLS on the plain port) is the client's doing: one info line with the reason, not an
+    error with a stack trace. aiohttp has already answered 400 and closed the connection."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg, record.args = (
+                "malformed HTTP request from %s: %s",
+                (
+                    record.args[0] if isinstance(record.args, tuple) and record.args else "?",
+                    f"{type(exc).__name__}: {str(exc.message)[:200]}",
+                ),
+            )
+            record.exc_info = None
+            record.exc_text = None
+        return True

@@ -81,7 +81,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         if not response.prepared:  # streamed responses set it themselves (set_request_id)
-            response.headers[REQUEST_ID_HEADER] = request_id
+            _set_headers(response, request_id)
     except web.HTTPException as exc:  # raised past the error middleware (should not happen)
         status = exc.status
         raise
@@ -160,7 +160,16 @@ def _body_bytes(response: web.StreamResponse | None) -> int:
 
 def set_request_id(request: web.Request, response: web.StreamResponse) -> None:
     """For handlers that prepare their own response (WebSocket, streaming): the middleware
-    sets the header on every other response, cheaper than an on_response_prepare signal."""
+    sets the headers on every other response, cheaper than an on_response_prepare signal."""
     request_id = request.get(REQUEST_ID)
     if request_id is not None:
-        response.headers[REQUEST_ID_HEADER] = request_id
+        _set_headers(response, request_id)
+
+
+def _set_headers(response: web.StreamResponse, request_id: str) -> None:
+    """The request id, and two hardening defaults: no server/version banner (aiohttp's says
+    "Python/3.x aiohttp/3.y"), and browsers must not sniff a JSON body into something else."""
+    headers = response.headers
+    headers[REQUEST_ID_HEADER] = request_id
+    headers["Server"] = "gateway"
+    headers["X-Content-Type-Options"] = "nosniff"

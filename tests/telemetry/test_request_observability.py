@@ -1,5 +1,7 @@
 """One request -> one access-log line, one server span, one metric sample, all correlated."""
 
+import asyncio
+
 import pytest
 from opentelemetry.trace import SpanKind
 
@@ -129,3 +131,26 @@ async def test_secrets_in_log_fields_are_redacted(logs):
     assert "payload" not in line["token"]
     assert "abababab" not in line["signature"]
     assert line["password"] == "***"
+
+
+async def test_every_response_hides_the_server_version_and_forbids_sniffing(gateway):
+    for path in ["/healthz", "/nowhere", "/records/abc"]:
+        response = await gateway.get(path)
+        assert response.headers["Server"] == "gateway", path
+        assert response.headers["X-Content-Type-Options"] == "nosniff", path
+
+
+async def test_a_malformed_http_request_is_an_info_line_not_an_error(gateway, logs):
+    reader, writer = await asyncio.open_connection(gateway.host, gateway.port)
+    writer.write(b"GET /healthz?" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    status_line = await reader.readline()
+    writer.close()
+    assert status_line.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400"))
+    await asyncio.sleep(0.05)
+    lines = [line for line in logs.lines() if line.get("logger") == "aiohttp.server"]
+    assert lines, "aiohttp logged nothing"
+    assert all(line["level"] == "info" for line in lines), lines
+    assert "malformed HTTP request" in lines[0]["event"]
+    assert "LineTooLong" in lines[0]["event"]
+    assert "exception" not in lines[0]
