@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from gateway.config import SETTINGS
 from gateway.errors import RateLimited
 from gateway.rpc import jsonrpc
 from gateway.rpc.jsonrpc import Call, RpcInvalidRequest, RpcParseError
@@ -181,7 +182,9 @@ class WebSocketGateway:
         if not self.counter.acquire(caller.key, settings.ws_max_connections_per_caller):
             raise RateLimited("too many WebSocket connections for this caller", retry_after_s=5)
         try:
-            ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, max_msg_size=4 * 2**20)
+            # A message is held to the same cap as an HTTP body (over it: close 1009).
+            limit = request.app[SETTINGS].server.max_body_bytes
+            ws = web.WebSocketResponse(heartbeat=settings.ws_heartbeat_s, max_msg_size=limit)
             set_request_id(request, ws)
             await ws.prepare(request)
             await self._converse(ws, caller)

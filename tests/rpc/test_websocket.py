@@ -153,6 +153,27 @@ async def test_a_subscription_the_node_refuses_is_an_error_not_a_retry_loop(ws_g
         assert (await _next(ws))["result"] == "0x7a69"  # the connection is fine
 
 
+async def test_a_message_over_the_body_cap_closes_the_connection(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env
+):
+    settings = make_settings(
+        upstreams=[f"{fresh_anvil.url}|{fresh_anvil.ws_url}"],
+        GATEWAY_SERVER__MAX_BODY_BYTES="4096",
+        **rpc_env,
+    )
+    client = await aiohttp_client(create_app(settings))
+    async with client.ws_connect("/rpc") as ws:
+        await ws.send_str('{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}')
+        assert (await _next(ws))["result"] == "0x7a69"
+        padding = "a" * 5000
+        await ws.send_str(
+            f'{{"jsonrpc":"2.0","id":2,"method":"eth_chainId","params":["{padding}"]}}'
+        )
+        message = await ws.receive(timeout=10)
+        assert message.type in {aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED}
+        assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+
+
 async def test_subscription_cap(aiohttp_client, fresh_anvil, make_settings, rpc_env):
     settings = make_settings(
         upstreams=[f"{fresh_anvil.url}|{fresh_anvil.ws_url}"],
