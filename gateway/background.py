@@ -18,7 +18,7 @@ async def cancel(*tasks: asyncio.Task[Any]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(*coroutines: Coroutine[Any, Any, None], name: str) -> AsyncIterator[None]:
+async def running(*coroutines: Coroutine[Any, Any, object], name: str) -> AsyncIterator[None]:
     """Run each coroutine as a task while the block runs; cancelled and awaited after it."""
     tasks = [
         asyncio.create_task(coroutine, name=f"{name}-{index}" if index else name)

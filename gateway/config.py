@@ -99,6 +99,9 @@ class RpcSettings(_Section):
     max_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     health_interval_s: PositiveFloat = 2.0
+    # Also follow new blocks as a node announces them (newHeads over its WebSocket URL):
+    # `latest` answers in the cache end with their block, not up to health_interval_s later.
+    push_heads: bool = True
     health_timeout_s: PositiveFloat = 2.0
     max_lag_blocks: Annotated[int, Field(ge=0)] = 5
     breaker_threshold: Annotated[int, Field(ge=1)] = 5

@@ -71,6 +71,11 @@ class UpstreamPool:
         self.head: NewHead | None = None  # the best head across nodes
         self._listeners: list[HeadListener] = []
         self._task: asyncio.Task[None] | None = None
+        # One head read at a time: two interleaved reads could make an older head look
+        # like a reorg.
+        self._poll_lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
+        self._refresh_again = False
         for upstream in upstreams:  # every series exists from the start, at zero
             metrics.upstream_up.labels(upstream.name).set(0)
             metrics.upstream_breaker_state.labels(upstream.name).set(Breaker.CLOSED)
@@ -88,8 +93,7 @@ class UpstreamPool:
         self._task = asyncio.create_task(self._poll_forever(), name="upstream-heads")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel(self._task)
+        await cancel(*(task for task in (self._task, self._refresh) if task is not None))
 
     async def _admit(self, upstream: Upstream) -> None:
         try:
@@ -123,15 +127,36 @@ class UpstreamPool:
                 log.exception("head poll failed")
 
     async def poll_heads(self) -> None:
-        candidates = [u for u in self.upstreams if u.chain_ok]
-        blocks = await asyncio.gather(*(self._read_head(u) for u in candidates))
-        best: dict[str, Any] | None = None
-        for block in blocks:
-            if block is not None and (best is None or _hex(block["number"]) > _hex(best["number"])):
-                best = block
-        self._update_lag()
-        if best is not None:
-            await self._advance(best)
+        async with self._poll_lock:
+            candidates = [u for u in self.upstreams if u.chain_ok]
+            blocks = await asyncio.gather(*(self._read_head(u) for u in candidates))
+            best: dict[str, Any] | None = None
+            for block in blocks:
+                if block is not None and (
+                    best is None or _hex(block["number"]) > _hex(best["number"])
+                ):
+                    best = block
+            self._update_lag()
+            if best is not None:
+                await self._advance(best)
+
+    def refresh_heads_soon(self) -> None:
+        """A node announced a block: read the heads now rather than at the next poll. Reads
+        do not pile up: announcements during a read make one more read after it."""
+        if self._refresh is not None and not self._refresh.done():
+            self._refresh_again = True
+            return
+        self._refresh = asyncio.create_task(self._refresh_heads(), name="upstream-heads-push")
+
+    async def _refresh_heads(self) -> None:
+        while True:
+            self._refresh_again = False
+            try:
+                await self.poll_heads()
+            except Exception:  # the next announcement or poll tries again
+                log.exception("head refresh failed")
+            if not self._refresh_again:
+                return
 
     async def _read_head(self, upstream: Upstream) -> dict[str, Any] | None:
         try:

@@ -8,6 +8,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
+from gateway.background import running
 from gateway.config import SETTINGS
 from gateway.errors import Unauthenticated, Unavailable
 from gateway.identity.routes import SIGN_IN, limiter_for, request_token
@@ -17,7 +18,7 @@ from gateway.rpc.cache import RedisCache
 from gateway.rpc.context import CACHE, POOL, UPSTREAM_SESSION
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import Caller, RpcService
-from gateway.rpc.subscriptions import SubscriptionHub
+from gateway.rpc.subscriptions import SubscriptionHub, SubscriptionRefused
 from gateway.rpc.websocket import ConnectionCounter, WebSocketGateway
 from gateway.storage.redis import REDIS
 from gateway.telemetry import TELEMETRY
@@ -147,13 +148,27 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )
-    hub = SubscriptionHub(app[POOL], app[UPSTREAM_SESSION], telemetry.metrics)
+    pool = app[POOL]
+    hub = SubscriptionHub(pool, app[UPSTREAM_SESSION], telemetry.metrics)
     app[HUB] = hub
     app[WEBSOCKETS] = WebSocketGateway(app[RPC], hub, ConnectionCounter(), telemetry.metrics)
-    try:
-        yield
-    finally:
-        await hub.close()
+
+    def announced(_header: bytes) -> bool:
+        pool.refresh_heads_soon()
+        return True
+
+    async def follow_heads() -> None:
+        try:
+            await hub.subscribe("newHeads", [], announced, internal=True)
+        except SubscriptionRefused as refused:
+            log.warning("new heads are polled only: newHeads refused", detail=refused.message)
+
+    push = settings.rpc.push_heads and hub.has_websocket_upstream()
+    async with running(*([follow_heads()] if push else []), name="head-push"):
+        try:
+            yield
+        finally:
+            await hub.close()
 
 
 __all__ = ["RPC", "Unauthenticated", "caller_of", "routes", "rpc_ctx"]

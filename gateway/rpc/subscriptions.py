@@ -72,13 +72,25 @@ class SubscriptionHub:
         self.ready_timeout_s = ready_timeout_s
         self.feeds: dict[bytes, Feed] = {}
         self._by_client: dict[str, Feed] = {}
+        self._internal: set[str] = set()
+
+    def clients(self, feed: Feed) -> list[str]:
+        """The client subscriptions on ``feed`` (the gateway's own left out)."""
+        return [subscription for subscription in feed.clients if subscription not in self._internal]
+
+    def client_feeds(self) -> list[Feed]:
+        """The feeds that at least one client subscription is on."""
+        return [feed for feed in self.feeds.values() if self.clients(feed)]
 
     def has_websocket_upstream(self) -> bool:
         return any(u.settings.ws_url for u in self.pool.upstreams if u.chain_ok)
 
-    async def subscribe(self, kind: str, params: list[Any], deliver: Deliver) -> str:
+    async def subscribe(
+        self, kind: str, params: list[Any], deliver: Deliver, *, internal: bool = False
+    ) -> str:
         """A client subscription id; returns once the upstream subscription is live (or after
-        ``ready_timeout_s``, the feed still trying), so no event after it is missed."""
+        ``ready_timeout_s``, the feed still trying), so no event after it is missed.
+        ``internal``: the gateway's own (not counted as a client's)."""
         key = kind.encode() + b"|" + dumps_exact(params, sort_keys=True)
         feed = self.feeds.get(key)
         if feed is None:
@@ -88,7 +100,10 @@ class SubscriptionHub:
         subscription = new_subscription_id()
         feed.clients[subscription] = deliver
         self._by_client[subscription] = feed
-        self.metrics.ws_subscriptions.labels(kind).inc()
+        if internal:
+            self._internal.add(subscription)
+        else:
+            self.metrics.ws_subscriptions.labels(kind).inc()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.ready_timeout_s):
                 await feed.ready.wait()
@@ -102,7 +117,10 @@ class SubscriptionHub:
         if feed is None:
             return False
         feed.clients.pop(subscription, None)
-        self.metrics.ws_subscriptions.labels(feed.kind).dec()
+        if subscription in self._internal:
+            self._internal.discard(subscription)
+        else:
+            self.metrics.ws_subscriptions.labels(feed.kind).dec()
         if not feed.clients:
             self.feeds.pop(feed.key, None)
             if feed.task is not None:

@@ -126,6 +126,33 @@ async def test_latest_value_is_not_served_after_a_new_block(
     assert int(await rpc.result("eth_blockNumber"), 16) == int(first, 16) + 1
 
 
+@pytest.mark.parametrize("push", [True, False])
+async def test_a_new_block_announced_over_websocket_ends_latest_answers_at_once(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env, push
+):
+    """Polling is every 30 s here: only the node's newHeads announcement can make the cached
+    `latest` block stale within a second (and without push it stays cached)."""
+    env = {**rpc_env, "GATEWAY_RPC__HEALTH_INTERVAL_S": "30"}
+    settings = make_settings(
+        upstreams=[f"{fresh_anvil.url}|{fresh_anvil.ws_url}"],
+        GATEWAY_RPC__PUSH_HEADS=str(push).lower(),
+        **env,
+    )
+    client = await aiohttp_client(create_app(settings))
+    rpc = Rpc(client)
+    await asyncio.sleep(0.5)  # the gateway's own newHeads subscription goes live
+    first = int((await rpc.result("eth_getBlockByNumber", ["latest", False]))["number"], 16)
+    fresh_anvil.rpc("evm_mine")
+    deadline = asyncio.get_running_loop().time() + 2
+    latest = first
+    while latest == first and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+        latest = int((await rpc.result("eth_getBlockByNumber", ["latest", False]))["number"], 16)
+    assert latest == (first + 1 if push else first)
+    subscriptions = await (await client.get("/metrics")).text()
+    assert 'gateway_ws_subscriptions{type="newHeads"} 1.0' not in subscriptions  # not a client
+
+
 async def test_reorg_invalidates_cached_blocks(aiohttp_client, fresh_anvil, make_settings, rpc_env):
     fresh_anvil.rpc("anvil_mine", ["0x64"])  # 100 blocks: anvil finalizes latest - 64
     settings = make_settings(upstreams=[fresh_anvil.url], **rpc_env)

@@ -54,7 +54,7 @@ async def test_two_clients_share_one_upstream_subscription(ws_gateway, fresh_anv
         id_one = await _subscribe(first)
         id_two = await _subscribe(second)
         assert id_one != id_two
-        assert len(ws_gateway.app[HUB].feeds) == 1
+        assert len(ws_gateway.app[HUB].client_feeds()) == 1
         fresh_anvil.rpc("evm_mine")
         got_one, got_two = await _next(first), await _next(second)
         assert got_one["params"]["subscription"] == id_one
@@ -111,7 +111,7 @@ async def test_calls_policy_and_unsubscribe_over_websocket(ws_gateway):
             ).decode()
         )
         assert (await _next(ws))["result"] is False
-        assert ws_gateway.app[HUB].feeds == {}
+        assert ws_gateway.app[HUB].client_feeds() == []
 
 
 async def test_big_and_fractional_ids_come_back_exact_over_websocket(ws_gateway):
@@ -148,7 +148,7 @@ async def test_a_subscription_the_node_refuses_is_an_error_not_a_retry_loop(ws_g
         assert reply["error"]["code"] == -32602, reply
         assert "refused" in reply["error"]["message"]
         await asyncio.sleep(0)
-        assert ws_gateway.app[HUB].feeds == {}
+        assert ws_gateway.app[HUB].client_feeds() == []
         await ws.send_str('{"jsonrpc":"2.0","id":8,"method":"eth_chainId"}')
         assert (await _next(ws))["result"] == "0x7a69"  # the connection is fine
 
@@ -203,7 +203,7 @@ async def test_subscription_moves_to_another_node(
     async with client.ws_connect("/rpc") as ws:
         subscription = await _subscribe(ws)
         await asyncio.sleep(0.3)  # the feed is subscribed upstream
-        feed = next(iter(client.app[HUB].feeds.values()))
+        feed = client.app[HUB].client_feeds()[0]
         serving, other = (
             (fresh_anvil, second_anvil)
             if str(fresh_anvil.port) in feed.upstream
@@ -247,12 +247,12 @@ async def test_slow_reader_is_disconnected(
         for _ in range(100):  # thousands of headers, while `slow` reads nothing
             fresh_anvil.rpc("anvil_mine", ["0xc8"])
             await asyncio.sleep(0.05)
-            feed = next(iter(hub.feeds.values()), None)
+            feed = next(iter(hub.client_feeds()), None)
             assert feed is not None, f"every client was dropped (fast one got {received})"
-            if len(feed.clients) == 1:
+            if len(hub.clients(feed)) == 1:
                 break
-        feed = next(iter(hub.feeds.values()))
-        assert list(feed.clients) == [fast_id]  # the slow one was dropped, the fast one kept
+        feed = hub.client_feeds()[0]
+        assert hub.clients(feed) == [fast_id]  # the slow one was dropped, the fast one kept
         closing = None
         while closing is None or closing.type == aiohttp.WSMsgType.TEXT:
             closing = await slow.receive(timeout=10)
