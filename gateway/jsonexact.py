@@ -2,8 +2,8 @@
 
 orjson (the fast path everywhere) reads an integer beyond 64 bits as a float and refuses to
 write one. Clients may send such integers (an EIP-712 uint256 of 10**20 wei, a JSON-RPC id,
-a hostile parameter); these functions keep them exact by falling back to the standard
-library for the rare document that has one.
+a hostile parameter); these functions keep them exact: the rare document that has one is
+read by the standard library and written by orjson with those integers as raw digits.
 """
 
 from __future__ import annotations
@@ -34,12 +34,29 @@ def loads_exact(raw: bytes) -> Any:  # noqa: ANN401  # JSON
 
 def dumps_exact(value: Any, *, sort_keys: bool = False) -> bytes:  # noqa: ANN401
     """Compact JSON (keys sorted if asked), integers of any size written digit for digit."""
+    option = orjson.OPT_SORT_KEYS if sort_keys else None
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS if sort_keys else None)
+        return orjson.dumps(value, option=option)
     except TypeError:  # an integer beyond 64 bits (orjson's only refusal for parsed JSON)
-        return json.dumps(
-            value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False
-        ).encode()
+        return orjson.dumps(_big_ints_as_text(value), option=option)
+
+
+_ORJSON_INTS = range(-(2**63), 2**64)
+
+
+def exact(value: Any) -> Any:  # noqa: ANN401  # a JSON scalar
+    """``value`` as orjson can write it: an integer beyond 64 bits becomes its digits."""
+    if type(value) is int and value not in _ORJSON_INTS:
+        return orjson.Fragment(str(value).encode())
+    return value
+
+
+def _big_ints_as_text(value: Any) -> Any:  # noqa: ANN401
+    if isinstance(value, dict):
+        return {key: _big_ints_as_text(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_big_ints_as_text(item) for item in value]
+    return exact(value)
 
 
 def _has_float(value: object) -> bool:

@@ -63,7 +63,7 @@ def decode_cursor(cursor: str) -> int:
         seq = orjson.loads(base64.urlsafe_b64decode(padded.encode()))["s"]
     except (ValueError, KeyError, TypeError, orjson.JSONDecodeError) as exc:
         raise BadCursor from exc
-    if not isinstance(seq, int) or seq < 0:
+    if type(seq) is not int or not 0 <= seq < 2**63:  # a row number (BIGINT)
         raise BadCursor
     return seq
 

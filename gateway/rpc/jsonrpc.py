@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from gateway.errors import GatewayError
-from gateway.jsonexact import dumps_exact, loads_exact
+from gateway.jsonexact import dumps_exact, exact, loads_exact
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -26,14 +26,6 @@ _MISSING = object()
 
 
 _NODE_SAFE_INTS = range(-(2**63), 2**63)  # what every node takes as an id (anvil: i64)
-_ORJSON_INTS = range(-(2**63), 2**64)
-
-
-def echoable(call_id: Any) -> Any:  # noqa: ANN401  # a JSON id
-    """The id as orjson can write it, digit for digit (a Fragment beyond 64 bits)."""
-    if type(call_id) is int and call_id not in _ORJSON_INTS:
-        return orjson.Fragment(str(call_id).encode())
-    return call_id
 
 
 def node_id(call_id: Any) -> Any:  # noqa: ANN401
@@ -52,7 +44,7 @@ class Call:
 
     method: str
     params: list[Any] | dict[str, Any]
-    id: Any = None  # as orjson writes it back (see echoable)
+    id: Any = None  # as orjson writes it back (jsonexact.exact)
     notification: bool = False
     upstream_id: Any = None  # what the node is sent (see node_id)
     # The bytes of this call as the client sent it (re-encoded for batch items and for ids
@@ -97,7 +89,7 @@ def _check(item: Any) -> Call | Invalid:  # noqa: ANN401  # any JSON value
     ):
         return Invalid(None, INVALID_REQUEST, "id must be a string, number or null")
     upstream_id = node_id(call_id)
-    call_id = echoable(call_id)
+    call_id = exact(call_id)  # every reply can write it with orjson
     if item.get("jsonrpc") != "2.0":
         return Invalid(call_id, INVALID_REQUEST, 'jsonrpc must be "2.0"')
     method = item.get("method")
@@ -157,11 +149,11 @@ def error_object(call_id: Any, code: int, message: str, data: Any = None) -> dic
 
 
 def error_bytes(call_id: Any, code: int, message: str, data: Any = None) -> bytes:  # noqa: ANN401
-    return orjson.dumps(error_object(call_id, code, message, data))
+    return dumps_exact(error_object(call_id, code, message, data))
 
 
 def result_bytes(call_id: Any, result: Any) -> bytes:  # noqa: ANN401
-    return orjson.dumps({"jsonrpc": "2.0", "id": call_id, "result": result})
+    return dumps_exact({"jsonrpc": "2.0", "id": call_id, "result": result})
 
 
 def with_id(reply: bytes, decoded: dict[str, Any], call_id: Any) -> bytes:  # noqa: ANN401
@@ -169,8 +161,8 @@ def with_id(reply: bytes, decoded: dict[str, Any], call_id: Any) -> bytes:  # no
     if decoded.get("id", _MISSING) == call_id and type(decoded.get("id")) is type(call_id):
         return reply
     if "error" in decoded:
-        return orjson.dumps({"jsonrpc": "2.0", "id": call_id, "error": decoded["error"]})
-    return orjson.dumps({"jsonrpc": "2.0", "id": call_id, "result": decoded.get("result")})
+        return dumps_exact({"jsonrpc": "2.0", "id": call_id, "error": decoded["error"]})
+    return dumps_exact({"jsonrpc": "2.0", "id": call_id, "result": decoded.get("result")})
 
 
 def batch_bytes(replies: list[bytes]) -> bytes:

@@ -1,6 +1,7 @@
 """Signed records end to end on a real anvil: submit, read, list, anchor, prove."""
 
 import asyncio
+import base64
 import io
 import json
 
@@ -291,6 +292,26 @@ async def test_deeply_nested_struct_types_are_refused(records_client):
     )
     assert response.status in {401, 422}
     assert await _count(records_client) == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"s": 18446744073709551615}',
+        b'{"s": 9223372036854775808}',
+        b'{"s": -1}',
+        b'{"s": 1.0}',
+        b'{"s": "1"}',
+        b'{"x": 1}',
+        b"[]",
+        b"nope",
+    ],
+)
+async def test_forged_cursors_are_refused(records_client, payload):
+    cursor = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    response = await records_client.get(f"/records?cursor={cursor}")
+    assert response.status == 422
+    assert (await response.json())["error"]["code"] == "records.bad_cursor"
 
 
 async def test_unknown_and_malformed_ids(records_client):

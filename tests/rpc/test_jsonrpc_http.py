@@ -70,6 +70,32 @@ async def test_a_batch_keeps_each_big_id_apart(gateway_rpc):
         ],
         {"jsonrpc": "2.0", "id": 3, "method": "eth_getLogs", "params": [{"fromBlock": -(10**30)}]},
         {"jsonrpc": "2.0", "id": 4, "method": "eth_call", "params": [{"value": 10**80}, "latest"]},
+        {
+            "jsonrpc": "2.0",
+            "id": 5,
+            "method": "eth_getLogs",
+            "params": [{"fromBlock": "0x" + "f" * 64, "toBlock": "0x" + "f" * 70}],
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 6,
+            "method": "eth_getLogs",
+            "params": [{"toBlock": "0x" + "f" * 99}],
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 10**30,
+            "method": "eth_getLogs",
+            "params": [{"fromBlock": "0x0", "toBlock": "0x" + "f" * 40}],
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "eth_getBlockByNumber",
+            "params": ["0x" + "f" * 99, True],
+        },
+        {"jsonrpc": "2.0", "id": 8, "method": "eth_getBlockByNumber", "params": ["-0x1", True]},
+        {"jsonrpc": "2.0", "id": 9, "method": "eth_getBlockByHash", "params": [{"blockHash": 5}]},
     ],
 )
 async def test_huge_integer_params_get_a_json_rpc_answer(gateway_rpc, calls):
