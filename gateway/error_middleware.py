@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -22,6 +23,11 @@ from gateway.telemetry import REQUEST_ID
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = structlog.get_logger("gateway.errors")
+
+
+class BadBodyEncoding(InvalidRequest):
+    code = "request.bad_encoding"
+    default_message = "request body cannot be read"
 
 
 def error_response(error: GatewayError) -> web.Response:
@@ -56,6 +62,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:  # redirects and 204s raised as exceptions pass through
             raise
         return error_response(_from_http_exception(request, exc))
+    except RequestPayloadError as exc:  # raised while reading the body: a broken deflate
+        reason = str(exc).replace("\n", " ")[:200]
+        return error_response(BadBodyEncoding(f"request body cannot be read: {reason}"))
     except Exception as exc:  # the catch-all boundary: log the stack, hide it from the client
         log.exception("unhandled error")
         span = trace.get_current_span()

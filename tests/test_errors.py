@@ -1,5 +1,8 @@
 """Errors are JSON with stable codes; never a stack trace, never a 500 for a client mistake."""
 
+import asyncio
+import gzip
+
 import pytest
 from aiohttp import web
 
@@ -50,6 +53,32 @@ async def test_oversized_body_is_413(app_with_probe_routes):
     body = await response.json()
     assert body["error"]["code"] == "request.too_large"
     assert "2048" in body["error"]["message"]
+
+
+async def test_a_compressed_body_that_does_not_decompress_is_400(gateway, logs):
+    for path in ["/rpc", "/records", "/auth/verify"]:
+        response = await gateway.post(
+            path,
+            data=b"this is not deflate",
+            headers={
+                "Content-Type": "application/json",
+                "Content-Encoding": "deflate",
+                "Connection": "close",  # aiohttp closes a connection with an unread body
+            },
+        )
+        assert response.status == 400, path
+        assert (await response.json())["error"]["code"] == "request.bad_encoding", path
+    await asyncio.sleep(0.05)
+    assert not [line for line in logs.lines() if line["level"] == "error"]
+
+
+async def test_a_compression_bomb_stops_at_the_body_limit(app_with_probe_routes):
+    bomb = gzip.compress(b"0" * (50 * 1024 * 1024))  # 50 MiB of zeros in ~50 KiB
+    response = await app_with_probe_routes.post(
+        "/probe/echo", data=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "request.too_large"
 
 
 async def test_unexpected_exception_is_500_without_stack_or_secret(app_with_probe_routes, logs):

@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 import orjson
 import structlog
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from opentelemetry import trace
 
 from gateway.config import LogSettings
@@ -202,20 +203,20 @@ def configure_logging(
 
 class MalformedHttp(logging.Filter):
     """A request aiohttp cannot parse (a line over 8 KiB, a control character in a header,
-    TLS on the plain port) is the client's doing: one info line with the reason, not an
-    error with a stack trace. aiohttp has already answered 400 and closed the connection."""
+    TLS on the plain port, a body that does not decompress) is the client's doing: one info
+    line with the reason, not an error with a stack trace. The client has had its 400."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.msg, record.args = (
-                "malformed HTTP request from %s: %s",
-                (
-                    record.args[0] if isinstance(record.args, tuple) and record.args else "?",
-                    f"{type(exc).__name__}: {str(exc.message)[:200]}",
-                ),
-            )
-            record.exc_info = None
-            record.exc_text = None
+            reason = f"{type(exc).__name__}: {str(exc.message)[:200]}"
+        elif isinstance(exc, RequestPayloadError):  # a body that does not decompress
+            reason = "unreadable body: " + str(exc).replace("\n", " ")[:200]
+        else:
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        client = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg, record.args = "malformed HTTP request from %s: %s", (client, reason)
+        record.exc_info = None
+        record.exc_text = None
         return True
