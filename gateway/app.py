@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from gateway import health, openapi
 from gateway.chain.web3 import web3_ctx
 from gateway.config import SETTINGS, Settings
+from gateway.cors import cors_middleware
 from gateway.error_middleware import error_middleware
 from gateway.identity import routes as identity
 from gateway.records import routes as records
@@ -28,8 +29,13 @@ def create_app(
     ``span_exporters`` receive every finished span synchronously (tests use the SDK's
     in-memory exporter); OTLP export is configured by the settings.
     """
+    origins = settings.server.cors_origins
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware],
+        middlewares=[
+            observe_middleware,
+            *([cors_middleware(origins)] if origins else []),
+            error_middleware,
+        ],
         client_max_size=settings.server.max_body_bytes,
     )
     app[SETTINGS] = settings

@@ -169,6 +169,8 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "GATEWAY_ANCHOR__PRIVATE_KEY": chain.accounts[0].private_key,
                     "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(state / "deployments.json"),
                     "GATEWAY_ANCHOR__INTERVAL_S": environ.get("GATEWAY_ANCHOR__INTERVAL_S", "5"),
+                    # a dApp's dev server (localhost:3000, :5173, …) may call it from a browser
+                    "GATEWAY_CORS_ORIGINS": environ.get("GATEWAY_CORS_ORIGINS", "*"),
                     "GATEWAY_SIWE_DOMAINS": environ.get(
                         "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{args.port},localhost:{args.port}"
                     ),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,11 @@ Port = Annotated[int, Field(ge=0, le=65535)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 
 
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.\-]+(?::\d{1,5})?|https?://\[[0-9A-Fa-f:.]+\](?::\d{1,5})?"
+)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 
@@ -52,6 +58,19 @@ class ServerSettings(_Section):
     # Processes sharing the port; with several, each also serves on metrics_port + index.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     metrics_port: Port = 0
+    # Browser origins allowed to call the API from another origin (CORS), e.g.
+    # "https://app.example.com"; "*" for any. Empty: same-origin only.
+    cors_origins: tuple[str, ...] = ()
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin (scheme://host[:port], no path) or '*'"
+                )
+        return tuple(origin.lower() for origin in value)
 
 
 class UpstreamSettings(_Section):
@@ -338,6 +357,7 @@ ENV_ALIASES: dict[str, str] = {
     "GATEWAY_UPSTREAMS": "upstreams",
     "GATEWAY_CHAIN_ID": "chain_id",
     "GATEWAY_SIWE_DOMAINS": "identity.siwe_domains",
+    "GATEWAY_CORS_ORIGINS": "server.cors_origins",
     "GATEWAY_DATABASE_URL": "storage.database_url",
     "GATEWAY_REDIS_URL": "redis.url",
     "GATEWAY_LOG_LEVEL": "log.level",
@@ -371,7 +391,7 @@ def parse_upstreams(value: str) -> list[dict[str, str]]:
 def _env_value(dotted: str, raw: str) -> object:
     if dotted == "upstreams":
         return parse_upstreams(raw)
-    if dotted == "identity.siwe_domains":
+    if dotted in {"identity.siwe_domains", "server.cors_origins"}:
         return [part.strip() for part in raw.split(",") if part.strip()]
     if dotted == "tracing.resource_attributes":
         pairs = (item.partition("=") for item in raw.split(",") if item.strip())
