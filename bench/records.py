@@ -242,7 +242,14 @@ def main() -> None:
     floor = verify_floor(work, workloads[args.connections[0]], args.connections[-1], args.seconds)
     with DevChain.start(log_dir=work / "anvil") as chain:
         port = free_port()
-        env = gateway_env(work, chain.url, GATEWAY_ANCHOR__ENABLED="false")
+        env = gateway_env(
+            work,
+            chain.url,
+            GATEWAY_ANCHOR__ENABLED="false",
+            # one wrk process stands for many callers: the per-caller limit is lifted
+            GATEWAY_RECORDS__SUBMIT_RATE_PER_S="1000000",
+            GATEWAY_RECORDS__SUBMIT_BURST="1000000",
+        )
         with serving_gateway(port, env, cpu=0, log=work / "gateway.log"):
             rows = {
                 c: store_rate(work, port, bodies, c, args.seconds)

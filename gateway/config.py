@@ -172,6 +172,10 @@ class RecordsSettings(_Section):
     # In private mode: the message field(s) naming who may read (an address or a list).
     recipient_fields: tuple[str, ...] = ("to", "recipient", "recipients")
     max_page: Annotated[int, Field(ge=1, le=1000)] = 100
+    # Submissions per caller (the signed-in address, else the client ip), as a token
+    # bucket: every record is stored for good and anchored, so one client cannot flood it.
+    submit_rate_per_s: PositiveFloat = 20.0
+    submit_burst: PositiveFloat = 100.0
 
 
 class AnchorSettings(_Section):

@@ -18,23 +18,26 @@ from gateway.chain.deploy import anchor_account, contract_address
 from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
-from gateway.errors import InvalidParams
-from gateway.identity.routes import SIGN_IN, request_token
+from gateway.errors import InvalidParams, RateLimited
+from gateway.identity.routes import SIGN_IN, limiter_for, request_token
 from gateway.identity.siwe import checksum_address
 from gateway.identity.tokens import Session
 from gateway.identity.wallets import ContractWallets
 from gateway.openapi import Parameter, operation
+from gateway.ratelimit import Limit, RateLimiter
 from gateway.records.anchorer import Anchorer
 from gateway.records.merkle import leaf_of
 from gateway.records.service import NotAnchored, RecordNotFound, RecordService, represent
 from gateway.records.store import RecordStore, decode_cursor, encode_cursor
 from gateway.storage import STORAGE
 from gateway.telemetry import TELEMETRY
+from gateway.telemetry.middleware import client_ip
 
 log = structlog.get_logger("gateway.records")
 
 RECORDS = web.AppKey("records", RecordService)
 ANCHORER = web.AppKey("anchorer", Anchorer)
+RECORDS_LIMITER = web.AppKey("records_limiter", RateLimiter)
 
 routes = web.RouteTableDef()
 
@@ -109,6 +112,20 @@ async def _session(request: web.Request) -> Session | None:
     return await request.app[SIGN_IN].session_cached(token)
 
 
+async def _limit_submissions(request: web.Request, session: Session | None) -> None:
+    settings = request.app[SETTINGS]
+    caller = (
+        session.address.lower()
+        if session is not None
+        else client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
+    )
+    limit = Limit(settings.records.submit_rate_per_s, settings.records.submit_burst)
+    wait = await request.app[RECORDS_LIMITER].acquire(f"records:{caller}", limit)
+    if wait > 0:
+        request.app[TELEMETRY].metrics.rate_limited.labels("records").inc()
+        raise RateLimited("too many records from this caller", retry_after_s=wait)
+
+
 def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
@@ -134,6 +151,7 @@ def _record_id(request: web.Request) -> str:
     responses={
         201: Submitted,
         200: "The same record again (same id)",
+        429: "Too many records from this caller (Retry-After)",
         400: "Malformed JSON",
         401: "Signature does not verify",
         403: "Signer is not the signed-in address (when required)",
@@ -143,10 +161,12 @@ def _record_id(request: web.Request) -> str:
     },
 )
 async def submit(request: web.Request) -> web.Response:
+    session = await _session(request)
+    await _limit_submissions(request, session)  # before any verification work
     body = await read_model(request, SubmitRequest)
     service = request.app[RECORDS]
     result = await service.submit(
-        body.typedData, body.signature, claimed_signer=body.signer, session=await _session(request)
+        body.typedData, body.signature, claimed_signer=body.signer, session=session
     )
     if result.created and ANCHORER in request.app:
         request.app[ANCHORER].note_new_record()
@@ -246,6 +266,7 @@ async def records_ctx(app: web.Application) -> AsyncIterator[None]:
         tracer=telemetry.tracer,
     )
     app[RECORDS] = service
+    app[RECORDS_LIMITER] = limiter_for(app)
     task = None
     account = anchor_account(settings.anchor)
     if settings.anchor.enabled and web3 is not None and account is not None:

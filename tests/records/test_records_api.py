@@ -314,6 +314,34 @@ async def test_forged_cursors_are_refused(records_client, payload):
     assert (await response.json())["error"]["code"] == "records.bad_cursor"
 
 
+async def test_submissions_are_rate_limited_per_caller(
+    aiohttp_client, chain, make_settings, records_env
+):
+    settings = make_settings(
+        upstreams=[chain.url],
+        GATEWAY_RECORDS__SUBMIT_RATE_PER_S="0.01",
+        GATEWAY_RECORDS__SUBMIT_BURST="2",
+        **records_env,
+    )
+    client = await aiohttp_client(create_app(settings))
+    alice = Account.create()
+    statuses = []
+    for index in range(3):
+        typed = mail(alice.address, contents=f"flood {index}")
+        response = await client.post(
+            "/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}
+        )
+        statuses.append(response.status)
+    assert statuses == [201, 201, 429]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert (await response.json())["error"]["code"] == "rate_limited"
+    assert await _count(client) == 2  # the refused one was not stored
+    junk = await client.post(
+        "/records", data=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert junk.status == 429  # limited before any parsing or verification
+
+
 async def test_unknown_and_malformed_ids(records_client):
     assert (await records_client.get("/records/0x" + "ab" * 32)).status == 404
     bad = await records_client.get("/records/not-an-id")
