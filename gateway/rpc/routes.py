@@ -149,7 +149,12 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         tracer=telemetry.tracer,
     )
     pool = app[POOL]
-    hub = SubscriptionHub(pool, app[UPSTREAM_SESSION], telemetry.metrics)
+    hub = SubscriptionHub(
+        pool,
+        app[UPSTREAM_SESSION],
+        telemetry.metrics,
+        max_feeds=settings.rpc.ws_max_upstream_subscriptions,
+    )
     app[HUB] = hub
     app[WEBSOCKETS] = WebSocketGateway(app[RPC], hub, ConnectionCounter(), telemetry.metrics)
 

@@ -20,7 +20,7 @@ import orjson
 import structlog
 
 from gateway.background import cancel
-from gateway.errors import InvalidParams
+from gateway.errors import InvalidParams, RateLimited
 from gateway.jsonexact import dumps_exact
 from gateway.rpc.pool import UpstreamPool
 from gateway.telemetry import Metrics
@@ -30,6 +30,12 @@ log = structlog.get_logger("gateway.rpc.subscriptions")
 SUPPORTED = frozenset({"newHeads", "logs", "newPendingTransactions"})
 
 Deliver = Callable[[bytes], bool]  # False: the client cannot keep up (it gets dropped)
+
+
+class TooManyFeeds(RateLimited):
+    """Every upstream subscription slot of the gateway is taken by distinct ones."""
+
+    code = "rpc.too_many_subscriptions"
 
 
 class SubscriptionRefused(InvalidParams):
@@ -56,7 +62,7 @@ class Feed:
 
 
 class SubscriptionHub:
-    def __init__(
+    def __init__(  # noqa: PLR0913  # the pool, a session, metrics and three tunables
         self,
         pool: UpstreamPool,
         session: aiohttp.ClientSession,
@@ -64,12 +70,14 @@ class SubscriptionHub:
         *,
         retry_s: float = 0.5,
         ready_timeout_s: float = 5.0,
+        max_feeds: int = 1000,
     ) -> None:
         self.pool = pool
         self.session = session
         self.metrics = metrics
         self.retry_s = retry_s
         self.ready_timeout_s = ready_timeout_s
+        self.max_feeds = max_feeds
         self.feeds: dict[bytes, Feed] = {}
         self._by_client: dict[str, Feed] = {}
         self._internal: set[str] = set()
@@ -94,6 +102,12 @@ class SubscriptionHub:
         key = kind.encode() + b"|" + dumps_exact(params, sort_keys=True)
         feed = self.feeds.get(key)
         if feed is None:
+            if len(self.feeds) >= self.max_feeds:
+                raise TooManyFeeds(
+                    f"the gateway holds {self.max_feeds} distinct subscriptions; share one "
+                    "(same type and filter) or try later",
+                    retry_after_s=30,
+                )
             feed = Feed(key, kind, params)
             self.feeds[key] = feed
             feed.task = asyncio.create_task(self._run(feed), name=f"feed-{kind}")

@@ -21,7 +21,12 @@ from gateway.errors import RateLimited
 from gateway.rpc import jsonrpc
 from gateway.rpc.jsonrpc import Call, RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import Caller, RpcService
-from gateway.rpc.subscriptions import SUPPORTED, SubscriptionHub, SubscriptionRefused
+from gateway.rpc.subscriptions import (
+    SUPPORTED,
+    SubscriptionHub,
+    SubscriptionRefused,
+    TooManyFeeds,
+)
 from gateway.telemetry import Metrics, set_request_id
 
 log = structlog.get_logger("gateway.rpc.ws")
@@ -130,8 +135,8 @@ class Connection:
             )
         try:
             subscription = await self.hub.subscribe(str(params[0]), list(params[1:]), self.deliver)
-        except SubscriptionRefused as refused:
-            return jsonrpc.error_bytes(call.id, jsonrpc.INVALID_PARAMS, refused.message)
+        except (SubscriptionRefused, TooManyFeeds) as error:  # -32602 / -32005
+            return jsonrpc.error_bytes(call.id, error.rpc_code, error.message)
         self.subscriptions.add(subscription)
         return jsonrpc.result_bytes(call.id, subscription)
 

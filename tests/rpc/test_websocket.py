@@ -174,6 +174,37 @@ async def test_a_message_over_the_body_cap_closes_the_connection(
         assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
 
 
+async def test_distinct_upstream_subscriptions_are_capped_for_the_gateway(
+    aiohttp_client, fresh_anvil, make_settings, rpc_env
+):
+    """Each distinct filter is one WebSocket to a node; identical ones are shared."""
+    settings = make_settings(
+        upstreams=[f"{fresh_anvil.url}|{fresh_anvil.ws_url}"],
+        GATEWAY_RPC__WS_MAX_UPSTREAM_SUBSCRIPTIONS="3",
+        GATEWAY_RPC__PUSH_HEADS="false",
+        **rpc_env,
+    )
+    client = await aiohttp_client(create_app(settings))
+    async with client.ws_connect("/rpc") as ws:
+        for index in range(3):
+            topic = "0x" + f"{index:064x}"
+            await _subscribe(ws, "logs", {"topics": [topic]}, call_id=index)
+        await _subscribe(ws, "logs", {"topics": ["0x" + f"{0:064x}"]}, call_id=10)  # shared
+        await ws.send_str(
+            json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 11,
+                    "method": "eth_subscribe",
+                    "params": ["logs", {"topics": ["0x" + f"{9:064x}"]}],
+                }
+            )
+        )
+        reply = await _next(ws)
+        assert reply["error"]["code"] == -32005
+        assert len(client.app[HUB].feeds) == 3
+
+
 async def test_subscription_cap(aiohttp_client, fresh_anvil, make_settings, rpc_env):
     settings = make_settings(
         upstreams=[f"{fresh_anvil.url}|{fresh_anvil.ws_url}"],
