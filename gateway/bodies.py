@@ -19,6 +19,14 @@ class UnsupportedMediaType(InvalidRequest):
     default_message = "request body must be application/json"
 
 
+class BadBodyEncoding(InvalidRequest):
+    """A compressed body that does not decompress (raised by aiohttp while reading; the
+    error middleware turns it into this)."""
+
+    code = "request.bad_encoding"
+    default_message = "request body cannot be read"
+
+
 async def read_json(request: web.Request) -> object:
     """The body as JSON. aiohttp enforces the size limit (413) while reading."""
     if request.content_type != "application/json":

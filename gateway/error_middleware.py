@@ -10,6 +10,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
+from gateway.bodies import BadBodyEncoding
 from gateway.config import SETTINGS
 from gateway.errors import (
     GatewayError,
@@ -23,11 +24,6 @@ from gateway.telemetry import REQUEST_ID
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = structlog.get_logger("gateway.errors")
-
-
-class BadBodyEncoding(InvalidRequest):
-    code = "request.bad_encoding"
-    default_message = "request body cannot be read"
 
 
 def error_response(error: GatewayError) -> web.Response:

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import RedisError
 
+from gateway.errors import RateLimited
 from gateway.telemetry.metrics import Metrics
 
 
@@ -32,6 +33,23 @@ class RateLimiter(Protocol):
         """Take ``cost`` tokens from ``key``'s bucket: 0.0 when allowed, else the seconds
         until the bucket holds enough (nothing is taken then)."""
         ...
+
+
+async def take_or_refuse(  # noqa: PLR0913  # one refusal, said the same way everywhere
+    limiter: RateLimiter,
+    key: str,
+    limit: Limit,
+    *,
+    metrics: Metrics,
+    tier: str,
+    message: str,
+) -> None:
+    """Take a token from ``key``'s bucket, or count the refusal and raise RateLimited (429
+    with Retry-After)."""
+    wait = await limiter.acquire(key, limit)
+    if wait > 0:
+        metrics.rate_limited.labels(tier).inc()
+        raise RateLimited(message, retry_after_s=wait)
 
 
 class MemoryRateLimiter:

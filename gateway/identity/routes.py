@@ -15,7 +15,7 @@ from gateway.bodies import read_model
 from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
-from gateway.errors import RateLimited, Unauthenticated
+from gateway.errors import Unauthenticated
 from gateway.identity.keys import KeyRing
 from gateway.identity.redis_store import RedisIdentityStore
 from gateway.identity.service import NONCE_LENGTH, SignInService
@@ -23,7 +23,13 @@ from gateway.identity.store import IdentityStore, SqlIdentityStore
 from gateway.identity.tokens import Session, TokenIssuer
 from gateway.identity.wallets import ContractWallets
 from gateway.openapi import Parameter, operation
-from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from gateway.ratelimit import (
+    Limit,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+    take_or_refuse,
+)
 from gateway.storage import STORAGE
 from gateway.storage.redis import REDIS
 from gateway.telemetry import TELEMETRY
@@ -85,11 +91,14 @@ class JWKS(_Model):
 async def _limit(request: web.Request, scope: str, per_minute: float) -> None:
     settings = request.app[SETTINGS]
     key = f"{scope}:{client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)}"
-    limit = Limit.per_minute(per_minute, burst=settings.identity.rate_burst)
-    wait = await request.app[AUTH_LIMITER].acquire(key, limit)
-    if wait > 0:
-        request.app[TELEMETRY].metrics.rate_limited.labels("auth").inc()
-        raise RateLimited(f"too many {scope} requests from this client", retry_after_s=wait)
+    await take_or_refuse(
+        request.app[AUTH_LIMITER],
+        key,
+        Limit.per_minute(per_minute, burst=settings.identity.rate_burst),
+        metrics=request.app[TELEMETRY].metrics,
+        tier="auth",
+        message=f"too many {scope} requests from this client",
+    )
 
 
 def request_token(request: web.Request) -> str | None:

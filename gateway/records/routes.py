@@ -18,13 +18,13 @@ from gateway.chain.deploy import anchor_account, contract_address
 from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
-from gateway.errors import InvalidParams, RateLimited
+from gateway.errors import InvalidParams
 from gateway.identity.routes import SIGN_IN, limiter_for, request_token
 from gateway.identity.siwe import checksum_address
 from gateway.identity.tokens import Session
 from gateway.identity.wallets import ContractWallets
 from gateway.openapi import Parameter, operation
-from gateway.ratelimit import Limit, RateLimiter
+from gateway.ratelimit import Limit, RateLimiter, take_or_refuse
 from gateway.records.anchorer import Anchorer
 from gateway.records.merkle import leaf_of
 from gateway.records.service import NotAnchored, RecordNotFound, RecordService, represent
@@ -119,11 +119,14 @@ async def _limit_submissions(request: web.Request, session: Session | None) -> N
         if session is not None
         else client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
     )
-    limit = Limit(settings.records.submit_rate_per_s, settings.records.submit_burst)
-    wait = await request.app[RECORDS_LIMITER].acquire(f"records:{caller}", limit)
-    if wait > 0:
-        request.app[TELEMETRY].metrics.rate_limited.labels("records").inc()
-        raise RateLimited("too many records from this caller", retry_after_s=wait)
+    await take_or_refuse(
+        request.app[RECORDS_LIMITER],
+        f"records:{caller}",
+        Limit(settings.records.submit_rate_per_s, settings.records.submit_burst),
+        metrics=request.app[TELEMETRY].metrics,
+        tier="records",
+        message="too many records from this caller",
+    )
 
 
 def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401

@@ -6,7 +6,6 @@ without being decoded and encoded again.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ def node_id(call_id: Any) -> Any:  # noqa: ANN401
         return call_id
     if type(call_id) is int and call_id in _NODE_SAFE_INTS:
         return call_id
-    return json.dumps(call_id)
+    return dumps_exact(call_id).decode()
 
 
 @dataclass(slots=True)
