@@ -42,53 +42,59 @@ async def test_killing_a_node_during_reads_is_invisible(
     assert "gateway_rpc_failovers_total" in text
 
 
-async def test_lagging_node_leaves_rotation(
-    aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env
-):
+@pytest.fixture(name="paused_anvil")
+def _paused_anvil(tmp_path):
+    """An anvil that mines nothing: it falls behind as soon as the other one mines."""
     with DevChain.start(log_dir=tmp_path / "paused", extra_args=["--no-mining"]) as paused:
+        yield paused
+
+
+@pytest.fixture(name="mining_and_paused")
+def _mining_and_paused(aiohttp_client, fresh_anvil, paused_anvil, make_settings, rpc_env):
+    """A gateway on a mining anvil and a paused one (no cache), for a lag threshold."""
+
+    async def gateway(max_lag_blocks: int):
         settings = make_settings(
-            upstreams=[fresh_anvil.url, paused.url],
-            GATEWAY_RPC__MAX_LAG_BLOCKS="3",
+            upstreams=[fresh_anvil.url, paused_anvil.url],
+            GATEWAY_RPC__MAX_LAG_BLOCKS=str(max_lag_blocks),
             GATEWAY_RPC__CACHE_ENABLED="false",
             **rpc_env,
         )
-        client = await aiohttp_client(create_app(settings))
-        rpc = Rpc(client)
-        pool = client.app[POOL]
-        fresh_anvil.rpc("anvil_mine", ["0xa"])
-        await pool.poll_heads()
-        lagging = next(u for u in pool.upstreams if u.url == paused.url)
-        assert pool.lagging(lagging)
-        for _ in range(20):
-            assert int(await rpc.result("eth_blockNumber"), 16) == 10
-        text = await (await client.get("/metrics")).text()
-        assert f'gateway_upstream_lag_blocks{{upstream="127.0.0.1:{paused.port}"}} 10.0' in text
-        assert (
-            f'gateway_rpc_upstream_requests_total{{method="eth_blockNumber",outcome="ok",upstream="127.0.0.1:{paused.port}"}}'
-            not in text
-        )
+        return await aiohttp_client(create_app(settings))
+
+    return gateway
 
 
-async def test_served_tip_never_goes_backwards(
-    aiohttp_client, fresh_anvil, tmp_path, make_settings, rpc_env
-):
-    with DevChain.start(log_dir=tmp_path / "paused", extra_args=["--no-mining"]) as paused:
-        # the lag threshold is loose, so the behind node stays in rotation
-        settings = make_settings(
-            upstreams=[fresh_anvil.url, paused.url],
-            GATEWAY_RPC__MAX_LAG_BLOCKS="100",
-            GATEWAY_RPC__CACHE_ENABLED="false",
-            **rpc_env,
-        )
-        client = await aiohttp_client(create_app(settings))
-        rpc = Rpc(client)
-        fresh_anvil.rpc("anvil_mine", ["0x5"])
-        await client.app[POOL].poll_heads()
-        seen = [int(await rpc.result("eth_blockNumber"), 16) for _ in range(40)]
-        assert seen == sorted(seen)
-        assert seen[-1] == 5
-        text = await (await client.get("/metrics")).text()
-        assert "gateway_upstream_head_block" in text
+async def test_lagging_node_leaves_rotation(mining_and_paused, fresh_anvil, paused_anvil):
+    client = await mining_and_paused(max_lag_blocks=3)
+    rpc = Rpc(client)
+    pool = client.app[POOL]
+    fresh_anvil.rpc("anvil_mine", ["0xa"])
+    await pool.poll_heads()
+    lagging = next(u for u in pool.upstreams if u.url == paused_anvil.url)
+    assert pool.lagging(lagging)
+    for _ in range(20):
+        assert int(await rpc.result("eth_blockNumber"), 16) == 10
+    text = await (await client.get("/metrics")).text()
+    paused = f"127.0.0.1:{paused_anvil.port}"
+    assert f'gateway_upstream_lag_blocks{{upstream="{paused}"}} 10.0' in text
+    assert (
+        f'gateway_rpc_upstream_requests_total{{method="eth_blockNumber",outcome="ok",upstream="{paused}"}}'
+        not in text
+    )
+
+
+async def test_served_tip_never_goes_backwards(mining_and_paused, fresh_anvil):
+    # the lag threshold is loose, so the behind node stays in rotation
+    client = await mining_and_paused(max_lag_blocks=100)
+    rpc = Rpc(client)
+    fresh_anvil.rpc("anvil_mine", ["0x5"])
+    await client.app[POOL].poll_heads()
+    seen = [int(await rpc.result("eth_blockNumber"), 16) for _ in range(40)]
+    assert seen == sorted(seen)
+    assert seen[-1] == 5
+    text = await (await client.get("/metrics")).text()
+    assert "gateway_upstream_head_block" in text
 
 
 async def test_node_on_another_chain_is_refused_at_start(
