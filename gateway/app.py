@@ -11,14 +11,14 @@ from gateway import health, openapi
 from gateway.chain.web3 import web3_ctx
 from gateway.config import SETTINGS, Settings
 from gateway.cors import cors_middleware
-from gateway.error_middleware import error_middleware
+from gateway.error_responses import render_exception
 from gateway.identity import routes as identity
 from gateway.records import routes as records
 from gateway.rpc import routes as rpc
 from gateway.rpc.context import upstream_ctx
 from gateway.storage import storage_ctx
 from gateway.storage.redis import redis_ctx
-from gateway.telemetry import SPAN_EXPORTERS, observe_middleware, telemetry_ctx
+from gateway.telemetry import SPAN_EXPORTERS, request_middleware, telemetry_ctx
 
 
 def create_app(
@@ -31,10 +31,11 @@ def create_app(
     """
     origins = settings.server.cors_origins
     app = web.Application(
+        # Outermost first: one layer for the request's telemetry and its error rendering,
+        # then CORS (only when origins are configured), which renders errors it sees too.
         middlewares=[
-            observe_middleware,
+            request_middleware(render_exception),
             *([cors_middleware(origins)] if origins else []),
-            error_middleware,
         ],
         client_max_size=settings.server.max_body_bytes,
     )

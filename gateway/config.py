@@ -128,6 +128,9 @@ class RpcSettings(_Section):
     # Send a slow read to a second node once the first passes its p95 latency.
     hedge_reads: bool = False
     cache_enabled: bool = True
+    # Identical reads in flight at the same time (same method, params and head) make one
+    # node call; every caller gets the answer under its own id.
+    coalesce: bool = True
     cache_max_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
     logs_chunk_blocks: Annotated[int, Field(ge=1)] = 2_000
     logs_max_range: Annotated[int, Field(ge=1)] = 50_000

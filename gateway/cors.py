@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from gateway.error_middleware import error_response
+from gateway.error_responses import error_response, render_exception
 from gateway.errors import Forbidden
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -32,7 +32,8 @@ class OriginNotAllowed(Forbidden):
 
 
 def cors_middleware(origins: tuple[str, ...]) -> Middleware:
-    """Sits between the telemetry and the error middleware: it sees rendered errors."""
+    """Sits inside the request middleware; it renders a handler's error itself, so that the
+    rendered error gets its headers."""
     any_origin = "*" in origins
     allowed = frozenset(origins)
 
@@ -40,7 +41,7 @@ def cors_middleware(origins: tuple[str, ...]) -> Middleware:
     async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get("Origin")
         if origin is None:  # not a cross-origin browser call
-            return await handler(request)
+            return await handler(request)  # errors are rendered by the request middleware
         permitted = any_origin or origin.lower() in allowed
         if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
             if not permitted:
@@ -48,13 +49,13 @@ def cors_middleware(origins: tuple[str, ...]) -> Middleware:
             if request.match_info.http_exception is not None and not isinstance(
                 request.match_info.http_exception, web.HTTPMethodNotAllowed
             ):
-                return await handler(request)  # no such route: its 404
+                return await _rendered(request, handler)  # no such route: its 404
             response: web.StreamResponse = web.Response(status=204)
             response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
             response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
             response.headers["Access-Control-Max-Age"] = MAX_AGE_S
         else:
-            response = await handler(request)
+            response = await _rendered(request, handler)
         if permitted and not response.prepared:
             response.headers["Access-Control-Allow-Origin"] = "*" if any_origin else origin
             response.headers["Access-Control-Expose-Headers"] = EXPOSE_HEADERS
@@ -63,3 +64,10 @@ def cors_middleware(origins: tuple[str, ...]) -> Middleware:
         return response
 
     return cors
+
+
+async def _rendered(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except Exception as exc:  # noqa: BLE001  # rendered here so that it gets the CORS headers
+        return render_exception(request, exc)

@@ -21,6 +21,8 @@ from gateway.telemetry import metrics_handler
 
 routes = web.RouteTableDef()
 
+_OK = b'{"status":"ok"}'
+
 
 class Health(BaseModel):
     """The process is alive."""
@@ -49,7 +51,7 @@ class NotReady(BaseModel):
     summary="Liveness: 200 while the process runs", tag="operations", responses={200: Health}
 )
 async def healthz(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return web.Response(body=_OK, content_type="application/json")
 
 
 @routes.get("/readyz")

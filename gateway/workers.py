@@ -44,10 +44,11 @@ def _worker(settings_json: str, index: int) -> None:
     from gateway.app import create_app  # noqa: PLC0415  # in the child process
     from gateway.cli import serve_app  # noqa: PLC0415
     from gateway.telemetry import configure_logging  # noqa: PLC0415
+    from gateway.telemetry.logging import bind_process_fields  # noqa: PLC0415
 
     settings = Settings.model_validate_json(settings_json)
     configure_logging(settings.log)
-    structlog.contextvars.bind_contextvars(worker=index)
+    bind_process_fields(worker=index)
     metrics_port = settings.server.metrics_port + index if settings.server.metrics_port else None
     asyncio.run(
         serve_app(create_app(settings), settings, reuse_port=True, metrics_port=metrics_port)

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -64,7 +65,7 @@ class Rule:
     from_result: bool = False  # the height is the block the answer names
 
 
-def _block_ref(value: Any, *, finalized: int) -> Rule | None:  # noqa: ANN401  # JSON
+def _block_ref(value: Any, *, finalized: Callable[[], int]) -> Rule | None:  # noqa: ANN401  # JSON
     """Cacheability of a block reference (tag, number or EIP-1898 object)."""
     if isinstance(value, dict):
         if "blockHash" in value:
@@ -79,16 +80,21 @@ def _block_ref(value: Any, *, finalized: int) -> Rule | None:  # noqa: ANN401  #
             number = int(value, 16)
         except ValueError:
             return None
-        return Rule(height=number) if 0 <= number <= finalized else None
+        return Rule(height=number) if 0 <= number <= finalized() else None
     return None
 
 
-def cache_rule(method: str, params: Any, *, finalized: int) -> Rule | None:  # noqa: ANN401, PLR0911
-    """How (and whether) a call's answer may be cached."""
+_KEEP = Rule(height=FOREVER)
+_UNTIL_NEXT_HEAD = Rule(height=None)
+
+
+def cache_rule(method: str, params: Any, *, finalized: Callable[[], int]) -> Rule | None:  # noqa: ANN401, PLR0911
+    """How (and whether) a call's answer may be cached; ``finalized`` gives the finalized
+    height (asked only for calls at a block number)."""
     if method in _FOREVER:
-        return Rule(height=FOREVER)
+        return _KEEP
     if method in _LATEST_ONLY:
-        return Rule(height=None)
+        return _UNTIL_NEXT_HEAD
     if not isinstance(params, list):
         return None
     if method in _BY_HASH or method in _BY_TX_HASH:
@@ -101,7 +107,7 @@ def cache_rule(method: str, params: Any, *, finalized: int) -> Rule | None:  # n
     return _block_ref(params[index] if len(params) > index else "latest", finalized=finalized)
 
 
-def _logs_rule(params: list[Any], *, finalized: int) -> Rule | None:
+def _logs_rule(params: list[Any], *, finalized: Callable[[], int]) -> Rule | None:
     if not params or not isinstance(params[0], dict):
         return None
     query = params[0]
@@ -131,14 +137,6 @@ def result_height(result: Any) -> int | None:  # noqa: ANN401
 
 def cache_key(method: str, params: Any) -> bytes:  # noqa: ANN401
     return method.encode() + b"|" + dumps_exact(params, sort_keys=True)
-
-
-class ResponseCache(Protocol):
-    def get(self, key: bytes, *, head: int) -> bytes | None: ...
-
-    def put(self, key: bytes, result: bytes, *, height: int | None, head: int) -> None: ...
-
-    def invalidate_from(self, height: int) -> int: ...
 
 
 @dataclass(slots=True)

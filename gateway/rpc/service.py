@@ -27,6 +27,7 @@ from gateway.rpc.cache import (
     cache_rule,
     result_height,
 )
+from gateway.rpc.coalesce import COALESCIBLE, Coalescer
 from gateway.rpc.jsonrpc import Call, Invalid, Parsed
 from gateway.rpc.policy import DENIED_CODE, MethodPolicy
 from gateway.rpc.pool import UpstreamPool
@@ -90,6 +91,9 @@ class RpcService:
             if not name.endswith("*")
         )
         self._logs_slots = asyncio.Semaphore(settings.logs_concurrency)
+        self.coalescer: Coalescer[tuple[bytes, dict[str, Any], Upstream]] | None = (
+            Coalescer() if settings.coalesce else None
+        )
 
     def method_label(self, method: str) -> str:
         return method if method in self.known_methods else "other"
@@ -173,9 +177,10 @@ class RpcService:
             return reply, "invalid" if error.http_status < 500 else "upstream_error"
 
     async def _answer(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
-        if call.method == "eth_getLogs":
+        method, params = call.method, call.params
+        if method == "eth_getLogs":
             planned = logs.plan(
-                call.params,
+                params,
                 latest=self.pool.served_tip,
                 chunk_blocks=self.settings.logs_chunk_blocks,
                 max_range=self.settings.logs_max_range,
@@ -184,24 +189,41 @@ class RpcService:
                 span.set_attribute("gateway.logs_chunks", len(planned.chunks))
                 return await self._logs_in_chunks(call, planned, label)
         rule = None
-        if self.cache is not None and self.settings.cache_enabled:
-            rule = cache_rule(call.method, call.params, finalized=self.pool.finalized())
+        if self.cache is not None:
+            rule = cache_rule(method, params, finalized=self.pool.finalized)
         head = self.pool.head.number if self.pool.head is not None else -1
-        key = cache_key(call.method, call.params) if rule is not None else b""
+        coalesce = self.coalescer is not None and method in COALESCIBLE
+        key = cache_key(method, params) if rule is not None or coalesce else b""
         if rule is not None:
             cached = await self._cached(key, rule, head, span)
-            if cached is not None:
+            if cached is not None:  # the stored result's bytes, the caller's id around them
                 return _reply_with_result(call.id, cached), "ok"
-        reply, decoded, upstream = await self._forward(call, label, span)
+        reply, decoded, upstream = await self._fetch(call, label, span, (key, head), coalesce)
         if "error" in decoded:
             return reply, "node_error"
         result = decoded.get("result")
-        if call.method == "eth_blockNumber":
+        if method == "eth_blockNumber":
             reply, result = self._monotonic_tip(call, reply, result)
         if rule is not None and self.cache is not None:
             await self._store(key, rule, result, head)
         span.set_attribute("gateway.upstream", upstream.name)
         return reply, "ok"
+
+    async def _fetch(
+        self, call: Call, label: str, span: trace.Span, key: tuple[bytes, int], coalesce: bool
+    ) -> tuple[bytes, dict[str, Any], Upstream]:
+        """The node's reply, asked once for identical reads in flight together (same call,
+        same head); every caller gets it under its own id."""
+        if not coalesce or self.coalescer is None:
+            return await self._forward(call, label, span)
+        (reply, decoded, upstream), shared = await self.coalescer.run(
+            key, lambda: self._forward(call, label, span)
+        )
+        if shared:
+            self.metrics.child(self.metrics.rpc_coalesced, label).inc()
+            span.set_attribute("gateway.coalesced", value=True)
+            reply = jsonrpc.with_id(reply, decoded, call.id)
+        return reply, decoded, upstream
 
     async def _forward(
         self, call: Call, label: str, span: trace.Span

@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.telemetry.state import CURRENT_REQUEST
 
 
 class UpstreamFailed(UpstreamError):
@@ -153,9 +154,11 @@ class Upstream:
             finally:
                 span.end()
             return reply
-        traceparent = (
-            f"00-{parent.trace_id:032x}-{parent.span_id:016x}-00" if parent.is_valid else ""
-        )
+        if parent.is_valid:
+            traceparent = f"00-{parent.trace_id:032x}-{parent.span_id:016x}-00"
+        else:  # an unsampled request has no span object: its ids are in its context
+            current = CURRENT_REQUEST.get()
+            traceparent = current.traceparent() if current is not None else ""
         return await self._post(body, timeout_s, traceparent)
 
     async def _post(self, body: bytes, timeout_s: float | None, traceparent: str) -> bytes:

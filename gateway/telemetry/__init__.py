@@ -13,19 +13,28 @@ from gateway.config import SETTINGS, Settings
 from gateway.telemetry.logging import active_sink, configure_logging
 from gateway.telemetry.looplag import lag_probe
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.middleware import observe_middleware, set_request_id
-from gateway.telemetry.state import REQUEST_ID, TELEMETRY, Telemetry
-from gateway.telemetry.tracing import build_tracer_provider
+from gateway.telemetry.middleware import request_middleware, set_request_id
+from gateway.telemetry.sampling import TraceDecider
+from gateway.telemetry.state import (
+    CURRENT_REQUEST,
+    REQUEST_ID,
+    TELEMETRY,
+    RequestContext,
+    Telemetry,
+)
+from gateway.telemetry.tracing import build_tracer_provider, decided_provider
 
 __all__ = [
+    "CURRENT_REQUEST",
     "REQUEST_ID",
     "SPAN_EXPORTERS",
     "TELEMETRY",
     "Metrics",
+    "RequestContext",
     "Telemetry",
     "configure_logging",
     "metrics_handler",
-    "observe_middleware",
+    "request_middleware",
     "set_request_id",
     "telemetry_ctx",
 ]
@@ -44,6 +53,8 @@ async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=Metrics.create(version=version, commit=build_commit()),
         tracer_provider=provider,
         tracer=provider.get_tracer("gateway", version),
+        server_tracer=decided_provider(provider).get_tracer("gateway", version),
+        decider=TraceDecider(settings.tracing),
         access_log=settings.log.access_log,
         trust_forwarded_for=settings.server.trust_forwarded_for,
     )

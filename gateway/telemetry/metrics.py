@@ -12,6 +12,8 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+from gateway.telemetry.fastmetrics import CounterChild, FastCounter, FastHistogram, HistogramChild
+
 # Sub-millisecond to tens of seconds: the gateway answers cached reads in well under 1 ms
 # and proxies slow upstream calls (eth_getLogs) that take seconds.
 LATENCY_BUCKETS_S = (
@@ -44,23 +46,25 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         r = registry
-        # --- HTTP (every request, telemetry middleware)
-        self.http_requests = Counter(
+        # --- HTTP (every request, telemetry middleware): event-loop-only, lock-free series
+        self.http_requests = FastCounter(
             "gateway_http_requests",
             "HTTP requests answered, by route template and status.",
             ["method", "route", "status"],
-            registry=r,
+            r,
         )
-        self.http_duration = Histogram(
+        self.http_duration = FastHistogram(
             "gateway_http_request_duration_seconds",
             "Time from request routed to response ready, by route template.",
             ["method", "route"],
+            r,
             buckets=LATENCY_BUCKETS_S,
-            registry=r,
         )
+        self.in_flight = 0  # the middleware counts; the gauge reads it when scraped
         self.http_in_flight = Gauge(
             "gateway_http_requests_in_flight", "HTTP requests being handled now.", registry=r
         )
+        self.http_in_flight.set_function(lambda: self.in_flight)
         self.build_info = Info(
             "gateway_build", "Version and commit of the running gateway.", registry=r
         )
@@ -90,24 +94,30 @@ class Metrics:
             registry=r,
         )
         # --- JSON-RPC
-        self.rpc_requests = Counter(
+        self.rpc_requests = FastCounter(
             "gateway_rpc_requests",
             "JSON-RPC calls, by method (known ones), tier and outcome.",
             ["method", "tier", "outcome"],
-            registry=r,
+            r,
         )
-        self.rpc_upstream_requests = Counter(
+        self.rpc_coalesced = FastCounter(
+            "gateway_rpc_coalesced",
+            "Calls answered by an identical call already in flight (no node call of their own).",
+            ["method"],
+            r,
+        )
+        self.rpc_upstream_requests = FastCounter(
             "gateway_rpc_upstream_requests",
             "Calls sent to upstream nodes, by outcome.",
             ["upstream", "method", "outcome"],
-            registry=r,
+            r,
         )
-        self.rpc_upstream_duration = Histogram(
+        self.rpc_upstream_duration = FastHistogram(
             "gateway_rpc_upstream_duration_seconds",
             "Upstream call latency.",
             ["upstream"],
+            r,
             buckets=LATENCY_BUCKETS_S,
-            registry=r,
         )
         self.rpc_failovers = Counter(
             "gateway_rpc_failovers",
@@ -121,11 +131,11 @@ class Metrics:
             ["upstream"],
             registry=r,
         )
-        self.rpc_cache_requests = Counter(
+        self.rpc_cache_requests = FastCounter(
             "gateway_rpc_cache_requests",
             "Cacheable calls, by hit or miss.",
             ["result"],
-            registry=r,
+            r,
         )
         self.rpc_cache_bytes = Gauge(
             "gateway_rpc_cache_bytes", "Bytes held by the response cache.", registry=r
@@ -223,7 +233,7 @@ class Metrics:
             registry=r,
         )
         # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
-        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._http_children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
     def child(self, metric: Any, *labels: str) -> Any:  # noqa: ANN401  # a labelled child

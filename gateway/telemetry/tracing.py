@@ -71,3 +71,15 @@ def build_tracer_provider(
     for exporter in exporters:
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider
+
+
+def decided_provider(provider: TracerProvider) -> TracerProvider:
+    """A provider for spans already decided to be sampled (see ``sampling.TraceDecider``):
+    the same resource and span processors as ``provider``, a sampler that always records.
+    ``provider`` owns the processors and flushes them on shutdown."""
+    return TracerProvider(
+        sampler=ALWAYS_ON,
+        resource=provider.resource,
+        shutdown_on_exit=False,
+        active_span_processor=provider._active_span_processor,  # noqa: SLF001  # shared, by design
+    )

@@ -1,8 +1,11 @@
-"""Renders every REST error once, as the API contract's JSON body; never a stack trace."""
+"""Renders every REST error once, as the API contract's JSON body; never a stack trace.
+
+``render_exception`` is called by the request middleware (``telemetry.middleware``), which
+sits outermost, and by the CORS middleware when it is installed (it must see the rendered
+error to add its headers).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
@@ -19,9 +22,7 @@ from gateway.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from gateway.telemetry import REQUEST_ID
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from gateway.telemetry.state import REQUEST_ID
 
 log = structlog.get_logger("gateway.errors")
 
@@ -46,26 +47,24 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> Gatewa
     return error
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except GatewayError as error:
-        if error.http_status >= 500:
-            log.warning("request failed", code=error.code, detail=error.detail or error.message)
-        return error_response(error)
-    except web.HTTPException as exc:
+def render_exception(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The response for an exception a handler raised; re-raises a redirect or a 2xx."""
+    if isinstance(exc, GatewayError):
+        if exc.http_status >= 500:
+            log.warning("request failed", code=exc.code, detail=exc.detail or exc.message)
+        return error_response(exc)
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:  # redirects and 204s raised as exceptions pass through
-            raise
+            raise exc
         return error_response(_from_http_exception(request, exc))
-    except RequestPayloadError as exc:  # raised while reading the body: a broken deflate
+    if isinstance(exc, RequestPayloadError):  # raised while reading the body: a broken deflate
         reason = str(exc).replace("\n", " ")[:200]
         return error_response(BadBodyEncoding(f"request body cannot be read: {reason}"))
-    except Exception as exc:  # the catch-all boundary: log the stack, hide it from the client
-        log.exception("unhandled error")
-        span = trace.get_current_span()
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-        body = GatewayError().to_body()
-        body["error"]["requestId"] = request.get(REQUEST_ID)
-        return web.json_response(body, status=500)
+    # The catch-all boundary: log the stack, hide it from the client.
+    log.error("unhandled error", exc_info=exc)
+    span = trace.get_current_span()
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    body = GatewayError().to_body()
+    body["error"]["requestId"] = request.get(REQUEST_ID)
+    return web.json_response(body, status=500)
