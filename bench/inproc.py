@@ -103,20 +103,6 @@ class Driver:
         self.protocol.data_received(raw)
         return await waiter
 
-    async def per_request_us(self, raw: bytes, *, count: int, repeats: int) -> float:
-        """Microseconds per request: the best of ``repeats`` runs of ``count`` requests
-        (the minimum is the cost; anything above it is the machine's noise)."""
-        for _ in range(200):  # warm caches, metric children, the JIT-free interpreter's dicts
-            await self.request(raw)
-        best = float("inf")
-        for _ in range(repeats):
-            gc.collect()
-            started = time.perf_counter()
-            for _ in range(count):
-                await self.request(raw)
-            best = min(best, (time.perf_counter() - started) / count)
-        return best * 1e6
-
 
 def http_get(path: str, headers: dict[str, str] | None = None) -> bytes:
     lines = [f"GET {path} HTTP/1.1", "Host: 127.0.0.1:8080"]
@@ -135,15 +121,34 @@ def http_post(path: str, body: bytes, headers: dict[str, str] | None = None) -> 
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
-async def measure(
-    build: Callable[[], web.Application], raw: bytes, *, count: int, repeats: int
-) -> float:
-    driver = await Driver.open(build())
+async def measure_all(
+    cases: list[tuple[str, Callable[[], web.Application], bytes]], *, count: int, repeats: int
+) -> list[tuple[str, float]]:
+    """Microseconds per request of each case, every app open at once and the runs
+    interleaved (case 1, 2, ..., then again), so that each sees the same machine; the best
+    run of each is its cost."""
+    drivers = []
     try:
-        reply = await driver.request(raw)
-        status = int(reply.split(b" ", 2)[1])
-        if status >= 400:
-            raise RuntimeError(f"{status}: {reply[-300:]!r}")
-        return await driver.per_request_us(raw, count=count, repeats=repeats)
+        for _name, build, raw in cases:
+            driver = await Driver.open(build())
+            drivers.append(driver)
+            reply = await driver.request(raw)
+            status = int(reply.split(b" ", 2)[1])
+            if status >= 400:
+                raise RuntimeError(f"{status}: {reply[-300:]!r}")
+            for _ in range(300):  # warm caches and metric children
+                await driver.request(raw)
+        best = [float("inf")] * len(cases)
+        for _ in range(repeats):
+            for index, (driver, (_name, _build, raw)) in enumerate(
+                zip(drivers, cases, strict=True)
+            ):
+                gc.collect()
+                started = time.perf_counter()
+                for _ in range(count):
+                    await driver.request(raw)
+                best[index] = min(best[index], (time.perf_counter() - started) / count)
+        return [(name, cost * 1e6) for (name, _, _), cost in zip(cases, best, strict=True)]
     finally:
-        await driver.close()
+        for driver in drivers:
+            await driver.close()

@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
+from gateway import eventloop
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from gateway.errors import SettingsError
@@ -138,7 +139,7 @@ async def serve_app(
 
 def _run(settings: Settings) -> int:
     try:
-        asyncio.run(serve_app(create_app(settings), settings))
+        eventloop.run(serve_app(create_app(settings), settings), settings.server.event_loop)
     except (OSError, SchemaOutOfDate) as exc:  # port taken, host unknown, schema behind
         log.error("cannot serve", error=str(exc))  # noqa: TRY400  # a clear line, no stack
         return 1

@@ -57,6 +57,8 @@ class ServerSettings(_Section):
     trust_forwarded_for: bool = False
     # Processes sharing the port; with several, each also serves on metrics_port + index.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
+    # uvloop when installed ("auto"), or force one; see gateway/eventloop.py.
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     metrics_port: Port = 0
     # Browser origins allowed to call the API from another origin (CORS), e.g.
     # "https://app.example.com"; "*" for any. Empty: same-origin only.
@@ -148,6 +150,8 @@ class RpcSettings(_Section):
     ws_max_connections_per_caller: Annotated[int, Field(ge=1)] = 20
     ws_send_queue: Annotated[int, Field(ge=1)] = 256
     ws_heartbeat_s: PositiveFloat = 30.0
+    # newHeads/logs subscriptions without a WebSocket node: how often the tip is polled.
+    subscription_poll_s: PositiveFloat = 1.0
 
 
 class DomainRule(_Section):

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 from pydantic import SecretStr
 
+from gateway import eventloop
 from gateway.config import Settings
 
 log = structlog.get_logger("gateway.workers")
@@ -50,8 +51,9 @@ def _worker(settings_json: str, index: int) -> None:
     configure_logging(settings.log)
     bind_process_fields(worker=index)
     metrics_port = settings.server.metrics_port + index if settings.server.metrics_port else None
-    asyncio.run(
-        serve_app(create_app(settings), settings, reuse_port=True, metrics_port=metrics_port)
+    eventloop.run(
+        serve_app(create_app(settings), settings, reuse_port=True, metrics_port=metrics_port),
+        settings.server.event_loop,
     )
 
 

@@ -67,6 +67,10 @@ class InvalidHeader(MalformedMessage):
     code = "siwe.malformed.header"
 
 
+class InvalidDomain(MalformedMessage):
+    code = "siwe.malformed.domain"
+
+
 class InvalidAddress(MalformedMessage):
     code = "siwe.malformed.address"
 
@@ -380,6 +384,9 @@ def _parse_preamble(lines: _Lines) -> tuple[str | None, str, str, str | None]:
         raise InvalidHeader(
             f"expected '[scheme://]domain{HEADER_SUFFIX}'", line=1, field_name="domain"
         )
+    authority = rfc3986.AUTHORITY_RE.fullmatch(header["domain"])
+    if authority is None or not authority["host"]:  # EIP-4361: an authority with a host
+        raise InvalidDomain("domain must name a host", line=1, field_name="domain")
     address = lines.take("the address")
     if _ADDRESS_RE.fullmatch(address) is None:
         raise InvalidAddress("address must be 0x and 40 hex digits", line=2, field_name="address")

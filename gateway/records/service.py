@@ -20,7 +20,7 @@ from gateway.identity.wallets import ContractWallets, is_erc6492
 from gateway.records import acceptance
 from gateway.records.acceptance import BadSignature, Candidate, NonceReused, SignerMismatch
 from gateway.records.store import DuplicateNonce, NewRecord, RecordStore
-from gateway.telemetry import Metrics
+from gateway.telemetry import Metrics, is_sampled
 
 log = structlog.get_logger("gateway.records")
 
@@ -113,7 +113,7 @@ class RecordService:
 
     def _span(self, name: str) -> AbstractContextManager[object]:
         """A child span when the trace is sampled; none otherwise (nothing would export)."""
-        if trace.get_current_span().get_span_context().trace_flags.sampled:
+        if is_sampled():
             return self.tracer.start_as_current_span(name)
         return contextlib.nullcontext()
 

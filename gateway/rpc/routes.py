@@ -102,7 +102,7 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
         return _json(jsonrpc.error_bytes(None, error.rpc_code, error.message))
     if not parsed.batch and isinstance(parsed.items[0], jsonrpc.Call):
         call = parsed.items[0]
-        (wait,) = await service.admit([call], caller)
+        wait = await service.admit_one(call, caller)
         if wait > 0:
             retry = str(max(1, int(-(-wait // 1))))
             reply = jsonrpc.error_bytes(
@@ -154,6 +154,7 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         app[UPSTREAM_SESSION],
         telemetry.metrics,
         max_feeds=settings.rpc.ws_max_upstream_subscriptions,
+        poll_s=settings.rpc.subscription_poll_s,
     )
     app[HUB] = hub
     app[WEBSOCKETS] = WebSocketGateway(app[RPC], hub, ConnectionCounter(), telemetry.metrics)

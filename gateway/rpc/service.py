@@ -11,12 +11,13 @@ from typing import Any, Literal
 
 import orjson
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, SpanKind
 
 from gateway.config import RpcSettings
 from gateway.errors import GatewayError
-from gateway.ratelimit import Limit, RateLimiter
+from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter
 from gateway.rpc import jsonrpc, logs
 from gateway.rpc.cache import (
     FOREVER,
@@ -32,7 +33,7 @@ from gateway.rpc.jsonrpc import Call, Invalid, Parsed
 from gateway.rpc.policy import DENIED_CODE, MethodPolicy
 from gateway.rpc.pool import UpstreamPool
 from gateway.rpc.upstream import Upstream, decode_reply
-from gateway.telemetry import Metrics
+from gateway.telemetry import Metrics, is_sampled
 
 log = structlog.get_logger("gateway.rpc")
 
@@ -91,6 +92,7 @@ class RpcService:
             if not name.endswith("*")
         )
         self._logs_slots = asyncio.Semaphore(settings.logs_concurrency)
+        self._local_limiter = limiter if isinstance(limiter, MemoryRateLimiter) else None
         self.coalescer: Coalescer[tuple[bytes, dict[str, Any], Upstream]] | None = (
             Coalescer() if settings.coalesce else None
         )
@@ -105,20 +107,22 @@ class RpcService:
 
     async def admit(self, calls: list[Call], caller: Caller) -> list[float]:
         """Rate-limit each call in order: 0.0 when admitted, else seconds to wait."""
+        return [await self.admit_one(call, caller) for call in calls]
+
+    async def admit_one(self, call: Call, caller: Caller) -> float:
         limit = self.limits[caller.tier]
-        waits = []
-        for call in calls:
-            wait = await self.limiter.acquire(f"rpc:{caller.key}", limit, self.weight(call.method))
-            if wait > 0:
-                self.metrics.rate_limited.labels(caller.tier).inc()
-                self.metrics.child(
-                    self.metrics.rpc_requests,
-                    self.method_label(call.method),
-                    caller.tier,
-                    "rate_limited",
-                ).inc()
-            waits.append(wait)
-        return waits
+        key = f"rpc:{caller.key}"
+        cost = self.weight(call.method)
+        if self._local_limiter is not None:  # no await (and no coroutine) for a local bucket
+            wait = self._local_limiter.acquire_now(key, limit, cost)
+        else:
+            wait = await self.limiter.acquire(key, limit, cost)
+        if wait > 0:
+            self.metrics.rate_limited.labels(caller.tier).inc()
+            self.metrics.rpc_requests.labels(
+                self.method_label(call.method), caller.tier, "rate_limited"
+            ).inc()
+        return wait
 
     async def run(self, parsed: Parsed, caller: Caller, *, transport: str = "http") -> list[bytes]:
         """Replies of a parsed request, in order; notifications get none."""
@@ -127,7 +131,7 @@ class RpcService:
 
         async def one(item: Call | Invalid) -> bytes | None:
             if isinstance(item, Invalid):
-                self.metrics.child(self.metrics.rpc_requests, "other", caller.tier, "invalid").inc()
+                self.metrics.rpc_requests.labels("other", caller.tier, "invalid").inc()
                 return jsonrpc.error_bytes(item.id, item.code, item.message)
             if waits[id(item)] > 0:
                 reply = jsonrpc.error_bytes(
@@ -152,20 +156,25 @@ class RpcService:
         if denied is None and call.method in WS_ONLY and transport != "ws":
             denied = f"{call.method} needs a WebSocket connection (GET /rpc with Upgrade)"
         if denied is not None:
-            self.metrics.child(self.metrics.rpc_requests, label, caller.tier, "denied").inc()
+            self.metrics.rpc_requests.labels(label, caller.tier, "denied").inc()
             return jsonrpc.error_bytes(call.id, DENIED_CODE, denied)
-        if trace.get_current_span().get_span_context().trace_flags.sampled:
-            with self.tracer.start_as_current_span(
+        if is_sampled():
+            span = self.tracer.start_span(
                 f"rpc {call.method}",
                 kind=SpanKind.INTERNAL,
                 attributes={"rpc.system": "jsonrpc", "rpc.method": call.method},
-            ) as span:
+            )
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
                 reply, outcome = await self._answer_or_error(call, label, span)
+            finally:
+                span.end()
+                otel_context.detach(token)
         else:
             # An unsampled trace exports nothing: skipping its span changes no output, and
             # the node still gets this trace's traceparent (flag 00).
             reply, outcome = await self._answer_or_error(call, label, INVALID_SPAN)
-        self.metrics.child(self.metrics.rpc_requests, label, caller.tier, outcome).inc()
+        self.metrics.rpc_requests.labels(label, caller.tier, outcome).inc()
         return reply
 
     async def _answer_or_error(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
@@ -263,8 +272,9 @@ class RpcService:
             if cached is not None:  # another replica fetched it: keep it here too
                 self.cache.put(key, cached, height=rule.height, head=head)
         result = "hit" if cached is not None else "miss"
-        self.metrics.child(self.metrics.rpc_cache_requests, result).inc()
-        span.set_attribute("gateway.cache", result)
+        self.metrics.rpc_cache_requests.labels(result).inc()
+        if span.is_recording():
+            span.set_attribute("gateway.cache", result)
         return cached
 
     def _shareable(self, rule: Rule, height: int | None = None) -> bool:

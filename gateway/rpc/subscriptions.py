@@ -4,6 +4,10 @@ every client that asked for it.
 A ``Feed`` holds the upstream WebSocket subscription for one key. When its node goes away it
 subscribes again on the next node that has a WebSocket URL; clients keep their ids and
 simply receive the next notification. The last client leaving closes the feed.
+
+Without any WebSocket URL, ``newHeads`` and ``logs`` feeds are served by polling (one
+``polled.ChainFollower`` for the gateway); ``newPendingTransactions`` needs a pushing node
+and is refused with a reason.
 """
 
 from __future__ import annotations
@@ -20,9 +24,11 @@ import orjson
 import structlog
 
 from gateway.background import cancel
-from gateway.errors import InvalidParams, RateLimited
+from gateway.errors import GatewayError, InvalidParams, RateLimited, UpstreamError
 from gateway.jsonexact import dumps_exact
-from gateway.rpc.pool import UpstreamPool
+from gateway.rpc.polled import ChainFollower, LogsWatch
+from gateway.rpc.pool import NewHead, UpstreamPool
+from gateway.rpc.upstream import decode_reply
 from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.rpc.subscriptions")
@@ -36,6 +42,14 @@ class TooManyFeeds(RateLimited):
     """Every upstream subscription slot of the gateway is taken by distinct ones."""
 
     code = "rpc.too_many_subscriptions"
+
+
+class SubscriptionUnavailable(GatewayError):
+    """A subscription type this gateway's configuration cannot serve (EIP-1474 -32004)."""
+
+    http_status = 422
+    rpc_code = -32004
+    code = "rpc.subscription_unavailable"
 
 
 class SubscriptionRefused(InvalidParams):
@@ -59,6 +73,7 @@ class Feed:
     upstream: str = ""
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     refused: SubscriptionRefused | None = None
+    polled: bool = False  # served by the ChainFollower (no WebSocket node)
 
 
 class SubscriptionHub:
@@ -71,6 +86,7 @@ class SubscriptionHub:
         retry_s: float = 0.5,
         ready_timeout_s: float = 5.0,
         max_feeds: int = 1000,
+        poll_s: float = 1.0,
     ) -> None:
         self.pool = pool
         self.session = session
@@ -81,6 +97,10 @@ class SubscriptionHub:
         self.feeds: dict[bytes, Feed] = {}
         self._by_client: dict[str, Feed] = {}
         self._internal: set[str] = set()
+        self.follower = ChainFollower(self._pool_call, poll_s=poll_s)
+        self._emitters: dict[bytes, Callable[[bytes], None]] = {}
+        self._follower_task: asyncio.Task[None] | None = None
+        pool.on_head(self._on_pool_head)
 
     def clients(self, feed: Feed) -> list[str]:
         """The client subscriptions on ``feed`` (the gateway's own left out)."""
@@ -109,8 +129,11 @@ class SubscriptionHub:
                     retry_after_s=30,
                 )
             feed = Feed(key, kind, params)
+            if self.has_websocket_upstream():
+                feed.task = asyncio.create_task(self._run(feed), name=f"feed-{kind}")
+            else:
+                self._follow(feed)
             self.feeds[key] = feed
-            feed.task = asyncio.create_task(self._run(feed), name=f"feed-{kind}")
         subscription = new_subscription_id()
         feed.clients[subscription] = deliver
         self._by_client[subscription] = feed
@@ -139,10 +162,65 @@ class SubscriptionHub:
             self.feeds.pop(feed.key, None)
             if feed.task is not None:
                 feed.task.cancel()
+            if feed.polled:
+                self._unfollow(feed)
         return True
 
     async def close(self) -> None:
-        await cancel(*(feed.task for feed in self.feeds.values() if feed.task is not None))
+        tasks = [feed.task for feed in self.feeds.values() if feed.task is not None]
+        await cancel(*tasks, *([self._follower_task] if self._follower_task else []))
+
+    # --- polled feeds (no WebSocket node) -------------------------------------------
+
+    def _follow(self, feed: Feed) -> None:
+        """Serve ``feed`` from the follower: raises when polling cannot serve its kind."""
+        if feed.kind == "newPendingTransactions":
+            raise SubscriptionUnavailable(
+                "newPendingTransactions needs an upstream node with a WebSocket URL "
+                "(GATEWAY_UPSTREAMS=http://node|ws://node); this gateway's nodes are HTTP only"
+            )
+        if feed.kind == "logs":
+            criteria = feed.params[0] if feed.params else {}
+            if not isinstance(criteria, dict) or len(feed.params) > 1:
+                raise SubscriptionRefused("logs takes one filter object (address, topics)")
+            emit = lambda result: self._fan_out(feed, result)  # noqa: E731
+            self.follower.logs[feed.key] = LogsWatch(criteria, emit)
+        else:
+            self.follower.heads.add(self._heads_emitter(feed))
+        feed.polled = True
+        feed.ready.set()
+        if self._follower_task is None or self._follower_task.done():
+            self._follower_task = asyncio.create_task(self.follower.run(), name="feed-poller")
+
+    def _heads_emitter(self, feed: Feed) -> Callable[[bytes], None]:
+        def emit(header: bytes) -> None:
+            self._note_head(orjson.loads(header))
+            self._fan_out(feed, header)
+
+        feed.task = None
+        self._emitters[feed.key] = emit
+        return emit
+
+    def _unfollow(self, feed: Feed) -> None:
+        self.follower.logs.pop(feed.key, None)
+        emit = self._emitters.pop(feed.key, None)
+        if emit is not None:
+            self.follower.heads.discard(emit)
+        if self.follower.idle and self._follower_task is not None:
+            self._follower_task.cancel()
+            self._follower_task = None
+
+    def _on_pool_head(self, _head: NewHead) -> None:
+        if not self.follower.idle:
+            self.follower.wake()
+
+    async def _pool_call(self, method: str, params: list[Any]) -> Any:  # noqa: ANN401  # JSON
+        body = dumps_exact({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        reply, upstream = await self.pool.forward(body, method=method)
+        decoded = decode_reply(upstream.name, reply)
+        if "error" in decoded:
+            raise UpstreamError(detail=f"{upstream.name}: {method} failed: {decoded['error']}")
+        return decoded.get("result")
 
     def _fan_out(self, feed: Feed, result: bytes) -> None:
         fragment = orjson.Fragment(result)

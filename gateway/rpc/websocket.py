@@ -25,6 +25,7 @@ from gateway.rpc.subscriptions import (
     SUPPORTED,
     SubscriptionHub,
     SubscriptionRefused,
+    SubscriptionUnavailable,
     TooManyFeeds,
 )
 from gateway.telemetry import Metrics, set_request_id
@@ -127,15 +128,9 @@ class Connection:
                 jsonrpc.LIMIT_EXCEEDED,
                 f"at most {self.max_subscriptions} subscriptions per connection",
             )
-        if not self.hub.has_websocket_upstream():
-            return jsonrpc.error_bytes(
-                call.id,
-                jsonrpc.INTERNAL_ERROR,
-                "no upstream node with a WebSocket URL is configured",
-            )
         try:
             subscription = await self.hub.subscribe(str(params[0]), list(params[1:]), self.deliver)
-        except (SubscriptionRefused, TooManyFeeds) as error:  # -32602 / -32005
+        except (SubscriptionRefused, SubscriptionUnavailable, TooManyFeeds) as error:
             return jsonrpc.error_bytes(call.id, error.rpc_code, error.message)
         self.subscriptions.add(subscription)
         return jsonrpc.result_bytes(call.id, subscription)

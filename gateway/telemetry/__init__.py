@@ -21,6 +21,7 @@ from gateway.telemetry.state import (
     TELEMETRY,
     RequestContext,
     Telemetry,
+    is_sampled,
 )
 from gateway.telemetry.tracing import build_tracer_provider, decided_provider
 
@@ -33,6 +34,7 @@ __all__ = [
     "RequestContext",
     "Telemetry",
     "configure_logging",
+    "is_sampled",
     "metrics_handler",
     "request_middleware",
     "set_request_id",

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import orjson
 import structlog
@@ -80,9 +80,9 @@ def add_trace_context(
 class _Active:
     """The process's logging set-up (logging is process-wide by nature)."""
 
-    sink: LogSink | None = None
-    fast_access_json = False  # JSON output at info level or below
-    process_fields: dict[str, Any] = {}  # noqa: RUF012  # bound for the process's lifetime
+    sink: ClassVar[LogSink | None] = None
+    fast_access_json: ClassVar[bool] = False  # JSON output at info level or below
+    process_fields: ClassVar[dict[str, Any]] = {}  # bound for the process's lifetime
 
 
 def active_sink() -> LogSink | None:
@@ -159,8 +159,8 @@ def write_access_line(  # noqa: PLR0913  # the fields of the line
 class _StampCache:
     """ISO-8601 UTC timestamps; the date-and-seconds part is formatted once a second."""
 
-    second = -1
-    prefix = ""
+    second: ClassVar[int] = -1
+    prefix: ClassVar[str] = ""
 
 
 def timestamp() -> str:

@@ -6,6 +6,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from aiohttp import web
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Tracer
 
@@ -42,6 +43,16 @@ class RequestContext:
 
 
 CURRENT_REQUEST: ContextVar[RequestContext | None] = ContextVar("gateway_request", default=None)
+
+
+def is_sampled() -> bool:
+    """Whether the current trace is sampled, i.e. whether child spans are worth making: the
+    request's decision, else (background work) the current OpenTelemetry span's."""
+    current = CURRENT_REQUEST.get()
+    if current is not None:
+        return current.sampled
+    return trace.get_current_span().get_span_context().trace_flags.sampled
+
 
 TELEMETRY = web.AppKey("telemetry", Telemetry)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -55,3 +55,31 @@ async def test_traceparent_reaches_the_node(
         assert not spans.get_finished_spans() or all(
             format(s.context.trace_id, "032x") != TRACE_ID for s in spans.get_finished_spans()
         )
+
+
+async def test_an_unsampled_request_still_gives_the_node_its_trace(
+    aiohttp_client, recording_node, make_settings, rpc_env, spans, logs
+):
+    """No span object is made for it, yet the node and the access line share its ids."""
+    settings = make_settings(
+        upstreams=[f"http://127.0.0.1:{recording_node.port}"],
+        GATEWAY_RPC__CACHE_ENABLED="false",
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0",
+        **rpc_env,
+    )
+    client = await aiohttp_client(create_app(settings, span_exporters=[spans]))
+    recording_node.seen.clear()
+    spans.clear()
+    await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"])
+    (sent,) = [
+        entry["headers"]["traceparent"]
+        for entry in recording_node.seen
+        if not isinstance(entry["body"], list)  # the call, not a head poll
+    ]
+    version, trace_id, span_id, flags = sent.split("-")
+    assert (version, flags) == ("00", "00")
+    (line,) = [l for l in logs.events("request") if l["route"] == "/rpc"]
+    assert (line["trace_id"], line["span_id"]) == (trace_id, span_id)
+    assert int(trace_id, 16) != 0
+    assert spans.get_finished_spans() == ()
