@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import tempfile
 import timeit
 from pathlib import Path
+from typing import ClassVar
 
 from aiohttp import web
 from inproc import http_get, http_post, measure_all
@@ -163,7 +165,7 @@ def part_two(work: Path) -> None:
     header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
     class Req:
-        headers: dict[str, str] = {}
+        headers: ClassVar[dict[str, str]] = {}
 
     policy = MethodPolicy(settings.rpc.anonymous.allow, settings.rpc.anonymous.deny)
     limiter = MemoryRateLimiter()
@@ -188,11 +190,8 @@ def part_two(work: Path) -> None:
     loop = asyncio.new_event_loop()
 
     def coalesced() -> None:
-        coro = coalescer.run(key, answer)
-        try:
-            coro.send(None)
-        except StopIteration:
-            pass
+        with contextlib.suppress(StopIteration):
+            coalescer.run(key, answer).send(None)
 
     def span() -> None:
         server_tracer.start_span("GET /healthz", kind=SpanKind.SERVER).end()

@@ -1,5 +1,6 @@
 // Compiles contracts/src with the pinned solc (npm) and OpenZeppelin from node_modules into
-// contracts/artifacts/<Contract>.json ({contractName, sourceName, abi, bytecode,
+// gateway/chain/artifacts/<Contract>.json (package data, so an installed gateway has them)
+// ({contractName, sourceName, abi, bytecode,
 // deployedBytecode, compiler}). `node build.mjs --check` compiles and fails when the
 // committed artifacts differ from a fresh compile.
 import fs from "node:fs";
@@ -10,7 +11,7 @@ const require = createRequire(import.meta.url);
 const solc = require("solc");
 const root = path.dirname(new URL(import.meta.url).pathname);
 const srcDir = path.join(root, "src");
-const outDir = path.join(root, "artifacts");
+const outDir = path.join(root, "..", "gateway", "chain", "artifacts");
 const check = process.argv.includes("--check");
 
 const walk = (dir) =>

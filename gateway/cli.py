@@ -282,6 +282,13 @@ async def _db(command: str, settings: Settings) -> int:
         await database.close()
 
 
+def _check_config(settings: Settings) -> int:
+    print(json.dumps(settings.masked(), indent=2))
+    for warning in settings.warnings():
+        print(f"gateway: warning: {warning}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:  # noqa: PLR0911  # one return per command
     args = _parser().parse_args(argv)
     env = os.environ if environ is None else environ
@@ -294,8 +301,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             print(f"gateway: invalid setting {problem}", file=sys.stderr)
         return 1
     if args.command == "check-config":
-        print(json.dumps(settings.masked(), indent=2))
-        return 0
+        return _check_config(settings)
     if args.command == "keys":
         return _keys(args.keys_command, settings)
     if args.command == "db":
@@ -303,6 +309,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "contracts":
         return asyncio.run(_deploy(settings))
     configure_logging(settings.log)
+    for warning in settings.warnings():
+        log.warning("check the settings", detail=warning)
     workers = args.workers or settings.server.workers
     if workers > 1:
         from gateway.workers import serve_workers  # noqa: PLC0415

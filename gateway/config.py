@@ -315,6 +315,18 @@ class Settings(_Section):
             return frozenset(self.identity.chain_ids)
         return frozenset({self.chain_id or 1})
 
+    def warnings(self) -> list[str]:
+        """Valid settings that are probably a mistake, in words an operator can act on."""
+        found = []
+        if self.redis.url is not None and not self.identity.keys_dir.is_absolute():
+            found.append(
+                f"identity.keys_dir is the relative path {self.identity.keys_dir} while Redis "
+                "is configured (several replicas): replicas that do not share one key ring "
+                "make their own signing keys and refuse each other's session tokens (401 at "
+                "random behind a load balancer); mount one key ring at an absolute path"
+            )
+        return found
+
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, with every secret masked."""
         data = self.model_dump(mode="json")

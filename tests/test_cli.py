@@ -32,3 +32,12 @@ def test_check_config_reads_a_file(tmp_path, capsys):
     config.write_text("[server]\nport = 0\nhost = 'nope'\n[server.extra]\n")
     assert main(["check-config", "--config", str(config)], {}) == 1
     assert "server.extra" in capsys.readouterr().err
+
+
+def test_check_config_warns_of_replicas_without_one_key_ring(capsys):
+    environ = {"GATEWAY_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert main(["check-config"], environ) == 0
+    assert "refuse each other's session tokens" in capsys.readouterr().err
+    shared = {**environ, "GATEWAY_IDENTITY__KEYS_DIR": "/var/run/gateway/keys"}
+    assert main(["check-config"], shared) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -21,7 +21,10 @@ from eth_account import Account
 
 # anvil's well-known development mnemonic: its accounts are funded and public knowledge.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
-_ANVIL_IN_NODE_MODULES = Path("contracts/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+# The npm package and version contracts/package.json pins (a test keeps them equal).
+ANVIL_NPM = "@foundry-rs/anvil-linux-amd64"
+ANVIL_VERSION = "1.7.1"
+_ANVIL_IN_NODE_MODULES = Path("node_modules") / ANVIL_NPM / "bin" / "anvil"
 _LISTENING = re.compile(rb"Listening on ([0-9.]+):(\d+)")
 
 
@@ -36,19 +39,20 @@ class DevAccount:
 
 
 def find_anvil(environ: Mapping[str, str] = os.environ) -> Path:
-    """GATEWAY_ANVIL, else the npm package under contracts/ (of this checkout or the cwd),
-    else ``anvil`` on PATH."""
+    """GATEWAY_ANVIL, else the npm package in the cwd's node_modules or contracts/ (of the
+    cwd or this checkout), else ``anvil`` on PATH."""
     if explicit := environ.get("GATEWAY_ANVIL"):
         return Path(explicit)
     checkout = Path(__file__).resolve().parents[2]
-    for root in (Path.cwd(), checkout):
+    for root in (Path.cwd(), Path.cwd() / "contracts", checkout / "contracts"):
         candidate = root / _ANVIL_IN_NODE_MODULES
         if candidate.is_file():
             return candidate
     if on_path := shutil.which("anvil"):
         return Path(on_path)
     raise DevChainError(
-        "anvil not found: run the setup (make dev / make test) to install contracts/node_modules"
+        f"anvil not found: gateway dev needs it; run `npm install {ANVIL_NPM}@{ANVIL_VERSION}` "
+        "here, or put Foundry's anvil on PATH, or set GATEWAY_ANVIL to its path"
     )
 
 
