@@ -11,16 +11,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account._utils.encode_typed_data.encoding_and_hashing import (
-    get_primary_type,
-    hash_eip712_message,
-)
+from eth_account._utils.encode_typed_data.encoding_and_hashing import hash_eip712_message
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_hash.auto import keccak
 
 from gateway.config import DomainRule, RecordsSettings
 from gateway.errors import Conflict, Forbidden, GatewayError, InvalidParams, PayloadTooLarge
 from gateway.jsonexact import dumps_exact
+from gateway.records import eip712
 
 __all__ = ["Candidate", "Rejected", "check_policy", "prepare"]
 
@@ -197,10 +195,10 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
 def _digest(typed_data: dict[str, Any]) -> bytes:
     """The EIP-712 digest, by eth-account's encode_typed_data.
 
-    A dApp's records share their domain: its separator (a third of the encoding work) is
-    remembered per domain, and the message half is eth-account's ``hash_eip712_message`` on
-    the same types, so the digest is what ``encode_typed_data(full_message=…)`` gives
-    (a test compares the two on every shape the policy accepts).
+    A dApp's records share their domain: its separator is remembered per domain, and the
+    message half is ``eip712.hash_message`` (compiled per schema; eth-account's
+    ``hash_eip712_message`` for the value forms it leaves to it), so the digest is what
+    ``encode_typed_data(full_message=…)`` gives (tests compare the two by hypothesis).
     """
     domain_key = dumps_exact(
         [typed_data["domain"], typed_data["types"].get("EIP712Domain")], sort_keys=True
@@ -213,9 +211,12 @@ def _digest(typed_data: dict[str, Any]) -> bytes:
         _domain_separator[domain_key] = bytes(message.header)
         return bytes(_hash_eip191_message(message))
     types = {k: v for k, v in typed_data["types"].items() if k != "EIP712Domain"}
-    if get_primary_type(types) != typed_data["primaryType"]:
-        raise InvalidTypedData("primaryType is not the root of the types")
-    body = hash_eip712_message(types, typed_data["message"])
+    try:
+        body = eip712.hash_message(types, typed_data["primaryType"], typed_data["message"])
+    except eip712.NotRoot as exc:
+        raise InvalidTypedData("primaryType is not the root of the types") from exc
+    except eip712.Unsupported:  # a value form eth-account reads its own way
+        body = hash_eip712_message(types, typed_data["message"])
     return bytes(keccak(b"\x19\x01" + separator + body))
 
 

@@ -263,3 +263,80 @@ def test_readers_are_the_signer_and_the_recipient_fields() -> None:
     signer = "0x" + "c3" * 20
     assert readers_of(candidate, policy(), signer) == {signer, BOB, ALICE}
     assert readers_of(candidate, policy(recipient_fields=[]), signer) == {signer}
+
+
+TREE_TYPES: dict[str, list[dict[str, str]]] = {
+    "EIP712Domain": [{"name": "name", "type": "string"}],
+    "Node": [
+        {"name": "label", "type": "string"},
+        {"name": "owner", "type": "address"},
+        {"name": "weights", "type": "int64[]"},
+        {"name": "flags", "type": "bool[2]"},
+        {"name": "digest", "type": "bytes4"},
+        {"name": "children", "type": "Leaf[]"},
+    ],
+    "Leaf": [{"name": "value", "type": "uint32"}, {"name": "data", "type": "bytes"}],
+}
+
+
+def _mixed_case(raw: bytes) -> str:
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address("0x" + raw.hex())
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    label=st.text(max_size=30),
+    owner=st.binary(min_size=20, max_size=20).flatmap(
+        lambda raw: st.sampled_from(["0x" + raw.hex(), "0x" + raw.hex().upper(), _mixed_case(raw)])
+    ),
+    weights=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=4),
+    written=st.sampled_from(["int", "decimal", "hex"]),
+    flags=st.lists(st.booleans(), min_size=2, max_size=2),
+    digest=st.binary(min_size=4, max_size=4).map(lambda b: "0x" + b.hex()),
+    leaves=st.lists(
+        st.fixed_dictionaries(
+            {
+                "value": st.integers(0, 2**32 - 1),
+                "data": st.binary(max_size=12).map(lambda b: "0x" + b.hex()),
+            }
+        ),
+        max_size=3,
+    ),
+)
+def test_compiled_digest_equals_eth_account_on_another_schema(
+    label, owner, weights, written, flags, digest, leaves
+) -> None:
+    """Integers written as strings take eth-account's own path; everything else the compiled
+    one; both give eth-account's digest."""
+
+    def write(number: int) -> int | str:
+        if written == "hex" and number >= 0:  # eth-account reads no negative hex
+            return hex(number)
+        return str(number) if written != "int" else number
+
+    typed = {
+        "types": TREE_TYPES,
+        "primaryType": "Node",
+        "domain": {"name": "Tree"},
+        "message": {
+            "label": label,
+            "owner": owner,
+            "weights": [write(w) for w in weights],
+            "flags": flags,
+            "digest": digest,
+            "children": leaves,
+        },
+    }
+    prepare(typed, max_bytes=1 << 20)  # the domain's first record: eth-account's whole path
+    assert prepare(typed, max_bytes=1 << 20).id == eth_account_digest(typed)
+
+
+def test_an_address_in_any_case_has_eth_accounts_digest() -> None:
+    good = _mixed_case(bytes.fromhex("a1" * 20))
+    wrong_checksum = good[:2] + good[2:].swapcase()
+    prepare(order(), max_bytes=1 << 20)  # the domain separator is cached: the compiled path
+    for wallet in (good, wrong_checksum, good.lower()):
+        typed = order(maker={"wallet": wallet, "name": "Alice"})
+        assert prepare(typed, max_bytes=1 << 20).id == eth_account_digest(typed)
