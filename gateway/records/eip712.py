@@ -102,7 +102,12 @@ class Schema:
             return lambda values: bytes(keccak(b"".join(item(v) for v in values)))
         if kind in self.types:
             return self.struct(kind)
-        simple = {"address": _address, "string": _string, "bool": _bool, "bytes": _bytes}
+        simple: dict[str, Encoder] = {
+            "address": _address,
+            "string": _string,
+            "bool": _bool,
+            "bytes": _bytes,
+        }
         if kind in simple:
             return simple[kind]
         if number := _INT_TYPE.fullmatch(kind):
