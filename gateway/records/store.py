@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +15,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from gateway.errors import InvalidParams
 from gateway.storage import Database
+from gateway.storage.groupcommit import GroupCommit
 from gateway.storage.schema import anchor_batches, record_nonces, record_readers, records
 
 
@@ -42,6 +43,65 @@ def _row(record: NewRecord, now: float) -> dict[str, Any]:
         "private": record.private,
         "received_at": now,
     }
+
+
+_SQLITE_INSERT_RECORD = (
+    "INSERT INTO records (id, signer, primary_type, typed_data, signature, wallet_type, "
+    "private, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING seq"
+)
+
+
+def _sqlite_commit(
+    db: sqlite3.Connection, group: list[NewRecord], now: float
+) -> list[tuple[bool, float] | BaseException]:
+    """A group's writes on SQLite, in the writer's thread: known ids are resubmissions, a
+    (signer, nonce) taken before (or earlier in the group) is a DuplicateNonce, the rest are
+    inserted with their readers; a record twice in the group is stored once."""
+    marks = ",".join("?" * len({record.id for record in group}))
+    known = dict(
+        db.execute(
+            f"SELECT id, received_at FROM records WHERE id IN ({marks})",  # noqa: S608  # placeholders only
+            list({record.id: None for record in group}),
+        ).fetchall()
+    )
+    outcomes: list[tuple[bool, float] | BaseException] = []
+    for record in group:
+        if record.id in known:  # a resubmission (or a copy stored earlier in this group)
+            outcomes.append((False, float(known[record.id])))
+            continue
+        if record.nonce is not None:
+            taken = db.execute(
+                "INSERT INTO record_nonces (signer, nonce) VALUES (?, ?) "
+                "ON CONFLICT DO NOTHING RETURNING 1",
+                (record.signer, record.nonce),
+            ).fetchone()
+            if taken is None:
+                outcomes.append(DuplicateNonce())
+                continue
+        row = db.execute(
+            _SQLITE_INSERT_RECORD,
+            (
+                record.id,
+                record.signer,
+                record.primary_type,
+                record.typed_data.decode(),
+                record.signature,
+                record.wallet_type,
+                record.private,
+                now,
+            ),
+        ).fetchone()
+        known[record.id] = now
+        if row is None:  # stored meanwhile by another writer: a resubmission
+            outcomes.append((False, now))
+            continue
+        if record.private and record.readers:
+            db.executemany(
+                "INSERT INTO record_readers (record_seq, reader) VALUES (?, ?)",
+                [(row[0], reader) for reader in record.readers],
+            )
+        outcomes.append((True, now))
+    return outcomes
 
 
 class DuplicateNonce(Exception):
@@ -100,45 +160,32 @@ class RecordStore:
         self._engine = database.engine
         self._writer = database.writer
         self._insert = sqlite_insert if database.backend == "sqlite" else pg_insert
-        self._queue: list[tuple[NewRecord, asyncio.Future[tuple[bool, float]]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self._group: GroupCommit[NewRecord, tuple[bool, float]] = GroupCommit(
+            self._commit_group, name="records-commit", max_group=self.MAX_GROUP
+        )
 
     async def insert(self, record: NewRecord) -> tuple[bool, float]:
         """Store a record (with its readers and nonce), durable when this returns.
 
         Returns (created, received_at); a record stored before is (False, when it was
-        received). Concurrent inserts share one transaction (group commit): while one
-        group commits, the next gathers, so a busy gateway makes few, large commits and
-        every caller still returns only after its own record is committed.
+        received). Concurrent inserts share one transaction (``storage.GroupCommit``); on
+        SQLite the whole group is one call in the writer's thread.
         """
-        future: asyncio.Future[tuple[bool, float]] = asyncio.get_running_loop().create_future()
-        self._queue.append((record, future))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush(), name="records-commit")
-        return await future
+        return await self._group.submit(record)
 
-    async def _flush(self) -> None:
-        while self._queue:
-            group, self._queue = self._queue[: self.MAX_GROUP], self._queue[self.MAX_GROUP :]
-            try:
-                async with self._db.operation("records.flush"):
-                    outcomes = await self._commit([record for record, _ in group])
-            except Exception as exc:  # noqa: BLE001  # every waiter learns of the failure
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), outcome in zip(group, outcomes, strict=True):
-                if future.done():
-                    continue
-                if isinstance(outcome, Exception):
-                    future.set_exception(outcome)
-                else:
-                    future.set_result(outcome)
+    async def _commit_group(
+        self, group: list[NewRecord]
+    ) -> list[tuple[bool, float] | BaseException]:
+        async with self._db.operation("records.flush"):
+            if self._db.backend == "sqlite":
+                now = time.time()
+                return await self._db.in_writer_thread(lambda db: _sqlite_commit(db, group, now))
+            return await self._commit(group)
 
-    async def _commit(self, group: list[NewRecord]) -> list[tuple[bool, float] | Exception]:
+    async def _commit(self, group: list[NewRecord]) -> list[tuple[bool, float] | BaseException]:
+        """PostgreSQL: the same steps as ``_sqlite_commit``, through SQLAlchemy."""
         now = time.time()
-        outcomes: list[tuple[bool, float] | Exception | None] = [None] * len(group)
+        outcomes: list[tuple[bool, float] | BaseException | None] = [None] * len(group)
         async with self._writer.begin() as connection:
             ids = list({record.id for record in group})
             known = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
+from gateway.storage.groupcommit import GroupCommit
 from gateway.telemetry import TELEMETRY, Metrics
 
 log = structlog.get_logger("gateway.storage")
@@ -40,6 +42,19 @@ def _sqlite_path(url: str) -> Path | None:
         return None
     # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy reads them.
     return Path(path[1:])
+
+
+def _in_transaction(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    if connection.in_transaction:  # left open by the connection's last user: not ours
+        connection.rollback()
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = work(connection)
+    except BaseException:
+        connection.rollback()
+        raise
+    connection.commit()
+    return result
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401  # DB-API objects are untyped
@@ -65,10 +80,9 @@ class Database:
         # in asyncio, instead of spinning in SQLite's busy handler (which sleeps in ms).
         self.writer = writer or engine
         self.backend = backend
-        self._writes: list[
-            tuple[Callable[[AsyncConnection], Awaitable[Any]], asyncio.Future[Any]]
-        ] = []
-        self._writing: asyncio.Task[None] | None = None
+        self._writes: GroupCommit[Callable[[AsyncConnection], Awaitable[Any]], Any] = GroupCommit(
+            self._commit_writes, name="sqlite-group-commit"
+        )
 
     @classmethod
     def open(cls, url: str) -> Database:
@@ -105,33 +119,32 @@ class Database:
         if self.backend != "sqlite":
             async with self.writer.begin() as connection:
                 return await work(connection)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._writes.append((work, future))
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_groups(), name="sqlite-group-commit")
-        result: T = await future
+        result: T = await self._writes.submit(work)
         return result
 
-    async def _write_groups(self) -> None:
-        while self._writes:
-            group, self._writes = self._writes[:256], self._writes[256:]
-            outcomes: list[tuple[bool, Any]] = []
-            try:
-                async with self.writer.begin() as connection:
-                    for work, _ in group:
-                        try:
-                            async with connection.begin_nested():
-                                outcomes.append((True, await work(connection)))
-                        except sa.exc.IntegrityError as exc:  # this write only
-                            outcomes.append((False, exc))
-            except Exception as exc:  # noqa: BLE001  # the commit failed: every writer learns
-                for _, future in group:
-                    if not future.done():
-                        future.set_exception(exc)
-                continue
-            for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                if not future.done():
-                    future.set_result(value) if ok else future.set_exception(value)
+    async def _commit_writes(
+        self, group: list[Callable[[AsyncConnection], Awaitable[Any]]]
+    ) -> list[Any]:
+        outcomes: list[Any] = []
+        async with self.writer.begin() as connection:
+            for work in group:
+                try:
+                    async with connection.begin_nested():
+                        outcomes.append(await work(connection))
+                except sa.exc.IntegrityError as exc:  # this write only
+                    outcomes.append(exc)
+        return outcomes
+
+    async def in_writer_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """SQLite: ``work`` on the one writer connection, in its own thread, in one
+        transaction (committed when it returns, rolled back when it raises): a whole group
+        commit in one thread hop, where each SQLAlchemy statement is a hop of its own."""
+        async with self.writer.connect() as connection:
+            raw = await connection.get_raw_connection()
+            driver = raw.driver_connection  # aiosqlite's connection, which owns the thread
+            # aiosqlite 0.21-0.22 runs a callable in its thread with _execute (pinned).
+            result: T = await driver._execute(_in_transaction, driver._conn, work)  # type: ignore[union-attr]  # noqa: SLF001
+            return result
 
     @contextlib.asynccontextmanager
     async def operation(self, op: str) -> AsyncIterator[None]:
