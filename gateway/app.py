@@ -8,7 +8,6 @@ from aiohttp import web
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import health, openapi
-from gateway.chain.web3 import web3_ctx
 from gateway.config import SETTINGS, Settings
 from gateway.cors import cors_middleware
 from gateway.error_responses import render_exception
@@ -44,8 +43,7 @@ def create_app(
     app.cleanup_ctx.append(telemetry_ctx)  # first in, last out: spans of cleanup still flush
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(redis_ctx)
-    app.cleanup_ctx.append(upstream_ctx)
-    app.cleanup_ctx.append(web3_ctx)
+    app.cleanup_ctx.append(upstream_ctx)  # the nodes, and web3.py on one of them
     app.cleanup_ctx.append(identity.identity_ctx)
     app.cleanup_ctx.append(rpc.rpc_ctx)
     app.cleanup_ctx.append(records.records_ctx)

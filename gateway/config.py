@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from gateway.defaults import DEFAULT_ALLOW, DEFAULT_DENY
 from gateway.errors import SettingsError
-from gateway.rpc.policy import DEFAULT_ALLOW, DEFAULT_DENY
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["json", "console", "auto"]

@@ -10,9 +10,13 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 import structlog
+from aiohttp import web
 from redis.exceptions import RedisError
 
+from gateway.config import SETTINGS
 from gateway.errors import RateLimited
+from gateway.storage.redis import REDIS
+from gateway.telemetry import TELEMETRY
 from gateway.telemetry.metrics import Metrics
 
 
@@ -118,3 +122,12 @@ class RedisRateLimiter:
             log.warning("rate limiter unavailable", fail=outcome, error=str(exc)[:200])
             return 0.0 if self._fail_open else 1.0
         return float(wait)
+
+
+def limiter_for(app: web.Application) -> RateLimiter:
+    """Buckets in Redis when configured (one limit across replicas), else in process."""
+    shared = app.get(REDIS)
+    if shared is None:
+        return MemoryRateLimiter()
+    fail_open = app[SETTINGS].redis.rate_limit_fail_open
+    return RedisRateLimiter(shared, app[TELEMETRY].metrics, fail_open=fail_open)

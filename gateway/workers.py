@@ -43,7 +43,7 @@ def worker_settings(settings: Settings, index: int) -> Settings:
 
 def _worker(settings_json: str, index: int) -> None:
     from gateway.app import create_app  # noqa: PLC0415  # in the child process
-    from gateway.cli import serve_app  # noqa: PLC0415
+    from gateway.server import serve_app  # noqa: PLC0415
     from gateway.telemetry import configure_logging  # noqa: PLC0415
     from gateway.telemetry.logging import bind_process_fields  # noqa: PLC0415
 

@@ -7,33 +7,31 @@ JSON-RPC hot path (``gateway.rpc.upstream``) traces its calls itself, more cheap
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 from aiohttp import web
 from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+from opentelemetry.sdk.trace import TracerProvider
 from web3 import AsyncHTTPProvider, AsyncWeb3
-
-from gateway.rpc.context import POOL
-from gateway.telemetry import TELEMETRY
 
 WEB3 = web.AppKey("web3", AsyncWeb3)
 
 
-async def web3_ctx(app: web.Application) -> AsyncIterator[None]:
-    """AsyncWeb3 on the first configured node on the right chain. Without nodes there is
-    no chain work to do."""
-    upstreams = [u for u in app[POOL].upstreams if u.chain_ok] or app[POOL].upstreams
-    if not upstreams:
-        yield
-        return
-    trace_config = create_trace_config(tracer_provider=app[TELEMETRY].tracer_provider)
-    timeout = aiohttp.ClientTimeout(total=upstreams[0].settings.timeout_s)
+@contextlib.asynccontextmanager
+async def open_web3(
+    url: str, *, timeout_s: float, tracer_provider: TracerProvider
+) -> AsyncIterator[AsyncWeb3[Any]]:
+    """AsyncWeb3 on ``url`` with a traced session of its own, closed on exit. Whoever owns
+    the nodes decides which one (``rpc.context.upstream_ctx``: the first on the right chain)."""
+    trace_config = create_trace_config(tracer_provider=tracer_provider)
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(trace_configs=[trace_config], timeout=timeout) as session:
-        provider = AsyncHTTPProvider(upstreams[0].url)
+        provider = AsyncHTTPProvider(url)
         await provider.cache_async_session(session)
-        app[WEB3] = AsyncWeb3(provider)
-        yield
+        yield AsyncWeb3(provider)
 
 
-__all__ = ["WEB3", "web3_ctx"]
+__all__ = ["WEB3", "open_web3"]

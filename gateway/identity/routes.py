@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.background import running
 from gateway.bodies import read_model
+from gateway.caller import SESSIONS, client_ip, request_token
+from gateway.chain.wallets import ContractWallets
 from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
@@ -21,19 +23,11 @@ from gateway.identity.redis_store import RedisIdentityStore
 from gateway.identity.service import NONCE_LENGTH, SignInService
 from gateway.identity.store import IdentityStore, SqlIdentityStore
 from gateway.identity.tokens import Session, TokenIssuer
-from gateway.identity.wallets import ContractWallets
 from gateway.openapi import Parameter, operation
-from gateway.ratelimit import (
-    Limit,
-    MemoryRateLimiter,
-    RateLimiter,
-    RedisRateLimiter,
-    take_or_refuse,
-)
+from gateway.ratelimit import Limit, RateLimiter, limiter_for, take_or_refuse
 from gateway.storage import STORAGE
 from gateway.storage.redis import REDIS
 from gateway.telemetry import TELEMETRY
-from gateway.telemetry.middleware import client_ip
 
 log = structlog.get_logger("gateway.identity")
 
@@ -99,20 +93,6 @@ async def _limit(request: web.Request, scope: str, per_minute: float) -> None:
         tier="auth",
         message=f"too many {scope} requests from this client",
     )
-
-
-def request_token(request: web.Request) -> str | None:
-    """The session token of a request: ``Authorization: Bearer`` first, then the cookie."""
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
-    if "Cookie" not in request.headers:  # parsing no cookies still costs a request ~2 us
-        return None
-    cookie = request.cookies.get(request.app[SETTINGS].identity.cookie_name)
-    return cookie or None
 
 
 async def current_session(request: web.Request) -> Session:
@@ -229,15 +209,6 @@ async def jwks(request: web.Request) -> web.Response:
     )
 
 
-def limiter_for(app: web.Application) -> RateLimiter:
-    """Buckets in Redis when configured (one limit across replicas), else in process."""
-    shared = app.get(REDIS)
-    if shared is None:
-        return MemoryRateLimiter()
-    fail_open = app[SETTINGS].redis.rate_limit_fail_open
-    return RedisRateLimiter(shared, app[TELEMETRY].metrics, fail_open=fail_open)
-
-
 async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keys, store and the sign-in service; background key reload and expiry purge."""
     settings = app[SETTINGS]
@@ -263,6 +234,7 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
         tracer=app[TELEMETRY].tracer,
         gateway_chain_id=settings.chain_id,
     )
+    app[SESSIONS] = app[SIGN_IN]  # how every feature learns who a token's caller is
 
     async def reload_keys() -> None:
         while True:

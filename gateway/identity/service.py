@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from opentelemetry import trace
 
+from gateway.chain import signatures
+from gateway.chain.wallets import ContractWallets, ContractWalletsUnavailable, verify_signer
 from gateway.config import Settings
 from gateway.errors import GatewayError, RateLimited, Unavailable
 from gateway.identity import siwe
@@ -18,7 +20,6 @@ from gateway.identity.siwe import SiweError, SiweMessage
 from gateway.identity.store import IdentityStore, NonceState
 from gateway.identity.tokens import RevokedToken, Session, TokenIssuer, WalletType
 from gateway.identity.uri import host_port, uri_origin
-from gateway.identity.wallets import ContractWallets, is_erc6492
 from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.identity")
@@ -174,34 +175,25 @@ class SignInService:
         )
 
     async def _check_signature(self, message: SiweMessage, text: str, signature: str) -> WalletType:
-        raw = siwe.signature_bytes(signature)
-        digest = siwe.eip191_hash(text)
+        try:
+            raw = signatures.signature_bytes(signature)
+        except signatures.MalformedSignature as exc:
+            raise siwe.MalformedSignature(str(exc)) from exc
+        # A contract wallet is asked on the gateway's chain only.
+        wallets = self.wallets if message.chain_id == self.gateway_chain_id else None
         with self.tracer.start_as_current_span("siwe.recover") as span:
-            eoa_error: SiweError | None = None
-            if not is_erc6492(raw):
-                try:
-                    if siwe.recovers_to(digest, raw, message.address):
-                        span.set_attribute("wallet.type", "eoa")
-                        return "eoa"
-                    eoa_error = siwe.InvalidSignature()
-                except (siwe.MalformedSignature, siwe.InvalidSignature) as exc:
-                    eoa_error = exc
-        with self.tracer.start_as_current_span("siwe.contract_wallet") as span:
-            span.set_attribute("wallet.type", "contract")
-            if self.wallets is None or message.chain_id != self.gateway_chain_id:
-                if eoa_error is not None:
-                    raise eoa_error
-                raise ContractWalletUnavailable
-            if is_erc6492(raw):
-                span.set_attribute("wallet.erc6492", value=True)
-                valid = await self.wallets.is_valid_universal(message.address, digest, raw)
-            elif await self.wallets.has_code(message.address):
-                valid = await self.wallets.is_valid_erc1271(message.address, digest, raw)
-            else:
-                raise eoa_error or siwe.InvalidSignature()
-            if not valid:
-                raise siwe.InvalidSignature
-            return "contract"
+            try:
+                wallet_type = await verify_signer(
+                    wallets, message.address, signatures.eip191_hash(text), raw
+                )
+            except signatures.MalformedSignature as exc:
+                raise siwe.MalformedSignature(str(exc)) from exc
+            except signatures.InvalidSignature as exc:
+                raise siwe.InvalidSignature from exc
+            except ContractWalletsUnavailable as exc:
+                raise ContractWalletUnavailable from exc
+            span.set_attribute("wallet.type", wallet_type)
+            return wallet_type
 
     async def _consume_nonce(self, nonce: str) -> None:
         with self.tracer.start_as_current_span("siwe.nonce"):

@@ -14,24 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.background import cancel
 from gateway.bodies import read_model
+from gateway.caller import SessionLike, caller_of
 from gateway.chain.deploy import anchor_account, contract_address
+from gateway.chain.signatures import checksum_address
+from gateway.chain.wallets import ContractWallets
 from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
 from gateway.errors import InvalidParams
-from gateway.identity.routes import SIGN_IN, limiter_for, request_token
-from gateway.identity.siwe import checksum_address
-from gateway.identity.tokens import Session
-from gateway.identity.wallets import ContractWallets
 from gateway.openapi import Parameter, operation
-from gateway.ratelimit import Limit, RateLimiter, take_or_refuse
+from gateway.ratelimit import Limit, RateLimiter, limiter_for, take_or_refuse
 from gateway.records.anchorer import Anchorer
 from gateway.records.merkle import leaf_of
 from gateway.records.service import NotAnchored, RecordNotFound, RecordService, represent
 from gateway.records.store import RecordStore, decode_cursor, encode_cursor
 from gateway.storage import STORAGE
 from gateway.telemetry import TELEMETRY
-from gateway.telemetry.middleware import client_ip
 
 log = structlog.get_logger("gateway.records")
 
@@ -105,23 +103,16 @@ class Proof(_Model):
     blockNumber: int  # noqa: N815
 
 
-async def _session(request: web.Request) -> Session | None:
-    token = request_token(request)
-    if token is None:
-        return None
-    return await request.app[SIGN_IN].session_cached(token)
+async def _session(request: web.Request) -> SessionLike | None:
+    return (await caller_of(request)).session
 
 
-async def _limit_submissions(request: web.Request, session: Session | None) -> None:
+async def _limit_submissions(request: web.Request) -> None:
     settings = request.app[SETTINGS]
-    caller = (
-        session.address.lower()
-        if session is not None
-        else client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
-    )
+    caller = await caller_of(request)
     await take_or_refuse(
         request.app[RECORDS_LIMITER],
-        f"records:{caller}",
+        f"records:{caller.key}",
         Limit(settings.records.submit_rate_per_s, settings.records.submit_burst),
         metrics=request.app[TELEMETRY].metrics,
         tier="records",
@@ -165,7 +156,7 @@ def _record_id(request: web.Request) -> str:
 )
 async def submit(request: web.Request) -> web.Response:
     session = await _session(request)
-    await _limit_submissions(request, session)  # before any verification work
+    await _limit_submissions(request)  # before any verification work
     body = await read_model(request, SubmitRequest)
     service = request.app[RECORDS]
     result = await service.submit(

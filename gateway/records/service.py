@@ -12,11 +12,11 @@ import orjson
 import structlog
 from opentelemetry import trace
 
+from gateway.caller import SessionLike
+from gateway.chain import signatures
+from gateway.chain.wallets import ContractWallets, ContractWalletsUnavailable, verify_signer
 from gateway.config import Settings
 from gateway.errors import GatewayError, NotFound, Unavailable
-from gateway.identity import siwe
-from gateway.identity.tokens import Session
-from gateway.identity.wallets import ContractWallets, is_erc6492
 from gateway.records import acceptance
 from gateway.records.acceptance import BadSignature, Candidate, NonceReused, SignerMismatch
 from gateway.records.store import DuplicateNonce, NewRecord, RecordStore
@@ -66,7 +66,7 @@ class RecordService:
         signature: str,
         *,
         claimed_signer: str | None,
-        session: Session | None,
+        session: SessionLike | None,
     ) -> Submitted:
         """Verify, apply the policy, store. Counts every outcome."""
         started = time.perf_counter()
@@ -128,35 +128,22 @@ class RecordService:
     async def _signer(
         self, candidate: Candidate, signature: str, claimed: str | None
     ) -> tuple[str, str]:
-        """(lower-case signer, wallet type). An EOA is recovered; a contract wallet must be
-        named (``signer``) and accept the signature on chain (EIP-1271 / EIP-6492)."""
+        """(lower-case signer, wallet type). Without a named signer the signer is the EOA
+        recovered; a named one must have signed (``chain.wallets.verify_signer``: its key,
+        or its contract wallet on chain, EIP-6492 / EIP-1271)."""
         try:
-            raw = siwe.signature_bytes(signature)
-        except siwe.MalformedSignature as exc:
-            raise BadSignature("signature must be 0x-prefixed hex") from exc
-        claimed_lower = claimed.lower() if claimed else None
-        eoa_error: GatewayError | None = None
-        if not is_erc6492(raw):
-            try:
-                recovered = siwe.recover_address(candidate.id, raw, checksum=False)
-                if claimed_lower is None or recovered == claimed_lower:
-                    return recovered, "eoa"
-            except (siwe.MalformedSignature, siwe.InvalidSignature) as exc:
-                eoa_error = BadSignature(exc.message)
-        if claimed_lower is None or self.wallets is None:
-            raise eoa_error or BadSignature("signature is not by the named signer")
-        with self.tracer.start_as_current_span("records.contract_wallet"):
-            if is_erc6492(raw):
-                valid = await self.wallets.is_valid_universal(claimed_lower, candidate.id, raw)
-            elif await self.wallets.has_code(claimed_lower):
-                valid = await self.wallets.is_valid_erc1271(claimed_lower, candidate.id, raw)
-            else:
-                valid = False
-        if not valid:
-            raise eoa_error or BadSignature("signature is not by the named signer")
-        return claimed_lower, "contract"
+            raw = signatures.signature_bytes(signature)
+            if claimed is None:
+                return signatures.recover_address(candidate.id, raw, checksum=False), "eoa"
+            with self._span("records.verify_signer"):
+                wallet_type = await verify_signer(self.wallets, claimed, candidate.id, raw)
+        except (signatures.MalformedSignature, signatures.InvalidSignature) as exc:
+            raise BadSignature(str(exc) or "signature is not by the named signer") from exc
+        except ContractWalletsUnavailable as exc:
+            raise BadSignature("signature is not by the named signer") from exc
+        return claimed.lower(), wallet_type
 
-    async def readable(self, record_id: str, session: Session | None) -> Any:  # noqa: ANN401
+    async def readable(self, record_id: str, session: SessionLike | None) -> Any:  # noqa: ANN401
         row = await self.store.get(record_id.lower())
         if row is None:
             raise RecordNotFound
@@ -181,7 +168,7 @@ def represent(row: Any, *, check_anchor: bool = True) -> dict[str, Any]:  # noqa
         }
     return {
         "id": row.id,
-        "signer": siwe.checksum_address(row.signer),
+        "signer": signatures.checksum_address(row.signer),
         "primaryType": row.primary_type,
         "typedData": orjson.Fragment(row.typed_data.encode()),
         "signature": row.signature,

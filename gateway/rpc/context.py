@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from gateway.chain.web3 import WEB3, open_web3
 from gateway.config import SETTINGS
 from gateway.rpc.cache import MemoryCache
 from gateway.rpc.pool import NewHead, UpstreamPool
@@ -53,6 +54,18 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CACHE] = cache
         await pool.start()
         try:
-            yield
+            # The gateway's own chain work (contract wallets, anchoring) uses web3.py on
+            # the first node on the right chain; without nodes there is none to do.
+            nodes = [u for u in pool.upstreams if u.chain_ok] or pool.upstreams
+            if not nodes:
+                yield
+                return
+            async with open_web3(
+                nodes[0].url,
+                timeout_s=nodes[0].settings.timeout_s,
+                tracer_provider=telemetry.tracer_provider,
+            ) as w3:
+                app[WEB3] = w3
+                yield
         finally:
             await pool.stop()

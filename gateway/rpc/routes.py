@@ -9,20 +9,20 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from gateway.background import running
+from gateway.caller import Caller, anonymous, caller_of
 from gateway.config import SETTINGS
 from gateway.errors import Unauthenticated, Unavailable
-from gateway.identity.routes import SIGN_IN, limiter_for, request_token
 from gateway.openapi import Parameter, operation
+from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
 from gateway.rpc.cache import RedisCache
 from gateway.rpc.context import CACHE, POOL, UPSTREAM_SESSION
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
-from gateway.rpc.service import Caller, RpcService
+from gateway.rpc.service import RpcService
 from gateway.rpc.subscriptions import SubscriptionHub, SubscriptionRefused
 from gateway.rpc.websocket import ConnectionCounter, WebSocketGateway
 from gateway.storage.redis import REDIS
 from gateway.telemetry import TELEMETRY
-from gateway.telemetry.middleware import client_ip
 
 log = structlog.get_logger("gateway.rpc")
 
@@ -53,22 +53,15 @@ class JsonRpcResponse(BaseModel):
     id: str | int | None = None
 
 
-async def caller_of(request: web.Request) -> Caller:
-    """Signed-in callers (a valid Bearer token or session cookie) are limited by address,
-    everyone else by client ip."""
-    settings = request.app[SETTINGS]
-    token = request_token(request)
-    ip = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
-    if token is not None:
-        try:
-            session = await request.app[SIGN_IN].session_cached(token)
-        except Unavailable:
-            # The revocation store is down: serve the caller, but as anonymous (its limits
-            # and policy), since a revoked token cannot be told from a valid one now.
-            log.warning("session check unavailable; serving as anonymous", client_ip=ip)
-            return Caller("anonymous", ip)
-        return Caller("signed_in", session.address.lower())
-    return Caller("anonymous", ip)
+async def rpc_caller(request: web.Request) -> Caller:
+    """The request's caller; when the session store is down, served as anonymous (its
+    limits and policy), since a revoked token cannot be told from a valid one now."""
+    try:
+        return await caller_of(request)
+    except Unavailable:
+        caller = anonymous(request)
+        log.warning("session check unavailable; serving as anonymous", client_ip=caller.ip)
+        return caller
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -93,7 +86,7 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
     "-32002 upstream failure.",
 )
 async def rpc_http(request: web.Request) -> web.StreamResponse:
-    caller = await caller_of(request)
+    caller = await rpc_caller(request)
     service = request.app[RPC]
     body = await request.read()
     try:
@@ -130,7 +123,7 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
     "disconnected with close code 1008.",
 )
 async def rpc_ws(request: web.Request) -> web.StreamResponse:
-    caller = await caller_of(request)
+    caller = await rpc_caller(request)
     return await request.app[WEBSOCKETS].serve(request, caller)
 
 
@@ -177,4 +170,4 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
             await hub.close()
 
 
-__all__ = ["RPC", "Unauthenticated", "caller_of", "routes", "rpc_ctx"]
+__all__ = ["RPC", "Unauthenticated", "routes", "rpc_caller", "rpc_ctx"]

@@ -6,8 +6,7 @@ Transport-independent: the HTTP handler and the WebSocket session both call ``ex
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 import structlog
@@ -15,6 +14,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import INVALID_SPAN, SpanKind
 
+from gateway.caller import Caller, Tier
 from gateway.config import RpcSettings
 from gateway.errors import GatewayError
 from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter
@@ -37,7 +37,6 @@ from gateway.telemetry import Metrics, is_sampled
 
 log = structlog.get_logger("gateway.rpc")
 
-Tier = Literal["anonymous", "signed_in"]
 _LATEST_METHODS = {
     "eth_blockNumber",
     "eth_call",
@@ -50,12 +49,6 @@ _LATEST_METHODS = {
     "eth_getLogs",
 }
 WS_ONLY = frozenset({"eth_subscribe", "eth_unsubscribe"})
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    tier: Tier
-    key: str  # what the rate limit counts: the signed-in address, else the client ip
 
 
 class RpcService:

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import structlog
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from gateway.caller import Caller
 from gateway.config import SETTINGS
 from gateway.errors import RateLimited
 from gateway.rpc import jsonrpc
 from gateway.rpc.jsonrpc import Call, RpcInvalidRequest, RpcParseError
-from gateway.rpc.service import Caller, RpcService
+from gateway.rpc.service import RpcService
 from gateway.rpc.subscriptions import (
     SUPPORTED,
     SubscriptionHub,

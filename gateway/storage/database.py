@@ -17,10 +17,9 @@ from aiohttp import web
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
 from gateway.storage.groupcommit import GroupCommit
-from gateway.telemetry import TELEMETRY, Metrics
+from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.storage")
 T = TypeVar("T")
@@ -186,41 +185,6 @@ def observe_storage(metrics: Metrics, backend: str, op: str, outcome: str, start
 
 
 STORAGE = web.AppKey("storage", Database)
-
-
-async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Open the database and make sure its schema is the one this code needs."""
-    from gateway.storage import migrate  # noqa: PLC0415  # migrate imports this module
-
-    settings = app[SETTINGS].storage
-    database = Database.open(settings.database_url.get_secret_value())
-    database.metrics = app[TELEMETRY].metrics
-    try:
-        mode = settings.migrate_on_start
-        if mode == "always" or (mode == "auto" and database.backend == "sqlite"):
-            await migrate.upgrade(database)
-        else:
-            await _check_schema(database)
-        app[STORAGE] = database
-        yield
-    finally:
-        await database.close()
-
-
-async def _check_schema(database: Database) -> None:
-    """Refuse to serve on an out-of-date schema; a database that is down at start is not
-    fatal (readiness reports it, and requests get 503 until it is back)."""
-    from gateway.storage import migrate  # noqa: PLC0415  # migrate imports this module
-
-    try:
-        async with storage_errors():
-            current = await migrate.current_revision(database)
-    except StorageUnavailable as exc:
-        log.warning("database unreachable at start", detail=exc.detail)
-        return
-    head = migrate.head_revision()
-    if current != head:
-        raise SchemaOutOfDate(current, head)
 
 
 class SchemaOutOfDate(RuntimeError):

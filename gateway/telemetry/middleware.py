@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from gateway.caller import client_ip
 from gateway.telemetry.logging import write_access_line
 from gateway.telemetry.metrics import HTTP_METHODS
 from gateway.telemetry.sampling import new_span_id, parse_traceparent
@@ -49,14 +50,6 @@ def route_template(request: web.Request) -> str:
     """The bounded route label: the route's template, never the raw path."""
     resource = request.match_info.route.resource
     return resource.canonical if resource is not None else _UNMATCHED
-
-
-def client_ip(request: web.Request, *, trust_forwarded_for: bool) -> str:
-    if trust_forwarded_for:
-        forwarded = request.headers.get("X-Forwarded-For")
-        if forwarded:
-            return forwarded.split(",", 1)[0].strip()
-    return request.remote or ""
 
 
 def request_middleware(render_error: RenderError) -> Middleware:

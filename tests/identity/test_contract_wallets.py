@@ -7,7 +7,7 @@ from eth_abi import encode
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector, to_checksum_address
 
-from gateway.identity.wallets import ERC6492_SUFFIX
+from gateway.chain.wallets import ERC6492_SUFFIX
 from tests.helpers.chain import call, deploy
 from tests.identity.conftest import make_message, personal_sign
 

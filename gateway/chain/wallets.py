@@ -8,13 +8,14 @@ deploys the wallet in that call's sandbox, asks it, and returns one byte.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from eth_abi.abi import encode
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, Web3Exception
 
 from gateway.chain.artifacts import load_artifact
+from gateway.chain.signatures import InvalidSignature, MalformedSignature, recovers_to
 from gateway.errors import UpstreamError
 
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")
@@ -67,3 +68,43 @@ class ContractWallets:
         except (Web3Exception, OSError, TimeoutError) as exc:
             raise UpstreamError(detail=f"EIP-6492 validation call failed: {exc}") from exc
         return bytes(result) == b"\x01"
+
+
+WalletType = Literal["eoa", "contract"]
+
+
+class ContractWalletsUnavailable(Exception):  # a state, said as such
+    """The signature is not an EOA's and no contract-wallet check can be made here."""
+
+
+async def verify_signer(
+    wallets: ContractWallets | None, address: str, digest: bytes, signature: bytes
+) -> WalletType:
+    """Whether ``address`` signed ``digest``, the one way every feature checks it: an EOA's
+    key recovered from the signature, else an EIP-6492 signature (a wallet not deployed
+    yet) through the universal validator, else a deployed wallet's EIP-1271
+    ``isValidSignature``.
+
+    Raises InvalidSignature when nothing accepts it, MalformedSignature when it is not an
+    EOA signature and no contract path applies, ContractWalletsUnavailable when only a
+    contract path could accept it and ``wallets`` is None (no chain to ask).
+    """
+    eoa_error: ValueError | None = None
+    if not is_erc6492(signature):
+        try:
+            if recovers_to(digest, signature, address):
+                return "eoa"
+            eoa_error = InvalidSignature()
+        except (MalformedSignature, InvalidSignature) as exc:
+            eoa_error = exc
+    if wallets is None:
+        raise eoa_error or ContractWalletsUnavailable()
+    if is_erc6492(signature):
+        valid = await wallets.is_valid_universal(address, digest, signature)
+    elif await wallets.has_code(address):
+        valid = await wallets.is_valid_erc1271(address, digest, signature)
+    else:
+        raise eoa_error or InvalidSignature()
+    if not valid:
+        raise InvalidSignature
+    return "contract"

@@ -1,0 +1,80 @@
+"""Defaults of features that the settings need: below config, so settings import no feature.
+
+The JSON-RPC method policy of every tier: the read methods of the execution API and
+``eth_sendRawTransaction`` are allowed; every namespace and method that administers the
+node or would use keys held by it is denied (``rpc/policy.py`` applies them).
+"""
+
+from __future__ import annotations
+
+DEFAULT_ALLOW: tuple[str, ...] = (
+    "eth_blockNumber",
+    "eth_chainId",
+    "eth_call",
+    "eth_estimateGas",
+    "eth_feeHistory",
+    "eth_gasPrice",
+    "eth_maxPriorityFeePerGas",
+    "eth_blobBaseFee",
+    "eth_getBalance",
+    "eth_getBlockByHash",
+    "eth_getBlockByNumber",
+    "eth_getBlockReceipts",
+    "eth_getBlockTransactionCountByHash",
+    "eth_getBlockTransactionCountByNumber",
+    "eth_getCode",
+    "eth_getLogs",
+    "eth_getProof",
+    "eth_getStorageAt",
+    "eth_getTransactionByBlockHashAndIndex",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getTransactionByHash",
+    "eth_getTransactionCount",
+    "eth_getTransactionReceipt",
+    "eth_getUncleCountByBlockHash",
+    "eth_getUncleCountByBlockNumber",
+    "eth_syncing",
+    "eth_protocolVersion",
+    "eth_createAccessList",
+    "eth_simulateV1",
+    "eth_sendRawTransaction",
+    "eth_subscribe",
+    "eth_unsubscribe",
+    "net_version",
+    "net_listening",
+    "net_peerCount",
+    "web3_clientVersion",
+    "web3_sha3",
+)
+
+# Never allowed unless an operator lists them in a tier's allow AND removes them from deny.
+DEFAULT_DENY: tuple[str, ...] = (
+    "admin_*",
+    "debug_*",
+    "personal_*",
+    "miner_*",
+    "txpool_*",
+    "engine_*",
+    "clique_*",
+    "les_*",
+    "anvil_*",
+    "hardhat_*",
+    "evm_*",
+    "ots_*",
+    "eth_sendTransaction",
+    "eth_sign",
+    "eth_signTransaction",
+    "eth_signTypedData*",
+    "eth_accounts",
+    "eth_coinbase",
+    "eth_mining",
+    "eth_hashrate",
+    "eth_submitWork",
+    "eth_submitHashrate",
+    "eth_newFilter",
+    "eth_newBlockFilter",
+    "eth_newPendingTransactionFilter",
+    "eth_getFilterChanges",
+    "eth_getFilterLogs",
+    "eth_uninstallFilter",
+)
