@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,22 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from gateway.server import free_port
+
+__all__ = [
+    "Result",
+    "ensure_wrk",
+    "free_port",
+    "gateway_cmd",
+    "gateway_env",
+    "print_table",
+    "run_wrk",
+    "serving",
+    "serving_gateway",
+    "start",
+    "wait_ready",
+]
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
@@ -25,12 +40,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ensure_wrk() -> str:

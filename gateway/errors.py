@@ -164,6 +164,9 @@ class UpstreamError(Unavailable):
     rpc_code = -32002
     code = "upstream.error"
     default_message = "upstream node error"
+    # Whether the node may have got the request (a write must then not be sent elsewhere);
+    # only a connection never made says False.
+    received: bool = True
 
 
 class UpstreamTimeout(UpstreamError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import socket
 
 import structlog
 from aiohttp import web
@@ -54,3 +55,10 @@ async def serve_app(
     finally:
         await runner.cleanup()  # closes what setup opened, even when setup failed
         log.info("stopped")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free on ``host`` now (tests and benches start servers on it)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -1,6 +1,5 @@
 """Errors are JSON with stable codes; never a stack trace, never a 500 for a client mistake."""
 
-import asyncio
 import gzip
 
 import pytest
@@ -8,6 +7,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.errors import RateLimited
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -68,7 +68,10 @@ async def test_a_compressed_body_that_does_not_decompress_is_400(gateway, logs):
         )
         assert response.status == 400, path
         assert (await response.json())["error"]["code"] == "request.bad_encoding", path
-    await asyncio.sleep(0.05)
+    await eventually(  # every request's access line is written: nothing is pending
+        lambda: len([line for line in logs.lines() if line.get("event") == "request"]) >= 2,
+        what="the access lines",
+    )
     assert not [line for line in logs.lines() if line["level"] == "error"]
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from aiohttp import web
 
 from tests.helpers.processes import free_port, gateway_process, wait_http
+from tests.helpers.waiting import eventually, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -25,12 +25,15 @@ async def _slow_node(aiohttp_server):
 
     async def rpc(request: web.Request) -> web.Response:
         body = await request.json()
+        server.bodies.append(body)
         await asyncio.sleep(1.5)
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
 
     app = web.Application()
     app.router.add_post("/", rpc)
-    return await aiohttp_server(app)
+    server = await aiohttp_server(app)
+    server.bodies = []
+    return server
 
 
 async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
@@ -48,8 +51,15 @@ async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz")
         async with aiohttp.ClientSession() as session:
+            seen = len(slow_node.bodies)
             in_flight = asyncio.create_task(session.get(f"http://127.0.0.1:{port}/readyz"))
-            await asyncio.sleep(0.5)  # the request is now waiting on the slow node
+            await eventually(  # the readiness check is now waiting on the slow node
+                lambda: any(
+                    isinstance(body, dict) and body.get("method") == "eth_chainId"
+                    for body in slow_node.bodies[seen:]
+                ),
+                what="the readiness call at the node",
+            )
             process.send_signal(signal.SIGTERM)
             response = await in_flight
             assert response.status == 200
@@ -110,6 +120,14 @@ def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
     assert "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in text
     assert (tmp_path / ".gateway" / "gateway.db").exists()
     anvil_url = next(l.split()[1] for l in text.splitlines() if l.strip().startswith("anvil"))
-    time.sleep(0.2)
-    with pytest.raises(OSError):  # noqa: PT011  # anvil stopped with the gateway
-        urllib.request.urlopen(anvil_url, timeout=2)
+    wait_until(lambda: not _answers(anvil_url), what="anvil to stop with the gateway")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answered, if not with 200
+    except OSError:
+        return False

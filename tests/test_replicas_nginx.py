@@ -11,7 +11,6 @@ import asyncio
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import aiohttp
@@ -22,6 +21,7 @@ from gateway.chain import DevChain
 from gateway.identity.keys import rotate
 from tests.helpers.chain import deploy
 from tests.helpers.processes import free_port, gateway_process, wait_http
+from tests.helpers.waiting import eventually
 from tests.identity.conftest import ORIGIN, make_message, personal_sign
 from tests.records.conftest import mail, sign_typed
 
@@ -234,25 +234,26 @@ async def test_records_anywhere_are_listed_everywhere_and_anchored_once(cluster)
 
 async def _anchored(session: aiohttp.ClientSession, replica: str, ids: list[str]) -> set[str]:
     """Waits until every record has a proof; returns the anchor transactions."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        proofs = []
+
+    async def proofs() -> set[str] | None:
+        found = []
         for record_id in ids:
             async with session.get(f"{replica}/records/{record_id}/proof") as r:
-                proofs.append(await r.json() if r.status == 200 else None)
-        if all(proofs):
-            return {proof["txHash"] for proof in proofs}
-        await asyncio.sleep(0.5)
-    pytest.fail("records were not anchored within 60 s")
+                found.append(await r.json() if r.status == 200 else None)
+        return {proof["txHash"] for proof in found} if all(found) else None
+
+    return await eventually(proofs, timeout_s=60, what="every record anchored")
 
 
 async def test_a_replica_killed_mid_stream_costs_only_its_in_flight_requests(cluster):
     failures = 0
     async with _session() as session:
+        answered = 0
 
         async def reader(count: int) -> None:
-            nonlocal failures
+            nonlocal failures, answered
             for _ in range(count):
+                answered += 1
                 try:
                     async with session.get(f"{cluster['lb']}/healthz") as r:
                         failures += r.status != 200
@@ -260,7 +261,7 @@ async def test_a_replica_killed_mid_stream_costs_only_its_in_flight_requests(clu
                     failures += 1
 
         readers = [asyncio.create_task(reader(60)) for _ in range(8)]
-        await asyncio.sleep(0.2)
+        await eventually(lambda: answered >= 40, what="traffic through the balancer")
         cluster["processes"][2].send_signal(signal.SIGKILL)
         await asyncio.gather(*readers)
     assert failures <= 8  # at most the one in flight of each concurrent client

@@ -5,13 +5,13 @@ import re
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.processes import free_port, gateway_process, wait_http
+from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -75,13 +75,11 @@ def test_two_workers_share_the_port_and_report_their_own_metrics(anvil, tmp_path
         workers = _workers(process.pid)
         assert len(workers) == 2
         os.kill(workers[0], signal.SIGKILL)  # a worker dies ...
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            now = _workers(process.pid)
-            if len(now) == 2 and workers[0] not in now:
-                break
-            time.sleep(0.2)
-        assert len(_workers(process.pid)) == 2
+        wait_until(
+            lambda: len(now := _workers(process.pid)) == 2 and workers[0] not in now,
+            timeout_s=30,
+            what="a new worker in place of the dead one",
+        )
         for each in (port, metrics, metrics + 1):  # ... and is back
             wait_http(f"http://127.0.0.1:{each}/healthz", timeout_s=60)
 

@@ -65,6 +65,7 @@ class Anchorer:
         self.metrics = metrics
         self.tracer = tracer
         self.wake = asyncio.Event()
+        self.resumed = asyncio.Event()  # the start-up round (resume) is over
         for outcome in ("confirmed", "failed", "error"):
             metrics.anchor_batches.labels(outcome)
         self.pending = 0  # records not in a batch (refreshed from storage each round)
@@ -88,6 +89,7 @@ class Anchorer:
                 log.exception("anchoring round failed")
                 self.metrics.child(self.metrics.anchor_batches, "error").inc()
             first = False
+            self.resumed.set()
 
     def note_new_record(self) -> None:
         """A record was stored: count it, and start a batch early once enough wait."""

@@ -294,7 +294,7 @@ class UpstreamPool:
                 return await self._attempt(upstream, body, method), upstream
             except UpstreamError as exc:
                 last_error = exc
-                if not idempotent and getattr(exc, "received", True):
+                if not idempotent and exc.received:
                     break  # the node may have the transaction: never send it twice
                 log.warning("failover", upstream=upstream.name, method=method, detail=exc.detail)
                 self.metrics.rpc_failovers.labels(upstream.name).inc()
@@ -319,29 +319,38 @@ class UpstreamPool:
         self, first: Upstream, second: Upstream, body: bytes, method: str
     ) -> tuple[bytes, Upstream]:
         """Ask ``first``; if it has not answered within its p95 latency, ask ``second`` too
-        and take whichever answers first. Only for reads: both may see the call."""
+        and take whichever answers first. Only for reads: both may see the call. The loser
+        is cancelled and awaited before this returns, also when the caller is cancelled:
+        no attempt outlives its request."""
         delay = first.p95_s()
         primary = asyncio.create_task(self._attempt(first, body, method))
-        if delay is None:
-            return await primary, first
-        done, _ = await asyncio.wait({primary}, timeout=delay)
-        if done:
-            return primary.result(), first
-        self.metrics.rpc_hedges.labels(second.name).inc()
-        backup = asyncio.create_task(self._attempt(second, body, method))
-        owners = {primary: first, backup: second}
-        pending: set[asyncio.Task[bytes]] = {primary, backup}
-        error: UpstreamError | None = None
-        while pending:
-            finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in finished:
-                if task.exception() is None:
-                    for other in pending:
-                        other.cancel()
-                    return task.result(), owners[task]
-                error = task.exception()  # type: ignore[assignment]  # always UpstreamError here
-        assert error is not None  # noqa: S101  # both tasks failed
-        raise error
+        owners = {primary: first}
+        try:
+            if delay is None:
+                return await primary, first
+            done, _ = await asyncio.wait({primary}, timeout=delay)
+            if done:
+                return primary.result(), first
+            self.metrics.rpc_hedges.labels(second.name).inc()
+            backup = asyncio.create_task(self._attempt(second, body, method))
+            owners[backup] = second
+            pending: set[asyncio.Task[bytes]] = {primary, backup}
+            error: UpstreamError | None = None
+            while pending:
+                finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    failure = task.exception()
+                    if failure is None:
+                        return task.result(), owners[task]
+                    assert isinstance(failure, UpstreamError)  # noqa: S101  # _attempt raises only these
+                    error = failure
+            assert error is not None  # noqa: S101  # both tasks failed
+            raise error
+        finally:
+            losers = [task for task in owners if not task.done()]
+            for task in losers:
+                task.cancel()
+            await asyncio.gather(*losers, return_exceptions=True)
 
     def _count(self, upstream: Upstream, method: str, outcome: str, started: float) -> None:
         metrics = self.metrics

@@ -34,7 +34,7 @@ class UpstreamFailed(UpstreamError):
 
 
 class UpstreamTimedOut(UpstreamTimeout):
-    received = True
+    """The node may have got the request (``received`` stays True)."""
 
 
 @dataclass(slots=True)

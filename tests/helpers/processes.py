@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,11 +11,9 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from gateway.server import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "gateway_process", "wait_http"]
 
 
 def gateway_process(

@@ -3,29 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
-_POLL_S = 0.005
+T = TypeVar("T")
+
+_POLL_S = 0.01
 
 
 async def eventually(
-    condition: Callable[[], object], *, timeout_s: float = 10.0, what: str = "condition"
-) -> None:
-    """Return once ``condition()`` is true; fail the test with ``what`` at the deadline."""
+    condition: Callable[[], T | Awaitable[T]], *, timeout_s: float = 10.0, what: str = "condition"
+) -> T:
+    """``condition()``'s first true value (it may be a coroutine function); fails the test
+    with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         await asyncio.sleep(_POLL_S)
 
 
 def wait_until(
-    condition: Callable[[], object], *, timeout_s: float = 10.0, what: str = "condition"
-) -> None:
+    condition: Callable[[], T], *, timeout_s: float = 10.0, what: str = "condition"
+) -> T:
     """``eventually`` for synchronous tests."""
     deadline = time.monotonic() + timeout_s
-    while not condition():
+    while True:
+        value = condition()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(_POLL_S)

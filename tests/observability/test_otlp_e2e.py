@@ -10,6 +10,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from tests.helpers.processes import free_port, gateway_process, wait_http
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -70,10 +71,10 @@ async def test_rpc_request_is_one_trace_in_otlp_and_logs(otlp_receiver, anvil, t
             async with session.post(f"http://127.0.0.1:{port}/rpc", json=payload) as response:
                 assert (await response.json())["result"] == "0x0"
                 request_id = response.headers["X-Request-ID"]
-        for _ in range(100):
-            if any(span.name == "POST /rpc" for _, span in otlp_receiver.spans):
-                break
-            await asyncio.sleep(0.1)
+        await eventually(
+            lambda: any(span.name == "POST /rpc" for _, span in otlp_receiver.spans),
+            what="the server span at the receiver",
+        )
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 20)

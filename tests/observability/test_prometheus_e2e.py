@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import aiohttp
 import pytest
@@ -19,6 +18,7 @@ from eth_account import Account
 from gateway.chain import DevChain
 from tests.helpers.chain import deploy
 from tests.helpers.processes import free_port, gateway_process, wait_http
+from tests.helpers.waiting import eventually
 from tests.identity.conftest import ORIGIN, make_message, personal_sign
 from tests.observability.test_rules_and_dashboards import OBSERVABILITY, dashboard_exprs
 from tests.records.conftest import mail, sign_typed
@@ -196,31 +196,39 @@ async def test_every_dashboard_query_and_alert_returns_data(stack):
             ) as r:
                 await r.read()
             await asyncio.sleep(0.1)
-        deadline = time.monotonic() + 60  # the anchor batch, and enough scrapes
-        while time.monotonic() < deadline:
-            if await _query(
+        await eventually(  # the anchor batch, scraped
+            lambda: _query(
                 session, prometheus, 'gateway_anchor_batches_total{outcome="confirmed"} > 0'
-            ):
-                break
-            await asyncio.sleep(1)
-        await asyncio.sleep(4)
-
-        empty = []
-        for board, title, expr in dashboard_exprs():
-            if expr.startswith("label_values"):
-                continue
-            if not await _query(session, prometheus, _substitute(expr)):
-                empty.append(f"{board} / {title}: {expr}")
+            ),
+            timeout_s=60,
+            what="the anchor batch in Prometheus",
+        )
         rules = [
             r
             for g in yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())["groups"]
             for r in g["rules"]
         ]
-        for rule in rules:
-            series = _alert_series(rule["expr"])
-            if not await _query(session, prometheus, series):
-                empty.append(f"alert {rule['alert']}: {series}")
-        assert not empty, "queries without data:\n" + "\n".join(empty)
+
+        async def without_data() -> list[str]:
+            empty = []
+            for board, title, expr in dashboard_exprs():
+                if expr.startswith("label_values"):
+                    continue
+                if not await _query(session, prometheus, _substitute(expr)):
+                    empty.append(f"{board} / {title}: {expr}")
+            for rule in rules:
+                series = _alert_series(rule["expr"])
+                if not await _query(session, prometheus, series):
+                    empty.append(f"alert {rule['alert']}: {series}")
+            return empty
+
+        async def all_have_data() -> bool:  # rate() and increase() need scrapes after traffic
+            return not await without_data()
+
+        try:
+            await eventually(all_have_data, timeout_s=30, what="data for every query")
+        except AssertionError:
+            pytest.fail("queries without data:\n" + "\n".join(await without_data()))
 
         async with session.get(f"{prometheus}/api/v1/alerts") as r:
             alerts = (await r.json())["data"]["alerts"]

@@ -10,6 +10,7 @@ from gateway.app import create_app
 from gateway.records.routes import ANCHORER
 from gateway.storage import STORAGE
 from gateway.storage.schema import anchor_batches
+from tests.helpers.waiting import eventually
 from tests.records.conftest import ANCHOR_KEY_INDEX, mail, sign_typed
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,8 @@ async def test_another_replica_takes_over_when_the_leader_dies(
             "/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}
         )
     ).status == 201
-    await asyncio.sleep(1)  # both replicas' start-up rounds are over
+    for replica in (first, second):  # both replicas' start-up rounds are over
+        await eventually(replica.app[ANCHORER].resumed.is_set, what="the start-up round")
     leader = first.app[ANCHORER]._leadership()
     assert await leader.__aenter__() is True  # the first replica leads ...
     assert await second.app[ANCHORER].anchor_once() is None  # ... so the second waits
@@ -68,10 +70,5 @@ async def test_another_replica_takes_over_when_the_leader_dies(
             sa.text("SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory'")
         )
         assert killed.scalar_one() is True
-    for _ in range(50):
-        batch = await second.app[ANCHORER].anchor_once()
-        if batch is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert batch is not None
+    await eventually(second.app[ANCHORER].anchor_once, what="the second replica's batch")
     await leader.__aexit__(None, None, None)  # the dead leader's lock went with its connection

@@ -10,6 +10,8 @@ from gateway.app import create_app
 from gateway.chain import DevChain
 from gateway.rpc.context import POOL
 from tests.helpers.fake_node import fake_node_app
+from tests.helpers.metrics import sample
+from tests.helpers.waiting import eventually
 from tests.rpc.conftest import Rpc
 
 pytestmark = pytest.mark.integration
@@ -26,20 +28,24 @@ async def test_killing_a_node_during_reads_is_invisible(
     address = fresh_anvil.accounts[1].address
     errors = []
 
+    calls = []
+
     async def reader():
         for _ in range(60):
             reply = await rpc.call("eth_getBalance", [address, "latest"])
+            calls.append(reply)
             if "error" in reply:
                 errors.append(reply)
             await asyncio.sleep(0.005)
 
     readers = [asyncio.create_task(reader()) for _ in range(4)]
-    await asyncio.sleep(0.1)
+    await eventually(lambda: len(calls) >= 8, what="reads in flight")
     fresh_anvil.stop()
     await asyncio.gather(*readers)
     assert errors == []
     text = await (await client.get("/metrics")).text()
-    assert "gateway_rpc_failovers_total" in text
+    stopped = f"127.0.0.1:{fresh_anvil.port}"
+    assert sample(text, "gateway_rpc_failovers_total", upstream=stopped) >= 1
 
 
 @pytest.fixture(name="paused_anvil")
@@ -94,7 +100,8 @@ async def test_served_tip_never_goes_backwards(mining_and_paused, fresh_anvil):
     assert seen == sorted(seen)
     assert seen[-1] == 5
     text = await (await client.get("/metrics")).text()
-    assert "gateway_upstream_head_block" in text
+    mining = f"127.0.0.1:{fresh_anvil.port}"
+    assert sample(text, "gateway_upstream_head_block", upstream=mining, tag="latest") == 5
 
 
 async def test_node_on_another_chain_is_refused_at_start(
@@ -210,4 +217,4 @@ async def test_breaker_opens_after_repeated_failures(
         assert reply["error"]["code"] in {-32002, -32603}
     assert upstream.breaker.state == upstream.breaker.OPEN
     text = await (await client.get("/metrics")).text()
-    assert "gateway_upstream_breaker_state" in text
+    assert sample(text, "gateway_upstream_breaker_state", upstream=upstream.name) == 2  # open

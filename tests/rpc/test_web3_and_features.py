@@ -8,7 +8,9 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from gateway.app import create_app
 from gateway.rpc.context import CACHE, POOL
+from gateway.rpc.routes import HUB
 from tests.helpers.chain import deploy, transact
+from tests.helpers.waiting import eventually
 from tests.rpc.conftest import Rpc
 
 pytestmark = pytest.mark.integration
@@ -140,7 +142,11 @@ async def test_a_new_block_announced_over_websocket_ends_latest_answers_at_once(
     )
     client = await aiohttp_client(create_app(settings))
     rpc = Rpc(client)
-    await asyncio.sleep(0.5)  # the gateway's own newHeads subscription goes live
+    hub = client.app[HUB]
+    await eventually(  # the gateway's own newHeads subscription is live (when pushed)
+        lambda: not push or any(feed.ready.is_set() for feed in hub.feeds.values()),
+        what="the gateway's newHeads subscription",
+    )
     first = int((await rpc.result("eth_getBlockByNumber", ["latest", False]))["number"], 16)
     fresh_anvil.rpc("evm_mine")
     deadline = asyncio.get_running_loop().time() + 2

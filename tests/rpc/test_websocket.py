@@ -10,6 +10,7 @@ from web3 import AsyncWeb3, WebSocketProvider
 
 from gateway.app import create_app
 from gateway.rpc.routes import HUB
+from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -147,8 +148,7 @@ async def test_a_subscription_the_node_refuses_is_an_error_not_a_retry_loop(ws_g
         assert reply["id"] == 7
         assert reply["error"]["code"] == -32602, reply
         assert "refused" in reply["error"]["message"]
-        await asyncio.sleep(0)
-        assert ws_gateway.app[HUB].client_feeds() == []
+        await eventually(lambda: not ws_gateway.app[HUB].client_feeds(), what="no feed left")
         await ws.send_str('{"jsonrpc":"2.0","id":8,"method":"eth_chainId"}')
         assert (await _next(ws))["result"] == "0x7a69"  # the connection is fine
 
@@ -233,18 +233,17 @@ async def test_subscription_moves_to_another_node(
     client = await aiohttp_client(create_app(settings))
     async with client.ws_connect("/rpc") as ws:
         subscription = await _subscribe(ws)
-        await asyncio.sleep(0.3)  # the feed is subscribed upstream
-        feed = client.app[HUB].client_feeds()[0]
+        hub = client.app[HUB]
+        feed = await eventually(  # the feed is subscribed upstream
+            lambda: next((f for f in hub.client_feeds() if f.upstream), None), what="the feed"
+        )
         serving, other = (
             (fresh_anvil, second_anvil)
             if str(fresh_anvil.port) in feed.upstream
             else (second_anvil, fresh_anvil)
         )
         serving.stop()
-        for _ in range(50):  # the feed re-subscribes on the other node
-            await asyncio.sleep(0.1)
-            if str(other.port) in feed.upstream:
-                break
+        await eventually(lambda: str(other.port) in feed.upstream, what="the other node")
         other.rpc("evm_mine")
         message = await _next(ws)
         assert message["params"]["subscription"] == subscription  # the client's id is kept
