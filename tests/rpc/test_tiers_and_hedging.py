@@ -55,9 +55,9 @@ async def _slow_reader_node(aiohttp_server):
     return await aiohttp_server(fake_node_app(on_call))
 
 
-async def test_slow_read_is_hedged_to_another_node(
-    aiohttp_client, slow_reader_node, fresh_anvil, make_settings, rpc_env
-):
+@pytest.fixture(name="hedging_client")
+async def _hedging_client(aiohttp_client, slow_reader_node, fresh_anvil, make_settings, rpc_env):
+    """A gateway whose first choice is the slow node, usually answering in 20 ms."""
     settings = make_settings(
         upstreams=[f"http://127.0.0.1:{slow_reader_node.port}", fresh_anvil.url],
         GATEWAY_RPC__HEDGE_READS="true",
@@ -66,32 +66,22 @@ async def test_slow_read_is_hedged_to_another_node(
         **rpc_env,
     )
     client = await aiohttp_client(create_app(settings))
-    pool = client.app[POOL]
-    slow = next(u for u in pool.upstreams if str(slow_reader_node.port) in u.url)
+    slow = next(u for u in client.app[POOL].upstreams if str(slow_reader_node.port) in u.url)
     slow.weight = 1_000_000  # tried first
     slow.latencies.extend([0.02] * 50)  # its usual p95: 20 ms
-    reply = await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"])
+    return client
+
+
+async def test_slow_read_is_hedged_to_another_node(hedging_client, fresh_anvil):
+    reply = await Rpc(hedging_client).call("eth_getBalance", ["0x" + "00" * 20, "latest"])
     assert reply["result"] == "0x0"  # anvil's answer (the slow node would say 0x7a69)
-    text = await (await client.get("/metrics")).text()
+    text = await (await hedging_client.get("/metrics")).text()
     assert f'gateway_rpc_hedges_total{{upstream="127.0.0.1:{fresh_anvil.port}"}} 1.0' in text
 
 
-async def test_the_losing_hedge_is_cancelled_and_awaited(
-    aiohttp_client, slow_reader_node, fresh_anvil, make_settings, rpc_env
-):
+async def test_the_losing_hedge_is_cancelled_and_awaited(hedging_client):
     """Both attempts end with the request: none is left running on the loop."""
-    settings = make_settings(
-        upstreams=[f"http://127.0.0.1:{slow_reader_node.port}", fresh_anvil.url],
-        GATEWAY_RPC__HEDGE_READS="true",
-        GATEWAY_RPC__CACHE_ENABLED="false",
-        GATEWAY_RPC__MAX_LAG_BLOCKS="1000",
-        **rpc_env,
-    )
-    client = await aiohttp_client(create_app(settings))
-    pool = client.app[POOL]
-    slow = next(u for u in pool.upstreams if str(slow_reader_node.port) in u.url)
-    slow.weight = 1_000_000
-    slow.latencies.extend([0.02] * 50)
+    pool = hedging_client.app[POOL]
     attempts = []
     original = pool._attempt
 
@@ -100,7 +90,7 @@ async def test_the_losing_hedge_is_cancelled_and_awaited(
         return await original(upstream, body, method)
 
     pool._attempt = tracked
-    reply = await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"])
+    reply = await Rpc(hedging_client).call("eth_getBalance", ["0x" + "00" * 20, "latest"])
     assert reply["result"] == "0x0"
     assert len(attempts) == 2
     assert all(task.done() for task in attempts)
