@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from gateway.background import running
+from gateway.bodies import read_body
 from gateway.caller import Caller, anonymous, caller_of
 from gateway.config import SETTINGS
 from gateway.errors import Unauthenticated, Unavailable
@@ -88,7 +89,7 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
 async def rpc_http(request: web.Request) -> web.StreamResponse:
     caller = await rpc_caller(request)
     service = request.app[RPC]
-    body = await request.read()
+    body = await read_body(request)
     try:
         parsed = jsonrpc.parse_body(body, max_batch=service.settings.max_batch)
     except (RpcParseError, RpcInvalidRequest) as error:

@@ -6,6 +6,7 @@ import json
 import orjson
 import pytest
 
+from gateway.app import create_app
 from tests.helpers.metrics import sample
 
 pytestmark = pytest.mark.integration
@@ -179,6 +180,22 @@ async def test_oversized_body_is_413(gateway_rpc):
     )
     assert response.status == 413
     assert (await response.json())["error"]["code"] == "request.too_large"
+
+
+async def test_a_body_just_over_a_small_limit_is_413(aiohttp_client, anvil, make_settings, rpc_env):
+    """A body that arrives whole (taken from the buffer at once) is held to the limit too."""
+    settings = make_settings(
+        upstreams=[anvil.url], GATEWAY_SERVER__MAX_BODY_BYTES="2048", **rpc_env
+    )
+    client = await aiohttp_client(create_app(settings))
+    payload = orjson.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": ["x" * 3000]}
+    )
+    response = await client.post("/rpc", data=payload, headers={"Content-Type": "application/json"})
+    assert response.status == 413
+    assert (await response.json())["error"]["code"] == "request.too_large"
+    fits = {"jsonrpc": "2.0", "id": 2, "method": "eth_chainId", "params": []}
+    assert (await client.post("/rpc", json=fits)).status == 200
 
 
 @pytest.mark.parametrize(
