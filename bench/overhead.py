@@ -1,6 +1,6 @@
 """The gateway's own cost per request, layer by layer, in microseconds, in one run.
 
-    .venv/bin/python bench/overhead.py [--count 3000] [--repeats 7]
+    .venv/bin/python bench/overhead.py [--count 1000] [--repeats 21]
 
 Part 1 drives apps in process through aiohttp's own HTTP protocol (bench/inproc.py: HTTP
 parsing, routing, middlewares, handler, response rendering; no sockets), adding the
@@ -266,8 +266,8 @@ async def part_three(work: Path, count: int, repeats: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--count", type=int, default=3000)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     with open(os.devnull, "wb") as sink:

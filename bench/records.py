@@ -27,10 +27,9 @@ from eth_account.messages import encode_typed_data
 from web3 import AsyncHTTPProvider, AsyncWeb3
 
 from gateway.app import create_app
-from gateway.chain import DevChain
+from gateway.chain import DevChain, signatures
 from gateway.chain.deploy import anchor_account, deploy_anchor
 from gateway.config import load_settings
-from gateway.identity import siwe
 from gateway.records import acceptance
 from gateway.records.routes import ANCHORER, RECORDS
 from gateway.storage import STORAGE
@@ -57,15 +56,15 @@ import sys
 import orjson
 from aiohttp import web
 from gateway.config import load_settings
-from gateway.identity import siwe
+from gateway.chain import signatures
 from gateway.records import acceptance
 settings = load_settings(None, {"GATEWAY_CHAIN_ID": "31337"}).records
 async def submit(request):
     body = orjson.loads(await request.read())
     candidate = acceptance.prepare(body["typedData"], max_bytes=settings.max_bytes)
     acceptance.check_policy(candidate, settings, chain_id=31337)
-    signature = siwe.signature_bytes(body["signature"])
-    signer = siwe.recover_address(candidate.id, signature, checksum=False)
+    signature = signatures.signature_bytes(body["signature"])
+    signer = signatures.recover_address(candidate.id, signature, checksum=False)
     payload = {"id": candidate.id_hex, "signer": signer}
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 app = web.Application()
@@ -118,8 +117,8 @@ def verify_only(bodies: list[bytes]) -> float:
         request = orjson.loads(body)
         candidate = acceptance.prepare(request["typedData"], max_bytes=settings.max_bytes)
         acceptance.check_policy(candidate, settings, chain_id=31337)
-        siwe.recover_address(
-            candidate.id, siwe.signature_bytes(request["signature"]), checksum=False
+        signatures.recover_address(
+            candidate.id, signatures.signature_bytes(request["signature"]), checksum=False
         )
     return len(bodies) / (time.perf_counter() - started)
 

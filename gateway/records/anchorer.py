@@ -14,10 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import sqlalchemy as sa
 import structlog
 from eth_account.signers.local import LocalAccount
 from opentelemetry import trace
@@ -26,15 +24,12 @@ from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
 
 from gateway.chain.artifacts import load_artifact
 from gateway.config import AnchorSettings
-from gateway.records.merkle import MerkleTree
+from gateway.records.anchor_store import AnchorStore
+from gateway.records.merkle import MerkleTree, leaf_of
 from gateway.storage import Database
-from gateway.storage.schema import anchor_batches, records
 from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.anchor")
-
-# pg advisory lock key of the anchoring round (any constant unique to this use).
-ANCHOR_LOCK = 0x6761_7465_7761_7931  # "gateway1"
 
 
 class Anchorer:
@@ -51,10 +46,7 @@ class Anchorer:
         tracer: trace.Tracer,
     ) -> None:
         self.settings = settings
-        self._db = database
-        self._engine = database.engine
-        self._writer = database.writer
-        self._backend = database.backend
+        self.store = AnchorStore(database)
         self.w3 = w3
         self.account = account
         self.contract_address = AsyncWeb3.to_checksum_address(contract)
@@ -99,12 +91,12 @@ class Anchorer:
             self.wake.set()
 
     async def resume(self) -> None:
-        async with self._leadership() as leader:
+        async with self.store.leadership() as leader:
             if leader:
                 await self._resume()
 
     async def _resume(self) -> None:
-        for unfinished in await self._unfinished():
+        for unfinished in await self.store.unfinished():
             await self._finish(unfinished)
         await self._refresh_gauges()
 
@@ -112,33 +104,10 @@ class Anchorer:
         """Finish unfinished batches, then anchor one new batch if enough records wait.
         Returns the new batch's id (None when there was nothing to do, or when another
         replica holds the anchoring lock)."""
-        async with self._leadership() as leader:
+        async with self.store.leadership() as leader:
             if not leader:
                 return None
             return await self._anchor_round()
-
-    @contextlib.asynccontextmanager
-    async def _leadership(self) -> AsyncIterator[bool]:
-        """On PostgreSQL, one replica at a time anchors: a session advisory lock held for
-        the round. A replica that dies loses its connection and with it the lock, so the
-        next round of another replica takes over (and resumes what was left unfinished).
-        SQLite has a single process: it always leads."""
-        if self._backend != "postgresql":
-            yield True
-            return
-        async with self._db.operation("anchor.leadership"), self._writer.connect() as connection:
-            took = (
-                await connection.execute(sa.select(sa.func.pg_try_advisory_lock(ANCHOR_LOCK)))
-            ).scalar_one()
-            await connection.commit()
-            try:
-                yield bool(took)
-            finally:
-                if took:
-                    # A dead connection took the lock with it: nothing to release then.
-                    with contextlib.suppress(sa.exc.DBAPIError):
-                        await connection.execute(sa.select(sa.func.pg_advisory_unlock(ANCHOR_LOCK)))
-                        await connection.commit()
 
     async def _anchor_round(self) -> int | None:
         await self._resume()
@@ -148,80 +117,40 @@ class Anchorer:
             await self._refresh_gauges()
         return batch_id
 
-    async def _unfinished(self) -> list[int]:
-        async with self._db.operation("anchor.unfinished"), self._engine.connect() as connection:
-            result = await connection.execute(
-                sa.select(anchor_batches.c.id)
-                .where(anchor_batches.c.status.in_(("built", "sent")))
-                .order_by(anchor_batches.c.id)
-            )
-            return [row.id for row in result]
-
     async def _build(self) -> int | None:
         """Put the oldest un-anchored records into a new batch with their proofs."""
-        async with self._db.operation("anchor.build"), self._writer.begin() as connection:
-            pending = list(
-                await connection.execute(
-                    sa.select(records.c.seq, records.c.id)
-                    .where(records.c.batch_id.is_(None))
-                    .order_by(records.c.seq)
-                    .limit(self.settings.max_batch)
-                )
-            )
-            if len(pending) < self.settings.min_batch or not pending:
-                return None
+
+        def prove(ids: list[bytes]) -> tuple[bytes, list[str]]:
             with self.tracer.start_as_current_span("anchor.build") as span:
-                ids = [bytes.fromhex(row.id[2:]) for row in pending]
                 tree = MerkleTree.build(ids)
                 span.set_attribute("anchor.batch_size", len(ids))
-            result = await connection.execute(
-                sa.insert(anchor_batches).values(
-                    root="0x" + tree.root.hex(),
-                    count=len(ids),
-                    status="built",
-                    chain_id=self.chain_id,
-                    contract=self.contract_address,
-                    created_at=time.time(),
-                )
-            )
-            batch_id = int(result.inserted_primary_key[0])  # type: ignore[index]  # set by the insert
-            from gateway.records.merkle import leaf_of  # noqa: PLC0415
+                proofs = [
+                    "[" + ",".join(f'"0x{node.hex()}"' for node in tree.proof(leaf_of(i))) + "]"
+                    for i in ids
+                ]
+            return tree.root, proofs
 
-            updates = []
-            for row, record_id in zip(pending, ids, strict=True):
-                leaf = leaf_of(record_id)
-                proof = "[" + ",".join(f'"0x{node.hex()}"' for node in tree.proof(leaf)) + "]"
-                updates.append({"b_seq": row.seq, "b_batch": batch_id, "b_proof": proof})
-            await connection.execute(
-                records.update()
-                .where(records.c.seq == sa.bindparam("b_seq"))
-                .values(batch_id=sa.bindparam("b_batch"), proof=sa.bindparam("b_proof")),
-                updates,
-            )
-        log.info("anchor batch built", batch=batch_id, root="0x" + tree.root.hex(), count=len(ids))
+        built = await self.store.build(
+            prove,
+            max_batch=self.settings.max_batch,
+            min_batch=self.settings.min_batch,
+            chain_id=self.chain_id,
+            contract=self.contract_address,
+        )
+        if built is None:
+            return None
+        batch_id, root, count = built
+        log.info("anchor batch built", batch=batch_id, root="0x" + root.hex(), count=count)
         return batch_id
 
-    async def _batch(self, batch_id: int) -> Any:  # noqa: ANN401
-        async with self._db.operation("anchor.batch"), self._engine.connect() as connection:
-            result = await connection.execute(
-                sa.select(anchor_batches).where(anchor_batches.c.id == batch_id)
-            )
-            return result.one()
-
-    async def _update(self, batch_id: int, **values: Any) -> None:  # noqa: ANN401
-        async with self._db.operation("anchor.update"), self._writer.begin() as connection:
-            await connection.execute(
-                anchor_batches.update().where(anchor_batches.c.id == batch_id).values(**values)
-            )
-
     async def _finish(self, batch_id: int) -> None:
-        batch = await self._batch(batch_id)
+        batch = await self.store.batch(batch_id)
         with self.tracer.start_as_current_span("anchor.send") as span:
             span.set_attribute("anchor.root", batch.root)
             if batch.status == "built":
                 raw, tx_hash = await self._sign(batch)
-                await self._update(batch_id, status="sent", tx_hash=tx_hash, raw_tx=raw)
-                batch = await self._batch(batch_id)
+                await self.store.update(batch_id, status="sent", tx_hash=tx_hash, raw_tx=raw)
+                batch = await self.store.batch(batch_id)
             await self._broadcast(batch)
         with self.tracer.start_as_current_span("anchor.confirm"):
             await self._confirm(batch)
@@ -264,7 +193,7 @@ class Anchorer:
         if receipt["status"] != 1:
             await self._reverted(batch)
             return
-        await self._update(
+        await self.store.update(
             batch.id,
             status="confirmed",
             block_number=receipt["blockNumber"],
@@ -288,35 +217,18 @@ class Anchorer:
     async def _reverted(self, batch: Any) -> None:  # noqa: ANN401
         anchored = await self.contract.functions.anchors(bytes.fromhex(batch.root[2:])).call()
         if anchored[0] != 0:  # already anchored (by an earlier transaction of this root)
-            await self._update(
+            await self.store.update(
                 batch.id, status="confirmed", block_number=anchored[0], confirmed_at=time.time()
             )
             self.metrics.child(self.metrics.anchor_batches, "confirmed").inc()
             return
-        async with self._db.operation("anchor.reverted"), self._writer.begin() as connection:
-            await connection.execute(
-                records.update()
-                .where(records.c.batch_id == batch.id)
-                .values(batch_id=None, proof=None)
-            )
-            await connection.execute(
-                anchor_batches.update()
-                .where(anchor_batches.c.id == batch.id)
-                .values(status="failed")
-            )
+        await self.store.release(batch.id)
         self.metrics.child(self.metrics.anchor_batches, "failed").inc()
         log.error("anchor transaction reverted; records go back to the queue", batch=batch.id)
 
     async def _refresh_gauges(self) -> None:
-        async with (
-            self._db.operation("anchor.gauges"),
-            self._engine.connect() as connection,
-        ):
-            pending = await connection.execute(
-                sa.select(sa.func.count()).select_from(records).where(records.c.batch_id.is_(None))
-            )
-            self.pending = int(pending.scalar_one())
-            self.metrics.records_pending_anchor.set(self.pending)
+        self.pending = await self.store.pending_count()
+        self.metrics.records_pending_anchor.set(self.pending)
         try:
             balance = await self.w3.eth.get_balance(self.account.address)
             self.metrics.anchor_key_balance.set(balance / 10**18)

@@ -3,13 +3,14 @@
 import json
 import signal
 import sqlite3
-import time
 import urllib.request
 
 import pytest
 from eth_account import Account
 
+from tests.helpers.metrics import sample
 from tests.helpers.processes import free_port, gateway_process, wait_http
+from tests.helpers.waiting import wait_until
 from tests.records.conftest import ANCHOR_KEY_INDEX, mail, sign_typed
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,14 @@ def _env(tmp_path, chain, **extra) -> dict:
 def _stop(process) -> None:
     process.kill()
     process.wait(10)
+
+
+def _anchor_rounds(base: str) -> float:
+    """Anchoring rounds so far: each asks storage for unfinished batches once."""
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    labels = {"backend": "sqlite", "op": "anchor.unfinished", "outcome": "ok"}
+    return sample(text, "gateway_storage_operations_total", **labels) or 0.0
 
 
 def _start(tmp_path, env, name):
@@ -101,16 +110,15 @@ def test_crash_between_sending_and_receipt_anchors_once(tmp_path, chain, anchor_
         )
         assert status == 201
         record_id = body["id"]
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # until the batch is sent and awaits its receipt
+
+        def sent() -> tuple | None:  # the batch is sent and awaits its receipt
             with sqlite3.connect(tmp_path / "gw.db") as db:
                 row = db.execute("SELECT status, tx_hash FROM anchor_batches").fetchone()
             if row and row[0] == "sent" and chain.rpc("eth_getTransactionByHash", [row[1]]):
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the anchor transaction was never sent")
-        tx_hash = row[1]
+                return row
+            return None
+
+        tx_hash = wait_until(sent, timeout_s=30, what="the anchor transaction sent")[1]
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     finally:
@@ -119,15 +127,14 @@ def test_crash_between_sending_and_receipt_anchors_once(tmp_path, chain, anchor_
     chain.rpc("evm_setAutomine", [True])
     process, base = _start(tmp_path, env, "second")
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            status, proof = _get(f"{base}/records/{record_id}/proof")
-            if status == 200:
-                break
-            time.sleep(0.2)
-        assert status == 200, proof
+        status, proof = wait_until(
+            lambda: (found := _get(f"{base}/records/{record_id}/proof"))[0] == 200 and found,
+            timeout_s=30,
+            what="the proof",
+        )
         assert proof["txHash"] == tx_hash  # the batch's own transaction, not a second one
-        time.sleep(1)  # a few more anchorer rounds: none may send again
+        rounds = _anchor_rounds(base)  # a few more anchorer rounds: none may send again
+        wait_until(lambda: _anchor_rounds(base) >= rounds + 3, what="three more rounds")
         assert chain.rpc("eth_getTransactionCount", [anchor_key.address, "latest"]) == "0x1"
         assert chain.rpc("eth_getTransactionCount", [anchor_key.address, "pending"]) == "0x1"
         with sqlite3.connect(tmp_path / "gw.db") as db:

@@ -62,7 +62,7 @@ async def test_another_replica_takes_over_when_the_leader_dies(
     ).status == 201
     for replica in (first, second):  # both replicas' start-up rounds are over
         await eventually(replica.app[ANCHORER].resumed.is_set, what="the start-up round")
-    leader = first.app[ANCHORER]._leadership()
+    leader = first.app[ANCHORER].store.leadership()
     assert await leader.__aenter__() is True  # the first replica leads ...
     assert await second.app[ANCHORER].anchor_once() is None  # ... so the second waits
     async with second.app[STORAGE].engine.begin() as connection:  # ... until the leader dies

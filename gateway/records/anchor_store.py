@@ -1,0 +1,143 @@
+"""The anchoring tables: batches of records, their proofs, and who may anchor (SQL).
+
+The anchorer decides and talks to the chain; this store owns every statement on
+``anchor_batches`` and the anchoring columns of ``records`` (``batch_id``, ``proof``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import sqlalchemy as sa
+
+from gateway.storage import Database
+from gateway.storage.schema import anchor_batches, records
+
+# pg_advisory_lock key of the anchoring round.
+ANCHOR_LOCK = 0x6761_7465_7761_7931  # "gateway1" (replicas of every version must agree)
+
+# (record ids) -> (root, one JSON proof per record, in order)
+Prover = Callable[[list[bytes]], tuple[bytes, list[str]]]
+
+
+class AnchorStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._engine = database.engine
+        self._writer = database.writer
+
+    @contextlib.asynccontextmanager
+    async def leadership(self) -> AsyncIterator[bool]:
+        """On PostgreSQL, one replica at a time anchors: a session advisory lock held for
+        the round. A replica that dies loses its connection and with it the lock, so the
+        next round of another replica takes over (and resumes what was left unfinished).
+        SQLite has a single process: it always leads."""
+        if self._db.backend != "postgresql":
+            yield True
+            return
+        async with self._db.operation("anchor.leadership"), self._writer.connect() as connection:
+            took = (
+                await connection.execute(sa.select(sa.func.pg_try_advisory_lock(ANCHOR_LOCK)))
+            ).scalar_one()
+            await connection.commit()
+            try:
+                yield bool(took)
+            finally:
+                if took:
+                    # A dead connection took the lock with it: nothing to release then.
+                    with contextlib.suppress(sa.exc.DBAPIError):
+                        await connection.execute(sa.select(sa.func.pg_advisory_unlock(ANCHOR_LOCK)))
+                        await connection.commit()
+
+    async def unfinished(self) -> list[int]:
+        """Batches built or sent but not confirmed, oldest first."""
+        async with self._db.operation("anchor.unfinished"), self._engine.connect() as connection:
+            result = await connection.execute(
+                sa.select(anchor_batches.c.id)
+                .where(anchor_batches.c.status.in_(("built", "sent")))
+                .order_by(anchor_batches.c.id)
+            )
+            return [row.id for row in result]
+
+    async def build(  # a batch's facts
+        self,
+        prove: Prover,
+        *,
+        max_batch: int,
+        min_batch: int,
+        chain_id: int | None,
+        contract: str,
+    ) -> tuple[int, bytes, int] | None:
+        """The oldest un-anchored records (at most ``max_batch``, at least ``min_batch``)
+        put into a new batch with their proofs, in one transaction: (id, root, count)."""
+        async with self._db.operation("anchor.build"), self._writer.begin() as connection:
+            pending = list(
+                await connection.execute(
+                    sa.select(records.c.seq, records.c.id)
+                    .where(records.c.batch_id.is_(None))
+                    .order_by(records.c.seq)
+                    .limit(max_batch)
+                )
+            )
+            if len(pending) < min_batch or not pending:
+                return None
+            root, proofs = prove([bytes.fromhex(row.id[2:]) for row in pending])
+            result = await connection.execute(
+                sa.insert(anchor_batches).values(
+                    root="0x" + root.hex(),
+                    count=len(pending),
+                    status="built",
+                    chain_id=chain_id,
+                    contract=contract,
+                    created_at=time.time(),
+                )
+            )
+            batch_id = int(result.inserted_primary_key[0])  # type: ignore[index]  # set by the insert
+            await connection.execute(
+                records.update()
+                .where(records.c.seq == sa.bindparam("b_seq"))
+                .values(batch_id=sa.bindparam("b_batch"), proof=sa.bindparam("b_proof")),
+                [
+                    {"b_seq": row.seq, "b_batch": batch_id, "b_proof": proof}
+                    for row, proof in zip(pending, proofs, strict=True)
+                ],
+            )
+        return batch_id, root, len(pending)
+
+    async def batch(self, batch_id: int) -> Any:  # noqa: ANN401  # a Row
+        async with self._db.operation("anchor.batch"), self._engine.connect() as connection:
+            result = await connection.execute(
+                sa.select(anchor_batches).where(anchor_batches.c.id == batch_id)
+            )
+            return result.one()
+
+    async def update(self, batch_id: int, **values: Any) -> None:  # noqa: ANN401
+        async with self._db.operation("anchor.update"), self._writer.begin() as connection:
+            await connection.execute(
+                anchor_batches.update().where(anchor_batches.c.id == batch_id).values(**values)
+            )
+
+    async def release(self, batch_id: int) -> None:
+        """A batch whose transaction failed: its records go back to the queue."""
+        async with self._db.operation("anchor.reverted"), self._writer.begin() as connection:
+            await connection.execute(
+                records.update()
+                .where(records.c.batch_id == batch_id)
+                .values(batch_id=None, proof=None)
+            )
+            await connection.execute(
+                anchor_batches.update()
+                .where(anchor_batches.c.id == batch_id)
+                .values(status="failed")
+            )
+
+    async def pending_count(self) -> int:
+        """Records not in a batch yet."""
+        async with self._db.operation("anchor.gauges"), self._engine.connect() as connection:
+            pending = await connection.execute(
+                sa.select(sa.func.count()).select_from(records).where(records.c.batch_id.is_(None))
+            )
+            return int(pending.scalar_one())
