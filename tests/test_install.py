@@ -186,3 +186,19 @@ def _contract_wallet_signs_in(base: str, chain: DevChain) -> None:
     )
     assert status == 200, body
     assert body["address"] == wallet.address
+
+
+def test_gateway_dev_says_what_it_needs_without_anvil(installed, tmp_path):
+    result = subprocess.run(
+        [installed / "gateway", "dev", "--port", str(free_port())],
+        cwd=tmp_path,
+        env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode != 0
+    said = [line for line in (result.stdout + result.stderr).splitlines() if "anvil" in line]
+    assert len(said) == 1, result.stdout + result.stderr
+    assert "npm install @foundry-rs/anvil-linux-amd64@" in said[0]

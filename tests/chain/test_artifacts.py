@@ -25,3 +25,12 @@ def test_compiler_is_the_pinned_one():
     assert sorted(artifacts.glob("*.json"))
     for artifact in artifacts.glob("*.json"):
         assert json.loads(artifact.read_text())["compiler"].startswith(f"solc {pinned}+")
+
+
+def test_the_anvil_gateway_dev_asks_for_is_the_pinned_one():
+    from gateway.chain.devchain import ANVIL_NPM, ANVIL_VERSION
+
+    pinned = json.loads((CONTRACTS / "package.json").read_text())["dependencies"]
+    assert pinned[ANVIL_NPM] == ANVIL_VERSION
+    readme = (CONTRACTS.parent / "README.md").read_text()
+    assert f"npm install {ANVIL_NPM}@{ANVIL_VERSION}" in readme
