@@ -96,7 +96,7 @@ def _settings(
 def _run(settings: Settings) -> int:
     try:
         eventloop.run(serve_app(create_app(settings), settings), settings.server.event_loop)
-    except (OSError, SchemaOutOfDate) as exc:  # port taken, host unknown, schema behind
+    except (OSError, SchemaOutOfDate, SettingsError) as exc:  # port taken, schema behind, …
         log.error("cannot serve", error=str(exc))  # noqa: TRY400  # a clear line, no stack
         return 1
     return 0

@@ -1,11 +1,14 @@
 """Which event loop serves: uvloop when it is installed (``server.event_loop = "auto"``),
-else asyncio's own; ``bench/rpc_http.py --loop`` compares the two."""
+else asyncio's own; ``bench/rpc_http.py --loop`` compares the two. uvloop is not a
+dependency: on this service's request path it measured within noise of asyncio."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, TypeVar
+
+from gateway.errors import SettingsError
 
 T = TypeVar("T")
 EventLoopChoice = Literal["auto", "asyncio", "uvloop"]
@@ -17,11 +20,14 @@ def loop_factory(choice: EventLoopChoice) -> Callable[[], asyncio.AbstractEventL
         return None
     try:
         import uvloop  # noqa: PLC0415  # optional: only when chosen and installed
-    except ImportError:
+    except ImportError as exc:
         if choice == "uvloop":
-            raise
+            raise SettingsError(
+                ["server.event_loop: uvloop is not installed (pip install uvloop)"]
+            ) from exc
         return None
-    return uvloop.new_event_loop
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 def run(main: Coroutine[Any, Any, T], choice: EventLoopChoice) -> T:
