@@ -20,9 +20,10 @@ import structlog
 from eth_account.signers.local import LocalAccount
 from opentelemetry import trace
 from web3 import AsyncWeb3
-from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
+from web3.exceptions import Web3Exception
 
 from gateway.chain.artifacts import load_artifact
+from gateway.chain.txsender import TxSender
 from gateway.config import AnchorSettings
 from gateway.records.anchor_store import AnchorStore
 from gateway.records.merkle import MerkleTree, leaf_of
@@ -47,6 +48,7 @@ class Anchorer:
     ) -> None:
         self.settings = settings
         self.store = AnchorStore(database)
+        self.sender = TxSender(w3, account, chain_id)
         self.w3 = w3
         self.account = account
         self.contract_address = AsyncWeb3.to_checksum_address(contract)
@@ -147,47 +149,22 @@ class Anchorer:
         batch = await self.store.batch(batch_id)
         with self.tracer.start_as_current_span("anchor.send") as span:
             span.set_attribute("anchor.root", batch.root)
-            if batch.status == "built":
-                raw, tx_hash = await self._sign(batch)
-                await self.store.update(batch_id, status="sent", tx_hash=tx_hash, raw_tx=raw)
+            if batch.status == "built":  # written ahead: the signed bytes, then the send
+                call = self.contract.functions.anchor(bytes.fromhex(batch.root[2:]), batch.count)
+                signed = await self.sender.sign(await call.build_transaction(self.sender.base()))
+                await self.store.update(
+                    batch_id, status="sent", tx_hash=signed.hash, raw_tx=signed.raw
+                )
                 batch = await self.store.batch(batch_id)
-            await self._broadcast(batch)
+            await self.sender.broadcast(batch.raw_tx, batch.tx_hash)
         with self.tracer.start_as_current_span("anchor.confirm"):
             await self._confirm(batch)
 
-    async def _sign(self, batch: Any) -> tuple[str, str]:  # noqa: ANN401
-        root = bytes.fromhex(batch.root[2:])
-        nonce = await self.w3.eth.get_transaction_count(self.account.address, "pending")
-        tx = await self.contract.functions.anchor(root, batch.count).build_transaction(
-            {
-                "from": self.account.address,
-                "nonce": nonce,
-                "chainId": self.chain_id,
-            }
-        )
-        signed = self.account.sign_transaction(dict(tx))  # type: ignore[arg-type]  # TxParams is a dict
-        return "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex()
-
-    async def _broadcast(self, batch: Any) -> None:  # noqa: ANN401
-        try:
-            await self.w3.eth.get_transaction(batch.tx_hash)
-        except TransactionNotFound:
-            pass
-        else:
-            return  # the node has it (pending or mined): never send twice
-        try:
-            await self.w3.eth.send_raw_transaction(batch.raw_tx)
-            log.info("anchor transaction sent", batch=batch.id, tx_hash=batch.tx_hash)
-        except (Web3Exception, ValueError) as exc:
-            # "already known" / "nonce too low": the same bytes reached the node before.
-            log.warning("anchor broadcast refused", batch=batch.id, error=str(exc)[:200])
-
     async def _confirm(self, batch: Any) -> None:  # noqa: ANN401
-        try:
-            receipt = await self.w3.eth.wait_for_transaction_receipt(
-                batch.tx_hash, timeout=self.settings.receipt_timeout_s, poll_latency=0.1
-            )
-        except TimeExhausted:
+        receipt = await self.sender.receipt(
+            batch.tx_hash, timeout_s=self.settings.receipt_timeout_s
+        )
+        if receipt is None:
             log.warning("anchor receipt not yet available", batch=batch.id, tx_hash=batch.tx_hash)
             return  # stays "sent": the next round looks again
         if receipt["status"] != 1:

@@ -1,0 +1,83 @@
+"""Write-ahead sending of the gateway's own transactions: sign, persist, broadcast, receipt.
+
+The caller persists the signed bytes (``Signed.raw``) before broadcasting them, so that a
+process killed at any point resumes with the very same transaction: ``broadcast`` is
+idempotent (a node that knows the hash is not sent it again; "already known" / "nonce too
+low" for the same bytes are not errors), and ``receipt`` waits for it without sending
+anything. Anchoring uses it; the relay is meant to reuse it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
+from web3 import AsyncWeb3
+from web3.exceptions import TimeExhausted, TransactionNotFound, Web3Exception
+from web3.types import Nonce, TxParams
+
+log = structlog.get_logger("gateway.chain.tx")
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    raw: str  # 0x… the signed transaction, as broadcast
+    hash: str  # 0x… its hash
+    nonce: int
+
+
+class TxSender:
+    """Transactions of one key on one chain."""
+
+    def __init__(self, w3: AsyncWeb3[Any], account: LocalAccount, chain_id: int | None) -> None:
+        self.w3 = w3
+        self.account = account
+        self.chain_id = chain_id
+
+    def base(self) -> TxParams:
+        """What web3.py's ``build_transaction`` needs from us (the nonce is set at signing,
+        so building asks the node for neither nonce nor chain id)."""
+        params: TxParams = {"from": self.account.address, "nonce": Nonce(0)}
+        if self.chain_id is not None:
+            params["chainId"] = self.chain_id
+        return params
+
+    async def sign(self, tx: TxParams) -> Signed:
+        """``tx`` (built without a nonce) signed with the key's next nonce (pending)."""
+        nonce = await self.w3.eth.get_transaction_count(self.account.address, "pending")
+        full: dict[str, Any] = {**tx, "from": self.account.address, "nonce": nonce}
+        if self.chain_id is not None:
+            full["chainId"] = self.chain_id
+        signed = self.account.sign_transaction(full)
+        return Signed(
+            "0x" + bytes(signed.raw_transaction).hex(), "0x" + bytes(signed.hash).hex(), nonce
+        )
+
+    async def broadcast(self, raw: str, tx_hash: str) -> None:
+        """Send the persisted bytes unless the node has them already (pending or mined)."""
+        try:
+            await self.w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]  # a 0x hash
+        except TransactionNotFound:
+            pass
+        else:
+            return  # never send twice
+        try:
+            await self.w3.eth.send_raw_transaction(HexStr(raw))
+            log.info("transaction sent", tx_hash=tx_hash)
+        except (Web3Exception, ValueError) as exc:
+            # "already known" / "nonce too low": the same bytes reached the node before.
+            log.warning("broadcast refused", tx_hash=tx_hash, error=str(exc)[:200])
+
+    async def receipt(self, tx_hash: str, *, timeout_s: float) -> Any:  # noqa: ANN401  # TxReceipt
+        """The receipt, or None if it is not there within ``timeout_s`` (ask again later)."""
+        try:
+            return await self.w3.eth.wait_for_transaction_receipt(
+                tx_hash,  # type: ignore[arg-type]  # a 0x hash
+                timeout=timeout_s,
+                poll_latency=0.1,
+            )
+        except TimeExhausted:
+            return None
