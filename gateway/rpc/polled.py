@@ -66,10 +66,18 @@ class ChainFollower:
         self.logs: dict[object, LogsWatch] = {}
         self._chain: OrderedDict[int, str] = OrderedDict()  # number -> hash, announced
         self._wake = asyncio.Event()
+        # Set once the starting tip is known: a block mined after it is announced, so a
+        # subscription is answered only then (none of the blocks after its reply is lost).
+        self.started = asyncio.Event()
 
     @property
     def idle(self) -> bool:
         return not self.heads and not self.logs
+
+    def restart(self) -> None:
+        """Forget where it was (no subscriber is left): the next one starts at the tip."""
+        self._chain.clear()
+        self.started.clear()
 
     def wake(self) -> None:
         """A new block is known (a head poll of the pool): look now, not at the next poll."""
@@ -80,6 +88,7 @@ class ChainFollower:
         while True:
             try:
                 await self.poll()
+                self.started.set()
             except (GatewayError, ValueError, KeyError, TypeError) as exc:
                 log.warning("subscription poll failed", error=str(exc)[:300])
             self._wake.clear()

@@ -144,6 +144,8 @@ class SubscriptionHub:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.ready_timeout_s):
                 await feed.ready.wait()
+                if feed.polled:
+                    await self.follower.started.wait()
         if feed.refused is not None:
             self.unsubscribe(subscription)
             raise feed.refused
@@ -209,6 +211,7 @@ class SubscriptionHub:
         if self.follower.idle and self._follower_task is not None:
             self._follower_task.cancel()
             self._follower_task = None
+            self.follower.restart()
 
     def _on_pool_head(self, _head: NewHead) -> None:
         if not self.follower.idle:

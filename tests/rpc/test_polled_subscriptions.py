@@ -155,3 +155,17 @@ async def test_a_reorg_is_followed_and_its_logs_retracted():
     assert sorted(removed) == ["0xa-1", "0xa-2"]
     added = [e["blockHash"] for e in logs if not e["removed"]]
     assert added == ["0xa-1", "0xa-2", "0xb-1", "0xb-2", "0xb-3"]
+
+
+async def test_a_new_subscriber_after_a_pause_starts_at_the_tip(http_only_gateway, fresh_anvil):
+    async with http_only_gateway.ws_connect("/rpc") as ws:
+        first = (await _subscribe(ws, "newHeads"))["result"]
+        payload = {"jsonrpc": "2.0", "id": 2, "method": "eth_unsubscribe", "params": [first]}
+        await ws.send_str(orjson.dumps(payload).decode())
+        assert (await _next(ws))["result"] is True
+        fresh_anvil.rpc("anvil_mine", ["0x5"])  # while nobody listens
+        await _subscribe(ws, "newHeads")
+        tip = int(fresh_anvil.rpc("eth_blockNumber"), 16)
+        fresh_anvil.rpc("evm_mine")
+        header = (await _next(ws))["params"]["result"]
+        assert int(header["number"], 16) == tip + 1  # none of the blocks mined meanwhile
