@@ -6,9 +6,12 @@ own codes.
 
 from __future__ import annotations
 
+import re
+
 from coincurve import PublicKey
 from eth_hash.auto import keccak
 
+ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
 

@@ -49,6 +49,21 @@ class NonceResponse(_Model):
     expiresAt: str  # noqa: N815  # the API's JSON is camelCase
 
 
+class MessageRequest(_Model):
+    """What a wallet kit knows when it asks the server to write the sign-in message."""
+
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    chainId: int = Field(ge=1)  # noqa: N815  # the API's JSON is camelCase
+    statement: str | None = Field(default=None, max_length=1024)
+    resources: list[str] = Field(default_factory=list, max_length=32)
+
+
+class MessageResponse(_Model):
+    """The EIP-4361 text to sign (also ``text/plain`` with ``Accept: text/plain``)."""
+
+    message: str
+
+
 class VerifyRequest(_Model):
     """An EIP-4361 message and the wallet's signature of it."""
 
@@ -113,9 +128,48 @@ async def nonce(request: web.Request) -> web.Response:
     await _limit(request, "nonce", settings.identity.nonce_rate_per_minute)
     client = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
     value, expires_at = await request.app[SIGN_IN].issue_nonce(client)
+    if _wants_text(request):  # wallet kits (RainbowKit, ConnectKit) read it with res.text()
+        return web.Response(text=value, headers={"Cache-Control": "no-store"})
     return web.json_response(
         {"nonce": value, "expiresAt": rfc3339(expires_at)}, headers={"Cache-Control": "no-store"}
     )
+
+
+def _wants_text(request: web.Request) -> bool:
+    """``Accept: text/plain`` without JSON: JSON stays the default."""
+    accept = request.headers.get("Accept", "")
+    return "text/plain" in accept and "application/json" not in accept
+
+
+@routes.post("/auth/message")
+@operation(
+    summary="Write the sign-in message the gateway will accept (for wallet kits)",
+    tag="identity",
+    request=MessageRequest,
+    responses={
+        200: MessageResponse,
+        422: "A message with these fields would not be accepted (the rule is named)",
+        429: "Too many requests or unused nonces",
+    },
+    description="Domain and URI come from the request's Origin when it is an accepted "
+    "domain (else the first accepted one); a fresh nonce is issued; issued now, expiring "
+    "with the nonce.",
+)
+async def message(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    await _limit(request, "nonce", settings.identity.nonce_rate_per_minute)
+    body = await read_model(request, MessageRequest)
+    text = await request.app[SIGN_IN].new_message(
+        address=body.address,
+        chain_id=body.chainId,
+        statement=body.statement,
+        resources=tuple(body.resources),
+        origin=request.headers.get("Origin"),
+        client=client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for),
+    )
+    if _wants_text(request):
+        return web.Response(text=text, headers={"Cache-Control": "no-store"})
+    return web.json_response({"message": text}, headers={"Cache-Control": "no-store"})
 
 
 @routes.post("/auth/verify")
@@ -184,6 +238,7 @@ async def session(request: web.Request) -> web.Response:
     )
 
 
+@routes.get("/auth/logout")  # as wallet kits' reference backends do; no body, same effect
 @routes.post("/auth/logout")
 @operation(
     summary="End the session: its token stops working everywhere",

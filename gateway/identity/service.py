@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import string
 import time
@@ -14,7 +15,7 @@ from opentelemetry import trace
 from gateway.chain import signatures
 from gateway.chain.wallets import ContractWallets, ContractWalletsUnavailable, verify_signer
 from gateway.config import Settings
-from gateway.errors import GatewayError, RateLimited, Unavailable
+from gateway.errors import GatewayError, InvalidParams, RateLimited, Unavailable
 from gateway.identity import siwe
 from gateway.identity.siwe import SiweError, SiweMessage
 from gateway.identity.store import IdentityStore, NonceState
@@ -68,6 +69,16 @@ _NONCE_ERRORS: dict[NonceState, type[SiweError]] = {
 
 def new_nonce() -> str:
     return "".join(secrets.choice(_NONCE_ALPHABET) for _ in range(NONCE_LENGTH))
+
+
+class BadMessageRequest(InvalidParams):
+    """A message the gateway would not accept could not be written (422)."""
+
+    code = "siwe.message_request.invalid"
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +160,52 @@ class SignInService:
     def _parse(self, text: str) -> SiweMessage:
         with self.tracer.start_as_current_span("siwe.parse"):
             return siwe.parse_message(text)
+
+    async def new_message(  # noqa: PLR0913  # the fields a wallet kit supplies
+        self,
+        *,
+        address: str,
+        chain_id: int,
+        statement: str | None,
+        resources: tuple[str, ...],
+        origin: str | None,
+        client: str,
+    ) -> str:
+        """The EIP-4361 text this gateway will accept from ``address``, for wallet kits that
+        let the server write the message: domain and URI from the caller's Origin when it is
+        an accepted one (else the first accepted domain), a fresh nonce, issued now and
+        expiring with the nonce. Checked by the same rules as a sign-in (422 naming the rule
+        otherwise); nothing is issued for a message that would fail them."""
+        parsed_origin = uri_origin(origin) if origin else None
+        if parsed_origin is not None and parsed_origin[1] in self.domains:
+            scheme = parsed_origin[0]
+            domain = origin.split("://", 1)[1].rstrip("/") if origin else ""
+        else:
+            domain = self.settings.siwe_domains[0]
+            local = domain.split(":", 1)[0] in {"localhost", "127.0.0.1"}
+            scheme = "http" if local else "https"
+        if not signatures.ADDRESS.fullmatch(address):
+            raise BadMessageRequest("address must be 0x and 40 hex digits")
+        now = datetime.now(UTC)
+        draft = SiweMessage(
+            scheme=scheme,
+            domain=domain,
+            address=signatures.checksum_address(address),
+            statement=statement,
+            uri=f"{scheme}://{domain}/",
+            chain_id=chain_id,
+            nonce="0" * NONCE_LENGTH,
+            issued_at=_rfc3339(now),
+            expiration_time=_rfc3339(now + timedelta(seconds=self.settings.nonce_ttl_s)),
+            resources=resources or None,
+        )
+        try:
+            text = draft.to_text()
+            self._check_rules(siwe.parse_message(text), origin if parsed_origin else None)
+        except SiweError as error:
+            raise BadMessageRequest(error.message, code=error.code) from error
+        nonce, _ = await self.issue_nonce(client)
+        return dataclasses.replace(draft, nonce=nonce).to_text()
 
     def _check_rules(self, message: SiweMessage, origin: str | None) -> None:
         span = trace.get_current_span()
