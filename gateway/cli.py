@@ -187,15 +187,21 @@ def _keys(command: str, settings: Settings) -> int:
 
     directory = settings.identity.keys_dir
     if command == "rotate":
-        key = keys.rotate(directory)
+        key = keys.rotate(directory, settings.identity.token_algorithm)
         print(
-            f"new signing key {key.kid} in {directory}; gateways pick it up within "
+            f"new {key.algorithm} signing key {key.kid} in {directory}; gateways pick it up within "
             f"{settings.identity.key_reload_s:g}s"
         )
         return 0
-    ring = keys.KeyRing.open(directory, keep=settings.identity.jwks_keys, create=False)
-    for index, key in enumerate(ring.jwks()["keys"]):
-        print(f"{key['kid']}  {'signs' if index == 0 else 'verifies'}")
+    ring = keys.KeyRing.open(
+        directory,
+        keep=settings.identity.jwks_keys,
+        create=False,
+        algorithm=settings.identity.token_algorithm,
+    )
+    for jwk in ring.jwks()["keys"]:
+        role = "signs" if jwk["kid"] == ring.current.kid else "verifies"
+        print(f"{jwk['kid']}  {jwk['alg']}  {role}")
     return 0
 
 

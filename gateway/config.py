@@ -282,6 +282,8 @@ class IdentitySettings(_Section):
     issuer: str = "gateway"
     audience: str = "gateway"
     keys_dir: Path = Path(".gateway/keys")
+    # EdDSA (Ed25519) or ES256 (P-256): the latter for verifiers that skip OKP keys.
+    token_algorithm: Literal["EdDSA", "ES256"] = "EdDSA"  # noqa: S105  # a name, not a secret
     jwks_keys: Annotated[int, Field(ge=1, le=10)] = 2
     key_reload_s: PositiveFloat = 10.0
     cookie_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] = "gateway_session"

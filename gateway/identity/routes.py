@@ -268,7 +268,12 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keys, store and the sign-in service; background key reload and expiry purge."""
     settings = app[SETTINGS]
     identity = settings.identity
-    keys = await asyncio.to_thread(KeyRing.open, identity.keys_dir, keep=identity.jwks_keys)
+    keys = await asyncio.to_thread(
+        KeyRing.open,
+        identity.keys_dir,
+        keep=identity.jwks_keys,
+        algorithm=identity.token_algorithm,
+    )
     shared = app.get(REDIS)
     store: IdentityStore = (
         SqlIdentityStore(app[STORAGE])

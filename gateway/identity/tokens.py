@@ -1,4 +1,5 @@
-"""Session tokens: EdDSA-signed JWTs whose subject is a CAIP-10 account id."""
+"""Session tokens: JWTs (EdDSA or ES256, by the signing key) whose subject is a CAIP-10
+account id."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from gateway.errors import Unauthenticated
 from gateway.identity.keys import KeyRing
 
 WalletType = Literal["eoa", "contract"]
-ALGORITHM = "EdDSA"
 
 
 class InvalidToken(Unauthenticated):
@@ -87,7 +87,9 @@ class TokenIssuer:
             "jti": session.jti,
             "wallet_type": wallet_type,
         }
-        token = jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid})
+        token = jwt.encode(
+            claims, key.private_key, algorithm=key.algorithm, headers={"kid": key.kid}
+        )
         return token, session
 
     def decode(self, token: str) -> Session:
@@ -95,12 +97,12 @@ class TokenIssuer:
         try:
             header = jwt.get_unverified_header(token)
             key = self.keys.verification_key(str(header.get("kid", "")))
-            if key is None or header.get("alg") != ALGORITHM:
+            if key is None or header.get("alg") != key.algorithm:  # the key decides, not the token
                 raise InvalidToken
             claims = jwt.decode(
                 token,
-                key,
-                algorithms=[ALGORITHM],
+                key.public_key,
+                algorithms=[key.algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 options={"require": ["exp", "iat", "sub", "jti", "iss", "aud"]},

@@ -40,7 +40,7 @@ def test_keys_cli_rotates_and_lists(tmp_path, capsys):
     capsys.readouterr()
     assert main(["keys", "list"], environ) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split()[1] for line in lines] == ["signs", "verifies"]
+    assert [line.split()[1:] for line in lines] == [["EdDSA", "signs"], ["EdDSA", "verifies"]]
     assert all(oct(p.stat().st_mode)[-3:] == "600" for p in (tmp_path / "keys").iterdir())
 
 
