@@ -12,7 +12,7 @@ from gateway.background import running
 from gateway.bodies import read_body
 from gateway.caller import Caller, anonymous, caller_of
 from gateway.config import SETTINGS
-from gateway.errors import Unauthenticated, Unavailable
+from gateway.errors import Unavailable
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
@@ -171,4 +171,4 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
             await hub.close()
 
 
-__all__ = ["RPC", "Unauthenticated", "routes", "rpc_caller", "rpc_ctx"]
+__all__ = ["HUB", "RPC", "routes", "rpc_caller", "rpc_ctx"]
