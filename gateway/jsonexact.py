@@ -9,13 +9,19 @@ read by the standard library and written by orjson with those integers as raw di
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import orjson
 
-# Any integer literal outside orjson's 64-bit range has at least 19 digits.
-_LONG_NUMBER = re.compile(rb"\d{19}")
+# Any integer literal outside orjson's 64-bit range has at least 19 digits. Found by mapping
+# every digit to "0" and everything else to "x" and looking for 19 zeros: 0.7 us for a
+# 641-byte record where the regex \d{19} took 5.9 us (it restarts at every digit).
+_DIGITS_ONLY = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x78 for byte in range(256))
+_LONG_RUN = b"0" * 19
+
+
+def _has_long_number(raw: bytes) -> bool:
+    return _LONG_RUN in raw.translate(_DIGITS_ONLY)
 
 
 def loads_exact(raw: bytes) -> Any:  # noqa: ANN401  # JSON
@@ -24,7 +30,7 @@ def loads_exact(raw: bytes) -> Any:  # noqa: ANN401  # JSON
     Only a document with a run of 19 digits and a float in orjson's reading is parsed again.
     """
     data = orjson.loads(raw)  # JSONDecodeError is a ValueError; orjson stops at 1024 levels
-    if _LONG_NUMBER.search(raw) is None or not _has_float(data):
+    if not _has_long_number(raw) or not _has_float(data):
         return data
     try:
         return json.loads(raw)

@@ -27,8 +27,12 @@ def checksum_address(address: str) -> str:
     """EIP-55 mixed-case form of a 0x-prefixed 40-hex-digit address."""
     lower = address[2:].lower()
     digest = keccak(lower.encode()).hex()
+    # A digit's upper case is itself: only letters change, where the hash nibble is > 7.
     return "0x" + "".join(
-        char.upper() if char > "9" and digest[i] > "7" else char for i, char in enumerate(lower)
+        [
+            char.upper() if nibble > "7" else char
+            for char, nibble in zip(lower, digest[:40], strict=True)
+        ]
     )
 
 
