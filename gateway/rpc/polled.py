@@ -59,10 +59,13 @@ class LogsWatch:
 class ChainFollower:
     """Polls the tip and announces every new block to head and logs watchers."""
 
-    def __init__(self, call: Call, *, poll_s: float) -> None:
+    def __init__(
+        self, call: Call, *, poll_s: float, on_block: Callable[[int], None] | None = None
+    ) -> None:
         self._call = call
         self.poll_s = poll_s
-        self.heads: set[Emit] = set()
+        self._on_block = on_block  # told each block number announced (the served tip)
+        self.heads: dict[object, Emit] = {}  # a newHeads feed's key -> where headers go
         self.logs: dict[object, LogsWatch] = {}
         self._chain: OrderedDict[int, str] = OrderedDict()  # number -> hash, announced
         self._wake = asyncio.Event()
@@ -148,8 +151,10 @@ class ChainFollower:
             self._chain[number] = block_hash
             while len(self._chain) > REORG_DEPTH:
                 self._chain.popitem(last=False)
+            if self._on_block is not None:
+                self._on_block(number)
             header = dumps_exact(header_of(block))
-            for emit in list(self.heads):
+            for emit in list(self.heads.values()):
                 emit(header)
             for watch, by_block in matched:
                 entries = by_block.get(block_hash, [])

@@ -17,7 +17,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind
 from gateway.caller import Caller, Tier
 from gateway.config import RpcSettings
 from gateway.errors import GatewayError
-from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter
+from gateway.ratelimit import Limit, RateLimiter
 from gateway.rpc import jsonrpc, logs
 from gateway.rpc.cache import (
     FOREVER,
@@ -85,7 +85,6 @@ class RpcService:
             if not name.endswith("*")
         )
         self._logs_slots = asyncio.Semaphore(settings.logs_concurrency)
-        self._local_limiter = limiter if isinstance(limiter, MemoryRateLimiter) else None
         self.coalescer: Coalescer[tuple[bytes, dict[str, Any], Upstream]] | None = (
             Coalescer() if settings.coalesce else None
         )
@@ -103,13 +102,9 @@ class RpcService:
         return [await self.admit_one(call, caller) for call in calls]
 
     async def admit_one(self, call: Call, caller: Caller) -> float:
-        limit = self.limits[caller.tier]
-        key = f"rpc:{caller.key}"
-        cost = self.weight(call.method)
-        if self._local_limiter is not None:  # no await (and no coroutine) for a local bucket
-            wait = self._local_limiter.acquire_now(key, limit, cost)
-        else:
-            wait = await self.limiter.acquire(key, limit, cost)
+        wait = await self.limiter.acquire(
+            f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
+        )
         if wait > 0:
             self.metrics.rate_limited.labels(caller.tier).inc()
             self.metrics.rpc_requests.labels(
@@ -222,7 +217,7 @@ class RpcService:
             key, lambda: self._forward(call, label, span)
         )
         if shared:
-            self.metrics.child(self.metrics.rpc_coalesced, label).inc()
+            self.metrics.rpc_coalesced.labels(label).inc()
             span.set_attribute("gateway.coalesced", value=True)
             reply = jsonrpc.with_id(reply, decoded, call.id)
         return reply, decoded, upstream

@@ -97,8 +97,7 @@ class SubscriptionHub:
         self.feeds: dict[bytes, Feed] = {}
         self._by_client: dict[str, Feed] = {}
         self._internal: set[str] = set()
-        self.follower = ChainFollower(self._pool_call, poll_s=poll_s)
-        self._emitters: dict[bytes, Callable[[bytes], None]] = {}
+        self.follower = ChainFollower(self._pool_call, poll_s=poll_s, on_block=pool.observe_tip)
         self._follower_task: asyncio.Task[None] | None = None
         pool.on_head(self._on_pool_head)
 
@@ -181,33 +180,25 @@ class SubscriptionHub:
                 "newPendingTransactions needs an upstream node with a WebSocket URL "
                 "(GATEWAY_UPSTREAMS=http://node|ws://node); this gateway's nodes are HTTP only"
             )
+
+        def emit(result: bytes) -> None:
+            self._fan_out(feed, result)
+
         if feed.kind == "logs":
             criteria = feed.params[0] if feed.params else {}
             if not isinstance(criteria, dict) or len(feed.params) > 1:
                 raise SubscriptionRefused("logs takes one filter object (address, topics)")
-            emit = lambda result: self._fan_out(feed, result)  # noqa: E731
             self.follower.logs[feed.key] = LogsWatch(criteria, emit)
         else:
-            self.follower.heads.add(self._heads_emitter(feed))
+            self.follower.heads[feed.key] = emit
         feed.polled = True
         feed.ready.set()
         if self._follower_task is None or self._follower_task.done():
             self._follower_task = asyncio.create_task(self.follower.run(), name="feed-poller")
 
-    def _heads_emitter(self, feed: Feed) -> Callable[[bytes], None]:
-        def emit(header: bytes) -> None:
-            self._note_head(orjson.loads(header))
-            self._fan_out(feed, header)
-
-        feed.task = None
-        self._emitters[feed.key] = emit
-        return emit
-
     def _unfollow(self, feed: Feed) -> None:
         self.follower.logs.pop(feed.key, None)
-        emit = self._emitters.pop(feed.key, None)
-        if emit is not None:
-            self.follower.heads.discard(emit)
+        self.follower.heads.pop(feed.key, None)
         if self.follower.idle and self._follower_task is not None:
             self._follower_task.cancel()
             self._follower_task = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator, Sequence
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -46,7 +47,12 @@ class HistogramChild:
             self.exemplars[index] = Exemplar(exemplar, amount, time.time())
 
 
-class _Family:
+ChildT = TypeVar("ChildT")
+
+
+class _Family(Generic[ChildT]):
+    """A labelled family: ``labels(*values)`` gives the child of those values, made once."""
+
     def __init__(
         self,
         name: str,
@@ -57,7 +63,19 @@ class _Family:
         self.name = name
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
+        self._children: dict[tuple[str, ...], ChildT] = {}
         registry.register(self)
+
+    def labels(self, *values: str) -> ChildT:
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}")
+            child = self._children[values] = self._new_child()
+        return child
+
+    def _new_child(self) -> ChildT:
+        raise NotImplementedError
 
     def describe(self) -> list[Metric]:
         return list(self.collect())
@@ -66,26 +84,11 @@ class _Family:
         raise NotImplementedError
 
 
-class FastCounter(_Family):
+class FastCounter(_Family[CounterChild]):
     """A labelled counter: ``labels(*values).inc()``, as prometheus-client's."""
 
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        registry: CollectorRegistry,
-    ) -> None:
-        self._children: dict[tuple[str, ...], CounterChild] = {}
-        super().__init__(name, documentation, labelnames, registry)
-
-    def labels(self, *values: str) -> CounterChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}")
-            child = self._children[values] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
@@ -94,7 +97,7 @@ class FastCounter(_Family):
         yield family
 
 
-class FastHistogram(_Family):
+class FastHistogram(_Family[HistogramChild]):
     """A labelled histogram: ``labels(*values).observe(seconds, exemplar)``."""
 
     def __init__(  # prometheus-client's own parameters
@@ -107,16 +110,10 @@ class FastHistogram(_Family):
         buckets: Sequence[float],
     ) -> None:
         self._bounds = tuple(float(bound) for bound in buckets)
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         super().__init__(name, documentation, labelnames, registry)
 
-    def labels(self, *values: str) -> HistogramChild:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self.labelnames):
-                raise ValueError(f"{self.name} takes labels {self.labelnames}")
-            child = self._children[values] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def collect(self) -> Iterator[Metric]:
         family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)

@@ -141,7 +141,7 @@ async def test_a_reorg_is_followed_and_its_logs_retracted():
     chain = ScriptedChain()
     follower = ChainFollower(chain.call, poll_s=1)
     heads, logs = [], []
-    follower.heads.add(lambda header: heads.append(orjson.loads(header)))
+    follower.heads["all"] = lambda header: heads.append(orjson.loads(header))
     from gateway.rpc.polled import LogsWatch
 
     follower.logs["all"] = LogsWatch({}, lambda entry: logs.append(orjson.loads(entry)))
