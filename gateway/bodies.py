@@ -7,6 +7,7 @@ from typing import TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from gateway.config import SETTINGS
 from gateway.errors import InvalidParams, InvalidRequest, MalformedJSON
 from gateway.jsonexact import loads_exact
 
@@ -38,8 +39,8 @@ async def read_body(request: web.Request) -> bytes:
         return b""
     if content.is_eof():
         body = content.read_nowait()
-        limit = request.app._client_max_size  # noqa: SLF001  # the app's own limit
-        if limit and len(body) > limit:
+        limit = request.app[SETTINGS].server.max_body_bytes  # what the app gives aiohttp
+        if len(body) > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
         return body
     return await request.read()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.background import running
 from gateway.bodies import read_model
-from gateway.caller import SESSIONS, client_ip, request_token
+from gateway.caller import SESSIONS, ip_of, request_token
 from gateway.chain.wallets import ContractWallets
 from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
@@ -99,7 +99,7 @@ class JWKS(_Model):
 
 async def _limit(request: web.Request, scope: str, per_minute: float) -> None:
     settings = request.app[SETTINGS]
-    key = f"{scope}:{client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)}"
+    key = f"{scope}:{ip_of(request)}"
     await take_or_refuse(
         request.app[AUTH_LIMITER],
         key,
@@ -126,7 +126,7 @@ async def current_session(request: web.Request) -> Session:
 async def nonce(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     await _limit(request, "nonce", settings.identity.nonce_rate_per_minute)
-    client = client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for)
+    client = ip_of(request)
     value, expires_at = await request.app[SIGN_IN].issue_nonce(client)
     if _wants_text(request):  # wallet kits (RainbowKit, ConnectKit) read it with res.text()
         return web.Response(text=value, headers={"Cache-Control": "no-store"})
@@ -165,7 +165,7 @@ async def message(request: web.Request) -> web.Response:
         statement=body.statement,
         resources=tuple(body.resources),
         origin=request.headers.get("Origin"),
-        client=client_ip(request, trust_forwarded_for=settings.server.trust_forwarded_for),
+        client=ip_of(request),
     )
     if _wants_text(request):
         return web.Response(text=text, headers={"Cache-Control": "no-store"})
