@@ -14,6 +14,7 @@ from opentelemetry import trace
 
 from gateway.chain import signatures
 from gateway.chain.wallets import ContractWallets, ContractWalletsUnavailable, verify_signer
+from gateway.clock import rfc3339
 from gateway.config import Settings
 from gateway.errors import GatewayError, InvalidParams, RateLimited, Unavailable
 from gateway.identity import siwe
@@ -75,10 +76,6 @@ class BadMessageRequest(InvalidParams):
     """A message the gateway would not accept could not be written (422)."""
 
     code = "siwe.message_request.invalid"
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,7 +183,7 @@ class SignInService:
             scheme = "http" if local else "https"
         if not signatures.ADDRESS.fullmatch(address):
             raise BadMessageRequest("address must be 0x and 40 hex digits")
-        now = datetime.now(UTC)
+        now = time.time()
         draft = SiweMessage(
             scheme=scheme,
             domain=domain,
@@ -195,8 +192,8 @@ class SignInService:
             uri=f"{scheme}://{domain}/",
             chain_id=chain_id,
             nonce="0" * NONCE_LENGTH,
-            issued_at=_rfc3339(now),
-            expiration_time=_rfc3339(now + timedelta(seconds=self.settings.nonce_ttl_s)),
+            issued_at=rfc3339(now, timespec="milliseconds"),
+            expiration_time=rfc3339(now + self.settings.nonce_ttl_s, timespec="milliseconds"),
             resources=resources or None,
         )
         try:
