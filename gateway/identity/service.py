@@ -13,14 +13,19 @@ import structlog
 from opentelemetry import trace
 
 from gateway.chain import signatures
-from gateway.chain.wallets import ContractWallets, ContractWalletsUnavailable, verify_signer
+from gateway.chain.wallets import (
+    ContractWallets,
+    ContractWalletsUnavailable,
+    WalletType,
+    verify_signer,
+)
 from gateway.clock import rfc3339
 from gateway.config import Settings
 from gateway.errors import GatewayError, InvalidParams, RateLimited, Unavailable
 from gateway.identity import siwe
 from gateway.identity.siwe import SiweError, SiweMessage
 from gateway.identity.store import IdentityStore, NonceState
-from gateway.identity.tokens import RevokedToken, Session, TokenIssuer, WalletType
+from gateway.identity.tokens import RevokedToken, Session, TokenIssuer
 from gateway.identity.uri import host_port, uri_origin
 from gateway.telemetry import Metrics
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Literal
 
 import jwt
 
+from gateway.chain.wallets import WalletType
 from gateway.errors import Unauthenticated
 from gateway.identity.keys import KeyRing
-
-WalletType = Literal["eoa", "contract"]
 
 
 class InvalidToken(Unauthenticated):
