@@ -96,7 +96,7 @@ class Connection:
     async def _one(self, item: Call | jsonrpc.Invalid) -> bytes | None:
         if isinstance(item, jsonrpc.Invalid):
             return jsonrpc.error_bytes(item.id, item.code, item.message)
-        (wait,) = await self.service.admit([item], self.caller)
+        wait = await self.service.admit_one(item, self.caller)
         if wait > 0:
             return jsonrpc.error_bytes(
                 item.id,
