@@ -6,9 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup dev test lint bench bench-siwe clean
+.PHONY: setup dev test lint bench bench-siwe web screenshot clean
 
-setup: $(VENV)/.installed contracts/node_modules/.installed
+setup: $(VENV)/.installed contracts/node_modules/.installed web/node_modules/.installed
 
 $(VENV)/.installed: pyproject.toml
 	./scripts/system-deps.sh
@@ -20,6 +20,18 @@ $(VENV)/.installed: pyproject.toml
 contracts/node_modules/.installed: contracts/package.json contracts/package-lock.json
 	cd contracts && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
+
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The reference page's bundle (gateway/webapp/static/app.js), rebuilt from web/src and the lock file.
+web: setup
+	node web/build.mjs
+
+# The README's screenshot of the reference page, taken by the browser test.
+screenshot: setup
+	GATEWAY_SCREENSHOT=docs/app-page.png $(BIN)/pytest tests/browser -k whole_journey -q
 
 dev: setup
 	$(BIN)/gateway dev
@@ -46,4 +58,4 @@ bench-siwe: setup .venv-bench-siwe/.installed
 	$(BIN)/python bench/siwe_verify.py
 
 clean:
-	rm -rf $(VENV) .venv-bench-siwe contracts/node_modules .gateway .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench-siwe contracts/node_modules web/node_modules .gateway .pytest_cache .mypy_cache .ruff_cache

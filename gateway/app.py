@@ -18,6 +18,7 @@ from gateway.rpc.context import upstream_ctx
 from gateway.storage import storage_ctx
 from gateway.storage.redis import redis_ctx
 from gateway.telemetry import SPAN_EXPORTERS, request_middleware, telemetry_ctx
+from gateway.webapp import routes as webapp
 
 
 def create_app(
@@ -49,4 +50,6 @@ def create_app(
     app.cleanup_ctx.append(records.records_ctx)
     for feature in (health, openapi, identity, rpc, records):
         app.add_routes(feature.routes)
+    if settings.webapp.enabled:
+        app.add_routes(webapp.routes)
     return app

@@ -126,6 +126,7 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "GATEWAY_ANCHOR__PRIVATE_KEY": chain.accounts[0].private_key,
                     "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(state / "deployments.json"),
                     "GATEWAY_ANCHOR__INTERVAL_S": environ.get("GATEWAY_ANCHOR__INTERVAL_S", "5"),
+                    "GATEWAY_WEBAPP__ENABLED": environ.get("GATEWAY_WEBAPP__ENABLED", "true"),
                     # a dApp's dev server (localhost:3000, :5173, …) may call it from a browser
                     "GATEWAY_CORS_ORIGINS": environ.get("GATEWAY_CORS_ORIGINS", "*"),
                     "GATEWAY_SIWE_DOMAINS": environ.get(
@@ -171,6 +172,7 @@ def _print_banner(chain: object, settings: Settings) -> None:
         "  dApp gateway (dev)",
         f"  API      {base}    (JSON-RPC: {base}/rpc)",
         f"  Docs     {base}/docs",
+        *([f"  App      {base}/app/   (the reference dApp page)"] if settings.webapp.enabled else []),
         f"  Metrics  {base}/metrics",
         f"  Ready    {base}/readyz",
         f"  anvil    {chain.url}  chain id {chain.chain_id}  log {chain.log_path}",

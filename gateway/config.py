@@ -298,6 +298,12 @@ class IdentitySettings(_Section):
         return tuple(domain.lower() for domain in value)
 
 
+class WebAppSettings(_Section):
+    """The reference dApp page at /app/ (on under ``gateway dev``)."""
+
+    enabled: bool = False
+
+
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
     chain_id: Annotated[int, Field(ge=1)] | None = None
@@ -311,6 +317,7 @@ class Settings(_Section):
     identity: IdentitySettings = IdentitySettings()
     records: RecordsSettings = RecordsSettings()
     anchor: AnchorSettings = AnchorSettings()
+    webapp: WebAppSettings = WebAppSettings()
 
     def siwe_chain_ids(self) -> frozenset[int]:
         if self.identity.chain_ids:

@@ -11,6 +11,8 @@ command -v promtool >/dev/null || missing+=(prometheus)  # prometheus + promtool
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)  # a private server per test session
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v nginx >/dev/null || missing+=(nginx-light)  # the load balancer of the replica tests
+command -v chromium >/dev/null || missing+=(chromium)  # the browser tests (headless)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

@@ -111,7 +111,7 @@ def test_the_installed_package_is_not_the_checkout(installed, tmp_path):
 def test_the_installed_gateway_serves(installed, tmp_path, anvil):
     empty = tmp_path / "empty"
     empty.mkdir()
-    env = _env(installed, **_settings(anvil, tmp_path))
+    env = _env(installed, **_settings(anvil, tmp_path), GATEWAY_WEBAPP__ENABLED="true")
     check = subprocess.run(
         [installed / "gateway", "check-config"],
         cwd=empty,
@@ -145,10 +145,21 @@ def test_the_installed_gateway_serves(installed, tmp_path, anvil):
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
         _contract_wallet_signs_in(f"http://127.0.0.1:{port}", anvil)
+        _serves_the_reference_page(f"http://127.0.0.1:{port}")
     finally:
         server.terminate()
         server.wait(30)
     assert not list(empty.iterdir())  # nothing written to the working folder
+
+
+def _serves_the_reference_page(base: str) -> None:
+    """The page's files are package data: the wheel ships the bundle built from web/."""
+    with urllib.request.urlopen(f"{base}/app/", timeout=10) as response:
+        assert b'<script type="module" src="app.js">' in response.read()
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+    with urllib.request.urlopen(f"{base}/app/app.js", timeout=10) as response:
+        bundle = response.read()
+    assert bundle == (Path(__file__).parents[1] / "gateway/webapp/static/app.js").read_bytes()
 
 
 def _addresses(deployments: dict) -> list[str]:

@@ -2,7 +2,7 @@
 
     entry points   cli, workers, server, __main__
     app            app, health                      (health asks every feature's resources)
-    features       identity/, rpc/, records/        (none imports another)
+    features       identity/, rpc/, records/, webapp/       (none imports another)
     primitives     storage/, chain/, telemetry/, ratelimit, caller, openapi, error_responses, cors
     base           config, defaults, errors, and small utilities
 
@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 LAYERS = {
     "entry": {"cli", "workers", "server", "__main__"},
     "app": {"app", "health"},
-    "feature": {"identity", "rpc", "records"},
+    "feature": {"identity", "rpc", "records", "webapp"},
     "primitive": {
         "storage",
         "chain",

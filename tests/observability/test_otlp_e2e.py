@@ -6,9 +6,9 @@ import json
 
 import pytest
 from aiohttp import web
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from tests.helpers.otlp import spans_of_export
 from tests.helpers.processes import free_port, gateway_process, wait_http
 from tests.helpers.waiting import eventually
 
@@ -21,14 +21,7 @@ async def _otlp_receiver(aiohttp_server):
 
     async def traces(request: web.Request) -> web.Response:
         assert request.content_type == "application/x-protobuf"
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(await request.read())
-        for resource in export.resource_spans:
-            service = {a.key: a.value.string_value for a in resource.resource.attributes}.get(
-                "service.name"
-            )
-            for scope in resource.scope_spans:
-                spans.extend((service, span) for span in scope.spans)
+        spans.extend(spans_of_export(await request.read()))
         return web.Response(body=b"", content_type="application/x-protobuf")
 
     app = web.Application()

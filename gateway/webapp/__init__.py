@@ -1,0 +1,1 @@
+"""The reference dApp page at /app/ (``webapp.enabled``; on under ``gateway dev``)."""

@@ -1,0 +1,226 @@
+// The reference dApp page: sign in with a wallet, read the chain through /rpc and a newHeads
+// subscription, sign and submit an EIP-712 record, check its anchor on chain, sign out.
+// Every user action is one trace (trace.js); every failure shows the gateway's error code.
+
+import { decodeFunctionResult, encodeFunctionData, formatEther, parseAbi, stringToHex } from "viem";
+
+import { createGateway, GatewayError } from "./gateway.js";
+import { newAction } from "./trace.js";
+import { discoverWallets, ensureChain, walletError } from "./wallet.js";
+
+const MERKLE_ANCHOR = parseAbi([
+  "function verify(bytes32 root, bytes32 leaf, bytes32[] proof) view returns (bool)",
+]);
+
+const params = new URLSearchParams(location.search);
+const gateway = createGateway((params.get("gateway") ?? location.origin).replace(/\/$/, ""));
+const $ = (id) => document.getElementById(id);
+const state = { wallet: null, address: null, chainId: null, records: new Map(), verified: new Set() };
+
+function show(id, text) {
+  $(id).textContent = text;
+}
+
+function showError(error) {
+  const shown = error instanceof GatewayError ? error : walletError(error);
+  show("error-code", shown.code);
+  show("error-message", shown.message);
+  $("error").hidden = false;
+}
+
+/** Run a user action as one trace; its trace id is shown for an SRE to look up. */
+async function act(name, work) {
+  const action = newAction(name);
+  gateway.setAction(action);
+  show("trace-action", name);
+  show("trace-id", action.traceId);
+  show("trace-span", action.spanId);
+  $("error").hidden = true;
+  try {
+    await work();
+  } catch (error) {
+    showError(error);
+  } finally {
+    gateway.setAction(null);
+  }
+}
+
+async function gatewayChainId() {
+  if (state.chainId === null) state.chainId = Number.parseInt(await gateway.rpc("eth_chainId"), 16);
+  return state.chainId;
+}
+
+async function pickWallet() {
+  if (state.wallet) return state.wallet;
+  const wallets = await discoverWallets();
+  if (wallets.length === 0) throw new GatewayError("wallet.none", "no wallet found in this browser");
+  state.wallet = wallets[0];
+  show("wallet-name", state.wallet.info.name);
+  return state.wallet;
+}
+
+async function walletCall(method, args) {
+  const { provider } = await pickWallet();
+  try {
+    return await provider.request({ method, params: args });
+  } catch (error) {
+    throw walletError(error);
+  }
+}
+
+async function signIn() {
+  const { provider } = await pickWallet();
+  const [address] = await walletCall("eth_requestAccounts", []);
+  const chainId = await gatewayChainId();
+  await ensureChain(provider, chainId);
+  const { message } = await gateway.call("/auth/message", {
+    method: "POST",
+    body: { address, chainId, statement: "Sign in to the gateway's reference page." },
+  });
+  const signature = await walletCall("personal_sign", [stringToHex(message), address]);
+  const session = await gateway.call("/auth/verify", { method: "POST", body: { message, signature } });
+  gateway.setToken(session.token);
+  await refreshSession();
+}
+
+async function refreshSession() {
+  if (!gateway.signedIn) return renderSession(null);
+  try {
+    renderSession(await gateway.call("/auth/session"));
+  } catch (error) {
+    if (error.status !== 401) throw error;
+    gateway.setToken(null);
+    renderSession(null);
+  }
+}
+
+function renderSession(session) {
+  state.address = session?.address ?? null;
+  show("session-address", session ? session.address : "signed out");
+  show("session-expires", session ? session.expiresAt : "");
+  $("signed-in").hidden = !session;
+  $("sign-in").hidden = Boolean(session);
+  if (session) {
+    refreshBalance().catch(showError);
+    refreshRecords().catch(showError);
+  } else {
+    show("balance", "");
+    $("records").replaceChildren();
+  }
+}
+
+async function signOut() {
+  await gateway.call("/auth/logout");
+  gateway.setToken(null);
+  await refreshSession();
+}
+
+async function refreshBalance() {
+  if (!state.address) return;
+  show("balance", `${formatEther(BigInt(await gateway.rpc("eth_getBalance", [state.address, "latest"])))} ETH`);
+}
+
+function followHeads() {
+  const socket = new WebSocket(gateway.websocketUrl());
+  socket.addEventListener("open", () => {
+    socket.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_subscribe", params: ["newHeads"] }));
+  });
+  socket.addEventListener("message", (event) => {
+    const message = JSON.parse(event.data);
+    const head = message.params?.result;
+    if (message.method === "eth_subscription" && head?.number) {
+      show("block-number", String(Number.parseInt(head.number, 16)));
+      refreshBalance().catch(showError);
+    }
+  });
+  socket.addEventListener("close", () => {
+    show("heads-status", "reconnecting");
+    setTimeout(followHeads, 2000);
+  });
+  show("heads-status", "live");
+}
+
+async function submitRecord() {
+  if (!state.address) throw new GatewayError("page.signed_out", "sign in first");
+  const chainId = await gatewayChainId();
+  await ensureChain((await pickWallet()).provider, chainId);
+  const typedData = {
+    types: {
+      EIP712Domain: [
+        { name: "name", type: "string" },
+        { name: "version", type: "string" },
+        { name: "chainId", type: "uint256" },
+      ],
+      Note: [
+        { name: "author", type: "address" },
+        { name: "text", type: "string" },
+        { name: "createdAt", type: "uint256" },
+      ],
+    },
+    primaryType: "Note",
+    domain: { name: "Gateway reference page", version: "1", chainId },
+    message: { author: state.address, text: $("note-text").value, createdAt: Math.floor(Date.now() / 1000) },
+  };
+  const signature = await walletCall("eth_signTypedData_v4", [state.address, JSON.stringify(typedData)]);
+  const stored = await gateway.call("/records", { method: "POST", body: { typedData, signature } });
+  show("record-id", stored.id);
+  await refreshRecords();
+}
+
+async function refreshRecords() {
+  if (!state.address) return;
+  const page = await gateway.call(`/records?signer=${state.address}&limit=20`);
+  for (const record of page.items) {
+    if (record.anchor && !state.verified.has(record.id)) {
+      await verifyOnChain(record.id);
+    }
+  }
+  const rows = page.items.map((record) => {
+    const row = document.createElement("tr");
+    row.dataset.id = record.id;
+    const anchor = record.anchor ? `block ${record.anchor.blockNumber}` : "pending";
+    const proof = state.verified.has(record.id) ? "verified on chain" : record.anchor ? "not verified" : "";
+    for (const text of [`${record.id.slice(0, 10)}…`, record.typedData.message.text ?? "", anchor, proof]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.append(cell);
+    }
+    row.className = state.verified.has(record.id) ? "verified" : record.anchor ? "anchored" : "pending";
+    return row;
+  });
+  $("records").replaceChildren(...rows);
+}
+
+/** The record's Merkle proof, checked by MerkleAnchor.verify through the gateway's /rpc. */
+async function verifyOnChain(id) {
+  const proof = await gateway.call(`/records/${id}/proof`);
+  const data = encodeFunctionData({
+    abi: MERKLE_ANCHOR,
+    functionName: "verify",
+    args: [proof.root, proof.leaf, proof.proof],
+  });
+  const result = await gateway.rpc("eth_call", [{ to: proof.contract, data }, "latest"]);
+  if (decodeFunctionResult({ abi: MERKLE_ANCHOR, functionName: "verify", data: result })) {
+    state.verified.add(id);
+  }
+}
+
+async function start() {
+  show("gateway-url", gateway.base);
+  $("sign-in").addEventListener("click", () => act("sign in", signIn));
+  $("sign-out").addEventListener("click", () => act("sign out", signOut));
+  $("submit-record").addEventListener("click", () => act("submit record", submitRecord));
+  $("refresh").addEventListener("click", () => act("refresh", () => Promise.all([refreshBalance(), refreshRecords()])));
+  await act("load", async () => {
+    show("block-number", String(Number.parseInt(await gateway.rpc("eth_blockNumber"), 16)));
+    await refreshSession();
+    followHeads();
+  });
+  setInterval(() => {
+    const pending = [...$("records").children].some((row) => row.className !== "verified");
+    if (state.address && pending) refreshRecords().catch(showError);
+  }, 2000);
+  document.body.dataset.ready = "true";
+}
+
+start();
