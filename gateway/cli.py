@@ -172,7 +172,11 @@ def _print_banner(chain: object, settings: Settings) -> None:
         "  dApp gateway (dev)",
         f"  API      {base}    (JSON-RPC: {base}/rpc)",
         f"  Docs     {base}/docs",
-        *([f"  App      {base}/app/   (the reference dApp page)"] if settings.webapp.enabled else []),
+        *(
+            [f"  App      {base}/app/   (the reference dApp page)"]
+            if settings.webapp.enabled
+            else []
+        ),
         f"  Metrics  {base}/metrics",
         f"  Ready    {base}/readyz",
         f"  anvil    {chain.url}  chain id {chain.chain_id}  log {chain.log_path}",

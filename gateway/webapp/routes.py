@@ -31,7 +31,9 @@ def static_dir() -> resources.abc.Traversable:
 
 
 @routes.get("/app")
-@operation(summary="The reference dApp page (redirects to /app/)", tag="app", responses={308: "To /app/"})
+@operation(
+    summary="The reference dApp page (redirects to /app/)", tag="app", responses={308: "To /app/"}
+)
 async def app_root(_request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect("/app/")
 

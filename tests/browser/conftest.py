@@ -18,6 +18,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 
 from gateway.chain.devchain import dev_accounts
 from gateway.server import free_port
@@ -72,8 +74,14 @@ class _Quiet(SimpleHTTPRequestHandler):
 def _snippets_bundle(out_dir: str) -> Path:
     out = Path(out_dir) / "snippets.js"
     subprocess.run(
-        ["node", str(ROOT / "web" / "build.mjs"), "--entry", str(HERE / "snippets-entry.js"),
-         "--out", str(out)],
+        [
+            "node",
+            str(ROOT / "web" / "build.mjs"),
+            "--entry",
+            str(HERE / "snippets-entry.js"),
+            "--out",
+            str(out),
+        ],
         check=True,
         capture_output=True,
     )
@@ -121,8 +129,16 @@ def _dev_gateway(tmp_path_factory: pytest.TempPathFactory, site: Path) -> Iterat
             "GATEWAY_SERVER__SHUTDOWN_TIMEOUT_S": "2",
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "dev", "--port", str(port),
-             "--anvil-port", str(anvil_port)],
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "dev",
+                "--port",
+                str(port),
+                "--anvil-port",
+                str(anvil_port),
+            ],
             cwd=work,
             env=env,
             stdout=out,
@@ -162,17 +178,19 @@ def _open_browser(dev_gateway: DevGateway) -> Iterator[Callable[..., object]]:
     page it loads; all are closed at the end, before the gateway stops (their WebSockets
     would hold its shutdown)."""
     del dev_gateway
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
     browser, driver_path = _browser_paths()
     opened = []
 
     def open_one(wallet: str | None) -> webdriver.Chrome:
         options = webdriver.ChromeOptions()
         options.binary_location = browser
-        for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                         "--disable-dev-shm-usage", "--window-size=1100,760"):
+        for argument in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--window-size=1100,760",
+        ):
             options.add_argument(argument)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))

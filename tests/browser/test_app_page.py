@@ -63,7 +63,10 @@ def test_the_whole_journey(open_browser, dev_gateway: DevGateway, tmp_path):
     assert sign_in(driver).lower() == account.lower()
     assert shown_error(driver) is None
     load(driver, dev_gateway.page_url())
-    assert wait_text(driver, "session-address", lambda t: t.startswith("0x")).lower() == account.lower()
+    assert (
+        wait_text(driver, "session-address", lambda t: t.startswith("0x")).lower()
+        == account.lower()
+    )
 
     # the chain through /rpc: block number and balance; a block mined appears within 2 s
     wait_text(driver, "balance", lambda t: t.endswith("ETH"))
@@ -162,6 +165,8 @@ def test_the_page_is_served_by_the_gateway_with_a_strict_policy(open_browser, de
     wait_text(driver, "heads-status", lambda t: t == "live")  # WebSocket to 'self' allowed
     assert shown_error(driver) is None
     violations = [
-        entry for entry in driver.get_log("browser") if "Content Security Policy" in entry["message"]
+        entry
+        for entry in driver.get_log("browser")
+        if "Content Security Policy" in entry["message"]
     ]
     assert violations == []
