@@ -147,19 +147,20 @@ def _deploy_dev_contracts(settings: Settings) -> None:
     """A fresh anvil has no contracts: deploy them before the gateway starts."""
     from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: PLC0415  # dev only
 
-    from gateway.chain.deploy import anchor_account, deploy_anchor  # noqa: PLC0415
+    from gateway.chain.deploy import anchor_account, deploy_all  # noqa: PLC0415
 
-    async def deploy() -> str:
+    async def deploy() -> dict[str, str]:
         w3 = AsyncWeb3(AsyncHTTPProvider(settings.upstreams[0].url))
         try:
             account = anchor_account(settings.anchor)
             assert account is not None  # noqa: S101  # set by _dev
-            return await deploy_anchor(w3, account, settings.anchor.deployments_file)
+            return await deploy_all(w3, account, settings.anchor.deployments_file)
         finally:
             await w3.provider.disconnect()
 
-    address = asyncio.run(deploy())
-    print(f"  MerkleAnchor deployed at {address}\n", file=sys.stderr, flush=True)
+    for name, address in asyncio.run(deploy()).items():
+        print(f"  {name} deployed at {address}", file=sys.stderr, flush=True)
+    print(file=sys.stderr, flush=True)
 
 
 def _print_banner(chain: object, settings: Settings) -> None:
@@ -214,7 +215,7 @@ def _keys(command: str, settings: Settings) -> int:
 async def _deploy(settings: Settings) -> int:
     from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: PLC0415  # only this command
 
-    from gateway.chain.deploy import anchor_account, deploy_anchor  # noqa: PLC0415
+    from gateway.chain.deploy import anchor_account, deploy_all  # noqa: PLC0415
 
     account = anchor_account(settings.anchor)
     if account is None or not settings.upstreams:
@@ -226,12 +227,13 @@ async def _deploy(settings: Settings) -> int:
         return 1
     w3 = AsyncWeb3(AsyncHTTPProvider(settings.upstreams[0].url))
     try:
-        address = await deploy_anchor(w3, account, settings.anchor.deployments_file)
+        deployed = await deploy_all(w3, account, settings.anchor.deployments_file)
     finally:
         await w3.provider.disconnect()
+    for name, address in deployed.items():
+        print(f"{name} at {address}")
     print(
-        f"MerkleAnchor at {address} (owner {account.address}); recorded in "
-        f"{settings.anchor.deployments_file}"
+        f"(MerkleAnchor owned by {account.address}; recorded in {settings.anchor.deployments_file})"
     )
     return 0
 

@@ -52,24 +52,60 @@ def contract_address(settings: AnchorSettings, chain_id: int) -> str | None:
 
 async def deploy_anchor(w3: AsyncWeb3[Any], account: LocalAccount, deployments: Path) -> str:
     """Deploy MerkleAnchor owned by ``account`` and record its address for this chain."""
-    artifact = load_artifact("MerkleAnchor")
+    address = await deploy_contract(w3, account, "MerkleAnchor", account.address)
+    await _record(w3, deployments, {"MerkleAnchor": address})
+    return address
+
+
+async def deploy_relay_contracts(
+    w3: AsyncWeb3[Any], account: LocalAccount, deployments: Path
+) -> dict[str, str]:
+    """Deploy the trusted forwarder of gasless requests (GatewayForwarder) and the example
+    target that trusts it (Guestbook), and record both for this chain."""
+    forwarder = await deploy_contract(w3, account, "GatewayForwarder")
+    guestbook = await deploy_contract(w3, account, "Guestbook", forwarder)
+    deployed = {"GatewayForwarder": forwarder, "Guestbook": guestbook}
+    await _record(w3, deployments, deployed)
+    return deployed
+
+
+async def deploy_all(
+    w3: AsyncWeb3[Any], account: LocalAccount, deployments: Path
+) -> dict[str, str]:
+    """Every contract the gateway uses (``gateway contracts deploy``, ``gateway dev``)."""
+    anchor = await deploy_anchor(w3, account, deployments)
+    return {"MerkleAnchor": anchor, **await deploy_relay_contracts(w3, account, deployments)}
+
+
+async def deploy_contract(
+    w3: AsyncWeb3[Any],
+    account: LocalAccount,
+    name: str,
+    *constructor_args: Any,  # noqa: ANN401  # as the contract's constructor takes them
+) -> str:
+    """Deploy the packaged artifact ``name``, signed by ``account``; its address once mined."""
+    artifact = load_artifact(name)
     contract = w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-    chain_id = await w3.eth.chain_id
-    tx = await contract.constructor(account.address).build_transaction(
+    tx = await contract.constructor(*constructor_args).build_transaction(
         {
             "from": account.address,
             "nonce": await w3.eth.get_transaction_count(account.address, "pending"),
-            "chainId": chain_id,
+            "chainId": await w3.eth.chain_id,
         }
     )
     signed = account.sign_transaction(tx)
     tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
     receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
-    address = str(receipt["contractAddress"])
+    if receipt["status"] != 1:
+        raise RuntimeError(f"deploying {name} reverted (transaction {tx_hash.to_0x_hex()})")
+    return str(receipt["contractAddress"])
+
+
+async def _record(w3: AsyncWeb3[Any], deployments: Path, deployed: dict[str, str]) -> None:
+    chain_id = await w3.eth.chain_id
     known = read_deployments(deployments)
-    known.setdefault(str(chain_id), {})["MerkleAnchor"] = address
+    known.setdefault(str(chain_id), {}).update(deployed)
     write_deployments(deployments, known)
-    return address
 
 
 def write_deployments(path: Path, known: dict[str, dict[str, str]]) -> None:
