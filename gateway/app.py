@@ -13,6 +13,7 @@ from gateway.cors import cors_middleware
 from gateway.error_responses import render_exception
 from gateway.identity import routes as identity
 from gateway.records import routes as records
+from gateway.relay import routes as relay
 from gateway.rpc import routes as rpc
 from gateway.rpc.context import upstream_ctx
 from gateway.storage import storage_ctx
@@ -48,7 +49,8 @@ def create_app(
     app.cleanup_ctx.append(identity.identity_ctx)
     app.cleanup_ctx.append(rpc.rpc_ctx)
     app.cleanup_ctx.append(records.records_ctx)
-    for feature in (health, openapi, identity, rpc, records):
+    app.cleanup_ctx.append(relay.relay_ctx)
+    for feature in (health, openapi, identity, rpc, records, relay):
         app.add_routes(feature.routes)
     if settings.webapp.enabled:
         app.add_routes(webapp.routes)

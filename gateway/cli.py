@@ -127,6 +127,12 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(state / "deployments.json"),
                     "GATEWAY_ANCHOR__INTERVAL_S": environ.get("GATEWAY_ANCHOR__INTERVAL_S", "5"),
                     "GATEWAY_WEBAPP__ENABLED": environ.get("GATEWAY_WEBAPP__ENABLED", "true"),
+                    # gasless requests: anvil's dev key #9 pays (never a real key), for the
+                    # example Guestbook deployed with the forwarder
+                    "GATEWAY_RELAY__PRIVATE_KEY": chain.accounts[9].private_key,
+                    "GATEWAY_RELAY__TARGETS": environ.get(
+                        "GATEWAY_RELAY__TARGETS", '{"Guestbook": ["sign(string)"]}'
+                    ),
                     # a dApp's dev server (localhost:3000, :5173, …) may call it from a browser
                     "GATEWAY_CORS_ORIGINS": environ.get("GATEWAY_CORS_ORIGINS", "*"),
                     "GATEWAY_SIWE_DOMAINS": environ.get(

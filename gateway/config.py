@@ -298,6 +298,67 @@ class IdentitySettings(_Section):
         return tuple(domain.lower() for domain in value)
 
 
+_SIGNATURE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\([A-Za-z0-9_,\[\]()]*\)")
+
+
+class RelaySettings(_Section):
+    """Gasless requests: signed ERC-2771 requests relayed through the trusted forwarder.
+
+    On when a relayer key is set and a forwarder address is known (``forwarder_address``,
+    else the deployments file written by ``gateway contracts deploy``).
+    """
+
+    enabled: bool = True
+    # The relayer key that pays for gas: a hex private key (secret), or a keystore + password.
+    private_key: SecretStr | None = None
+    keystore_path: Path | None = None
+    keystore_password: SecretStr | None = None
+    forwarder_address: str | None = None
+    # Target -> the functions a request may call on it ("sign(string)"). A target is an
+    # address, or a contract name recorded in the deployments file ("Guestbook").
+    targets: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    allow_value: bool = False  # requests that send ETH along (paid by the relayer)
+    max_gas: Annotated[int, Field(ge=21_000, le=30_000_000)] = 1_000_000
+    # A request's deadline must be at least this far ahead when it arrives.
+    min_deadline_s: Annotated[float, Field(ge=0)] = 60.0
+    # Per signer, shared by replicas through Redis when configured.
+    requests_per_hour: PositiveFloat = 100.0
+    gas_per_hour: PositiveFloat = 10_000_000.0
+    require_session: bool = False  # only a signed-in session of `from` may submit
+    # DELETE /relay/{id} by an operator: `X-Operator-Token: <this>` (else only the signer).
+    operator_token: SecretStr | None = None
+    # Sending: a transaction not mined within bump_after_blocks is replaced with the same
+    # nonce and fees raised by bump_percent (at least 10), up to max_fee_gwei.
+    bump_after_blocks: Annotated[int, Field(ge=1, le=1000)] = 3
+    bump_percent: Annotated[int, Field(ge=10, le=500)] = 12
+    max_fee_gwei: PositiveFloat = 500.0
+    min_priority_fee_gwei: Annotated[float, Field(ge=0)] = 0.01
+    confirmations: Annotated[int, Field(ge=0, le=64)] = 0
+    poll_interval_s: PositiveFloat = 0.25
+    # Status changes POSTed to these URLs, signed with HMAC-SHA256 of the body.
+    webhooks: tuple[str, ...] = ()
+    webhook_secret: SecretStr | None = None
+    webhook_max_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    webhook_backoff_s: PositiveFloat = 0.5
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for target, functions in value.items():
+            for function in functions:
+                if not _SIGNATURE.fullmatch(function.replace(" ", "")):
+                    raise ValueError(
+                        f"{target}: {function!r} is not a function signature like 'sign(string)'"
+                    )
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_secret(self) -> RelaySettings:
+        if self.webhooks and self.webhook_secret is None:
+            raise ValueError("webhooks need a webhook_secret (their bodies are signed with it)")
+        return self
+
+
 class WebAppSettings(_Section):
     """The reference dApp page at /app/ (on under ``gateway dev``)."""
 
@@ -317,6 +378,7 @@ class Settings(_Section):
     identity: IdentitySettings = IdentitySettings()
     records: RecordsSettings = RecordsSettings()
     anchor: AnchorSettings = AnchorSettings()
+    relay: RelaySettings = RelaySettings()
     webapp: WebAppSettings = WebAppSettings()
 
     def siwe_chain_ids(self) -> frozenset[int]:
@@ -344,6 +406,9 @@ class Settings(_Section):
             data["redis"]["url"] = mask_url(self.redis.url.get_secret_value())
         if self.tracing.exporter_headers is not None:
             data["tracing"]["exporter_headers"] = "**********"
+        for secret in ("private_key", "keystore_password", "webhook_secret", "operator_token"):
+            if data["relay"].get(secret) is not None:
+                data["relay"][secret] = "**********"
         for secret in ("private_key", "keystore_password"):
             if data["anchor"][secret] is not None:
                 data["anchor"][secret] = "**********"

@@ -20,8 +20,10 @@ from gateway.errors import Forbidden
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-ALLOW_METHODS = "GET, POST, OPTIONS"
-ALLOW_HEADERS = "Authorization, Content-Type, X-Request-ID, traceparent, tracestate"
+ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
+ALLOW_HEADERS = (
+    "Authorization, Content-Type, X-Request-ID, X-Operator-Token, traceparent, tracestate"
+)
 EXPOSE_HEADERS = "X-Request-ID, Retry-After"
 MAX_AGE_S = "600"
 

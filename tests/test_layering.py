@@ -22,7 +22,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gateway"
 LAYERS = {
     "entry": {"cli", "workers", "server", "__main__"},
     "app": {"app", "health"},
-    "feature": {"identity", "rpc", "records", "webapp"},
+    "feature": {"identity", "rpc", "records", "relay", "webapp"},
     "primitive": {
         "storage",
         "chain",
@@ -43,6 +43,7 @@ LAYERS = {
         "background",
         "bodies",
         "eventloop",
+        "faults",
         "gateway",
     },
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from pydantic import SecretStr
 from web3 import AsyncWeb3
 
 from gateway.chain.artifacts import load_artifact
@@ -17,19 +18,29 @@ from gateway.errors import SettingsError
 
 def anchor_account(settings: AnchorSettings) -> LocalAccount | None:
     """The anchoring key from the settings: a hex key, or a keystore file and password."""
-    if settings.private_key is not None:
-        account: LocalAccount = Account.from_key(settings.private_key.get_secret_value())
+    return load_account(
+        settings.private_key, settings.keystore_path, settings.keystore_password, "anchor"
+    )
+
+
+def load_account(
+    private_key: SecretStr | None,
+    keystore_path: Path | None,
+    keystore_password: SecretStr | None,
+    section: str,
+) -> LocalAccount | None:
+    """A key from settings: a hex private key, or a keystore file and its password."""
+    if private_key is not None:
+        account: LocalAccount = Account.from_key(private_key.get_secret_value())
         return account
-    if settings.keystore_path is not None:
-        password = (
-            settings.keystore_password.get_secret_value() if settings.keystore_password else ""
-        )
+    if keystore_path is not None:
+        password = keystore_password.get_secret_value() if keystore_password else ""
         try:
-            keystore = json.loads(settings.keystore_path.read_text(encoding="utf-8"))
+            keystore = json.loads(keystore_path.read_text(encoding="utf-8"))
             key = Account.decrypt(keystore, password)
         except (OSError, ValueError) as exc:
             raise SettingsError(
-                [f"anchor.keystore_path: cannot open the keystore ({exc})"]
+                [f"{section}.keystore_path: cannot open the keystore ({exc})"]
             ) from exc
         decrypted: LocalAccount = Account.from_key(key)
         return decrypted

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
 
 from gateway.storage import Database
+from gateway.storage.leadership import leadership
 from gateway.storage.schema import anchor_batches, records
 
 # pg_advisory_lock key of the anchoring round.
@@ -29,28 +30,9 @@ class AnchorStore:
         self._engine = database.engine
         self._writer = database.writer
 
-    @contextlib.asynccontextmanager
-    async def leadership(self) -> AsyncIterator[bool]:
-        """On PostgreSQL, one replica at a time anchors: a session advisory lock held for
-        the round. A replica that dies loses its connection and with it the lock, so the
-        next round of another replica takes over (and resumes what was left unfinished).
-        SQLite has a single process: it always leads."""
-        if self._db.backend != "postgresql":
-            yield True
-            return
-        async with self._db.operation("anchor.leadership"), self._writer.connect() as connection:
-            took = (
-                await connection.execute(sa.select(sa.func.pg_try_advisory_lock(ANCHOR_LOCK)))
-            ).scalar_one()
-            await connection.commit()
-            try:
-                yield bool(took)
-            finally:
-                if took:
-                    # A dead connection took the lock with it: nothing to release then.
-                    with contextlib.suppress(sa.exc.DBAPIError):
-                        await connection.execute(sa.select(sa.func.pg_advisory_unlock(ANCHOR_LOCK)))
-                        await connection.commit()
+    def leadership(self) -> contextlib.AbstractAsyncContextManager[bool]:
+        """One replica at a time anchors (see storage.leadership)."""
+        return leadership(self._db, ANCHOR_LOCK, "anchor.leadership")
 
     async def unfinished(self) -> list[int]:
         """Batches built or sent but not confirmed, oldest first."""

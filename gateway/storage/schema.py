@@ -104,3 +104,83 @@ anchor_batches = sa.Table(
     sa.Column("confirmed_at", sa.Float, nullable=True),
     sa.Index(None, "status"),
 )
+
+# --- gasless requests (relay) -----------------------------------------------------------
+
+relay_requests = sa.Table(
+    "relay_requests",
+    metadata,
+    sa.Column(
+        "seq",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("id", sa.String(66), nullable=False, unique=True),  # the request's EIP-712 digest
+    sa.Column("signer", sa.String(42), nullable=False),  # lower-case hex
+    sa.Column("forwarder", sa.String(42), nullable=False),
+    sa.Column("target", sa.String(42), nullable=False),
+    sa.Column("value", sa.String(80), nullable=False),  # uint256 as decimal text
+    sa.Column("gas", sa.BigInteger, nullable=False),
+    sa.Column("nonce", sa.String(80), nullable=False),  # the forwarder's nonce of `signer`
+    sa.Column("deadline", sa.BigInteger, nullable=False),
+    sa.Column("data", sa.Text, nullable=False),  # 0x…
+    sa.Column("signature", sa.Text, nullable=False),
+    sa.Column("wallet_type", sa.String(16), nullable=False),
+    # pending -> sent -> submitted -> mined -> confirmed; or failed / expired / canceled.
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("relayer_nonce", sa.BigInteger, nullable=True),
+    sa.Column("tx_hash", sa.String(66), nullable=True),  # the latest version, or the mined one
+    sa.Column("sent_block", sa.BigInteger, nullable=True),  # head when the latest was sent
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("block_number", sa.BigInteger, nullable=True),
+    sa.Column("gas_used", sa.BigInteger, nullable=True),
+    sa.Column("revert_reason", sa.Text, nullable=True),
+    sa.Column("traceparent", sa.String(64), nullable=True),  # the submitting request's trace
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Index(None, "signer", "seq"),
+    sa.Index(None, "status", "seq"),
+)
+
+relay_txs = sa.Table(
+    "relay_txs",
+    metadata,
+    sa.Column("hash", sa.String(66), primary_key=True),
+    sa.Column("request_id", sa.String(66), nullable=True),  # null: a no-op filling a gap
+    sa.Column("relayer", sa.String(42), nullable=False),
+    sa.Column("relayer_nonce", sa.BigInteger, nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),  # new | bump | noop
+    sa.Column("raw", sa.Text, nullable=False),  # written before it is broadcast
+    sa.Column("max_fee", sa.String(40), nullable=False),
+    sa.Column("priority_fee", sa.String(40), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Index(None, "request_id"),
+    sa.Index(None, "relayer", "relayer_nonce"),
+)
+
+relayer_nonces = sa.Table(
+    "relayer_nonces",
+    metadata,
+    sa.Column("relayer", sa.String(42), primary_key=True),
+    sa.Column("next_nonce", sa.BigInteger, nullable=False),
+)
+
+relay_webhook_events = sa.Table(
+    "relay_webhook_events",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_attempt_at", sa.Float, nullable=False),
+    sa.Column("delivered_at", sa.Float, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Index(None, "delivered_at", "next_attempt_at"),
+)

@@ -197,6 +197,47 @@ class Metrics:
             "Balance of the anchoring key, in ether.",
             registry=r,
         )
+        # --- gasless requests (relay)
+        self.relay_requests = Counter(
+            "gateway_relay_requests",
+            "Relay requests by outcome: accepted, each refusal's reason, and how accepted "
+            "ones ended (confirmed, failed, expired, canceled).",
+            ["outcome"],
+            registry=r,
+        )
+        self.relay_pending = Gauge(
+            "gateway_relay_pending",
+            "Relay requests accepted and not final yet (queued, sent or mined).",
+            registry=r,
+        )
+        self.relay_oldest_unfinished = Gauge(
+            "gateway_relay_oldest_unfinished_seconds",
+            "Age of the oldest relay request not mined yet (0 when none).",
+            registry=r,
+        )
+        self.relay_at_fee_ceiling = Gauge(
+            "gateway_relay_at_fee_ceiling",
+            "Relay transactions waiting at relay.max_fee_gwei, unable to bump further.",
+            registry=r,
+        )
+        self.relay_tx_sent = Counter(
+            "gateway_relay_tx_sent",
+            "Relayer transactions broadcast, by kind (new, bump: a fee replacement, noop: a "
+            "zero-value replacement freeing a nonce).",
+            ["kind"],
+            registry=r,
+        )
+        self.relay_confirm_seconds = Histogram(
+            "gateway_relay_confirm_seconds",
+            "From a relay request's acceptance to its confirmation.",
+            buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+            registry=r,
+        )
+        self.relayer_balance = Gauge(
+            "gateway_relayer_balance_wei",
+            "Balance of the relayer key, in wei (it pays for every relayed request).",
+            registry=r,
+        )
         # --- storage: SQL and Redis
         self.storage_operations = Counter(
             "gateway_storage_operations",

@@ -1,0 +1,1 @@
+"""Gasless requests: ERC-2771 requests signed by wallets, relayed on chain by the gateway."""

@@ -1,0 +1,335 @@
+"""Gasless requests: GET /relay/forwarder, POST /relay, GET /relay, GET/DELETE /relay/{id}."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+from web3 import AsyncWeb3
+
+from gateway.background import cancel
+from gateway.bodies import read_model
+from gateway.caller import caller_of
+from gateway.chain.artifacts import load_artifact
+from gateway.chain.deploy import load_account, read_deployments
+from gateway.chain.signatures import checksum_address
+from gateway.chain.wallets import ContractWallets
+from gateway.chain.web3 import WEB3
+from gateway.clock import rfc3339
+from gateway.config import SETTINGS, Settings
+from gateway.errors import InvalidParams
+from gateway.openapi import Parameter, operation
+from gateway.ratelimit import limiter_for
+from gateway.relay.errors import NotCancelable, NotTheSigner, RelayUnavailable, RequestNotFound
+from gateway.relay.forward import Domain, selector_of
+from gateway.relay.sender import RelaySender
+from gateway.relay.service import RelayService, SubmitBody, Target
+from gateway.relay.store import FINAL, RelayStore
+from gateway.relay.webhooks import Webhooks
+from gateway.storage import STORAGE
+from gateway.telemetry import TELEMETRY
+from gateway.telemetry.state import CURRENT_REQUEST
+
+log = structlog.get_logger("gateway.relay")
+
+RELAY = web.AppKey("relay", RelayService)
+RELAY_SENDER = web.AppKey("relay_sender", RelaySender)
+routes = web.RouteTableDef()
+
+_ID = re.compile(r"0x[0-9a-fA-F]{64}")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
+_STATUSES = ("pending", "sent", "submitted", "mined", "confirmed", "failed", "expired", "canceled")
+MAX_PAGE = 100
+
+
+class RelayStatus(BaseModel):
+    """A relayed request and where it is: pending -> sent -> submitted -> mined ->
+    confirmed, or failed (reverted on chain), expired or canceled (its nonce freed)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    status: str
+
+
+class RelayPage(BaseModel):
+    items: list[RelayStatus]
+    nextCursor: str | None  # noqa: N815
+
+
+class ForwarderInfo(BaseModel):
+    """Everything a frontend needs to build the typed data a wallet signs."""
+
+    model_config = ConfigDict(extra="allow")
+    address: str
+    domain: dict[str, Any]
+
+
+def _service(request: web.Request) -> RelayService:
+    service = request.app.get(RELAY)
+    if service is None:
+        raise RelayUnavailable
+    return service
+
+
+def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def represent(row: Any) -> dict[str, Any]:  # noqa: ANN401  # a relay_requests row
+    return {
+        "id": row.id,
+        "status": row.status,
+        "from": checksum_address(row.signer),
+        "to": checksum_address(row.target),
+        "value": row.value,
+        "gas": row.gas,
+        "nonce": row.nonce,
+        "deadline": row.deadline,
+        "data": row.data,
+        "walletType": row.wallet_type,
+        "txHash": row.tx_hash,
+        "blockNumber": row.block_number,
+        "gasUsed": row.gas_used,
+        "attempts": row.attempts,
+        "revertReason": row.revert_reason,
+        "cancelRequested": row.cancel_requested,
+        "createdAt": rfc3339(row.created_at, timespec="milliseconds"),
+        "updatedAt": rfc3339(row.updated_at, timespec="milliseconds"),
+    }
+
+
+def _address_param(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is not None and not _ADDRESS.fullmatch(value):
+        raise InvalidParams(f"{name} must be a 0x address", code="relay.bad_address")
+    return value.lower() if value else None
+
+
+@routes.get("/relay/forwarder")
+@operation(
+    summary="The forwarder, its EIP-712 domain, the allowed targets, and a signer's next nonce",
+    tag="relay",
+    parameters=(Parameter("from", "query", "the signer's address: adds its nextNonce"),),
+    responses={200: ForwarderInfo, 422: "Bad address", 503: "Relay not enabled"},
+)
+async def forwarder(request: web.Request) -> web.Response:
+    service = _service(request)
+    return _json(await service.forwarder_info(_address_param(request, "from")))
+
+
+@routes.post("/relay")
+@operation(
+    summary="Relay a signed ERC-2771 request (gasless for the signer)",
+    tag="relay",
+    request=SubmitBody,
+    responses={
+        202: RelayStatus,
+        200: "The same signed request again",
+        401: "Bad signature, or a session is required",
+        403: "Target or function not allowed, or not the signer's session",
+        409: "Nonce is not the signer's next one",
+        422: "Deadline, gas or value refused, or the simulation reverts (reason decoded)",
+        429: "The signer's hourly quota is used up",
+        503: "Relay not enabled",
+    },
+)
+async def submit(request: web.Request) -> web.Response:
+    service = _service(request)
+    body = await read_model(request, SubmitBody)
+    current = CURRENT_REQUEST.get()
+    row, created = await service.submit(
+        body, await caller_of(request), current.traceparent() if current else None
+    )
+    if created and RELAY_SENDER in request.app:
+        request.app[RELAY_SENDER].wake.set()
+    return _json(represent(row), status=202 if created else 200)
+
+
+@routes.get("/relay")
+@operation(
+    summary="Relayed requests, by signer and status",
+    tag="relay",
+    parameters=(
+        Parameter("from", "query", "0x address of the signer"),
+        Parameter("status", "query", "one of " + ", ".join(_STATUSES)),
+        Parameter("cursor", "query", "nextCursor of the previous page"),
+        Parameter("limit", "query", f"1..{MAX_PAGE} (default 50)", schema={"type": "integer"}),
+    ),
+    responses={200: RelayPage, 422: "Bad parameter", 503: "Relay not enabled"},
+)
+async def list_requests(request: web.Request) -> web.Response:
+    service = _service(request)
+    status = request.query.get("status")
+    if status is not None and status not in _STATUSES:
+        raise InvalidParams(
+            f"status must be one of {', '.join(_STATUSES)}", code="relay.bad_status"
+        )
+    cursor = request.query.get("cursor", "0")
+    limit = request.query.get("limit", "50")
+    if not cursor.isdigit() or not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+        raise InvalidParams(f"cursor is a nextCursor; limit 1..{MAX_PAGE}", code="relay.bad_page")
+    rows = await service.store.page(
+        signer=_address_param(request, "from"), status=status, after=int(cursor), limit=int(limit)
+    )
+    next_cursor = str(rows[-1].seq) if len(rows) == int(limit) else None
+    return _json({"items": [represent(row) for row in rows], "nextCursor": next_cursor})
+
+
+async def _request_row(request: web.Request) -> tuple[RelayService, Any]:
+    service = _service(request)
+    request_id = request.match_info["id"]
+    if not _ID.fullmatch(request_id):
+        raise InvalidParams("a relay request id is 0x and 64 hex digits", code="relay.bad_id")
+    row = await service.store.get(request_id.lower())
+    if row is None:
+        raise RequestNotFound
+    return service, row
+
+
+@routes.get("/relay/{id}")
+@operation(
+    summary="One relayed request: status, transaction, block, attempts, revert reason",
+    tag="relay",
+    parameters=(Parameter("id", "path", "the request id (its EIP-712 digest)"),),
+    responses={200: RelayStatus, 404: "No such request", 503: "Relay not enabled"},
+)
+async def get_request(request: web.Request) -> web.Response:
+    _, row = await _request_row(request)
+    return _json(represent(row))
+
+
+@routes.delete("/relay/{id}")
+@operation(
+    summary="Cancel a request not mined yet (the signer's session, or the operator)",
+    tag="relay",
+    parameters=(
+        Parameter("id", "path", "the request id"),
+        Parameter("Authorization", "header", "`Bearer <token>` of the signer's session"),
+        Parameter("X-Operator-Token", "header", "relay.operator_token"),
+    ),
+    responses={
+        202: RelayStatus,
+        401: "No session",
+        403: "Not the signer",
+        404: "No such request",
+        409: "Already mined or final",
+    },
+)
+async def cancel_request(request: web.Request) -> web.Response:
+    service, row = await _request_row(request)
+    if not _is_operator(request):
+        caller = await caller_of(request)
+        if caller.session is None:
+            raise NotTheSigner("sign in as the request's signer to cancel it")
+        if caller.session.address.lower() != row.signer:
+            raise NotTheSigner
+    if row.status in (*FINAL, "mined"):
+        raise NotCancelable
+    updated = await service.store.request_cancel(row.id)
+    if updated.status in FINAL or not updated.cancel_requested:
+        raise NotCancelable
+    if RELAY_SENDER in request.app:
+        request.app[RELAY_SENDER].wake.set()
+    return _json(represent(updated), status=202)
+
+
+def _is_operator(request: web.Request) -> bool:
+    token = request.app[SETTINGS].relay.operator_token
+    given = request.headers.get("X-Operator-Token")
+    return (
+        token is not None
+        and given is not None
+        and hmac.compare_digest(given.encode(), token.get_secret_value().encode())
+    )
+
+
+def _targets(settings: Settings, chain_id: int) -> dict[str, Target]:
+    deployed = read_deployments(settings.anchor.deployments_file).get(str(chain_id), {})
+    targets = {}
+    for name, functions in settings.relay.targets.items():
+        address = name if _ADDRESS.fullmatch(name) else deployed.get(name)
+        if address is None:
+            log.warning("relay target not deployed on this chain; skipped", target=name)
+            continue
+        targets[address.lower()] = Target(
+            checksum_address(address), {selector_of(f): f.replace(" ", "") for f in functions}
+        )
+    return targets
+
+
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The relay service and its sender, when a relayer key and a forwarder are known."""
+    settings = app[SETTINGS]
+    relay = settings.relay
+    web3 = app.get(WEB3)
+    account = load_account(relay.private_key, relay.keystore_path, relay.keystore_password, "relay")
+    if not relay.enabled or web3 is None or account is None:
+        if relay.enabled and account is None:
+            log.info("relay off: no relayer key configured")
+        yield
+        return
+    chain_id = settings.chain_id or await web3.eth.chain_id
+    address = relay.forwarder_address or read_deployments(settings.anchor.deployments_file).get(
+        str(chain_id), {}
+    ).get("GatewayForwarder")
+    if address is None:
+        log.warning("relay off: no GatewayForwarder for this chain (gateway contracts deploy)")
+        yield
+        return
+    contract = web3.eth.contract(
+        address=AsyncWeb3.to_checksum_address(address), abi=load_artifact("GatewayForwarder")["abi"]
+    )
+    (
+        _fields,
+        name,
+        version,
+        domain_chain,
+        verifying,
+        _salt,
+        _ext,
+    ) = await contract.functions.eip712Domain().call()
+    domain = Domain(name, version, domain_chain, checksum_address(verifying))
+    telemetry = app[TELEMETRY]
+    store = RelayStore(app[STORAGE])
+    app[RELAY] = RelayService(
+        relay,
+        store=store,
+        forwarder=contract,
+        domain=domain,
+        relayer=account,
+        targets=_targets(settings, chain_id),
+        wallets=ContractWallets(web3),
+        limiter=limiter_for(app),
+        metrics=telemetry.metrics,
+        tracer=telemetry.tracer,
+    )
+    async with aiohttp.ClientSession() as session:
+        sender = RelaySender(
+            relay,
+            store=store,
+            w3=web3,
+            account=account,
+            forwarder=contract,
+            chain_id=chain_id,
+            metrics=telemetry.metrics,
+            tracer=telemetry.tracer,
+            webhooks=Webhooks(relay, store, session),
+        )
+        app[RELAY_SENDER] = sender
+        task = asyncio.create_task(sender.run_forever(), name="relay-sender")
+        log.info("relay on", forwarder=domain.verifying_contract, relayer=account.address)
+        try:
+            yield
+        finally:
+            await cancel(task)
+
+
+__all__ = ["RELAY", "RELAY_SENDER", "relay_ctx", "routes"]

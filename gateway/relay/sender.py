@@ -1,0 +1,353 @@
+"""The relay's sender: accepted requests go on chain, in order, exactly once, and stay safe
+across crashes, fee spikes and several replicas.
+
+Each round (one replica at a time, under an advisory lock on PostgreSQL):
+
+1. The relayer's nonce counter is brought to the chain: never below the chain's count, and a
+   nonce that no stored transaction holds is filled by a no-op, so the counter cannot run
+   ahead of the chain and jam every later transaction.
+2. Pending requests are signed with the next nonce and stored (write-ahead, one database
+   transaction), then broadcast. A request of one signer is sent after the ones before it.
+3. Sent requests are watched: a receipt of any stored version settles the request; a
+   transaction not mined within ``bump_after_blocks`` is replaced with the same nonce and
+   higher fees (at the ceiling it waits, and ``gateway_relay_at_fee_ceiling`` says so); an
+   expired or cancelled request still holding a nonce is replaced by a zero-value no-op.
+
+After a crash nothing is decided twice: a stored transaction is broadcast again with its
+very bytes (same hash, same nonce), and a mined one is found by its receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+from eth_account.signers.local import LocalAccount
+from opentelemetry import trace
+from opentelemetry.trace import Link
+from web3 import AsyncWeb3
+from web3.contract import AsyncContract
+from web3.exceptions import TransactionNotFound, Web3Exception
+from web3.types import Wei
+
+from gateway.config import RelaySettings
+from gateway.faults import crash_point
+from gateway.relay import fees as fee_rules
+from gateway.relay.fees import Fees
+from gateway.relay.store import RelayStore, SignedTx
+from gateway.relay.webhooks import Webhooks
+from gateway.telemetry import Metrics
+from gateway.telemetry.sampling import parse_traceparent
+
+log = structlog.get_logger("gateway.relay")
+
+NOOP_GAS = 21_000
+# Gas the forwarder spends around the call (signature check, nonce, event) and calldata.
+FORWARDER_OVERHEAD_GAS = 60_000
+
+
+class RelaySender:
+    def __init__(  # noqa: PLR0913  # the collaborators of sending
+        self,
+        settings: RelaySettings,
+        *,
+        store: RelayStore,
+        w3: AsyncWeb3[Any],
+        account: LocalAccount,
+        forwarder: AsyncContract,
+        chain_id: int,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+        webhooks: Webhooks,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.w3 = w3
+        self.account = account
+        self.relayer = account.address.lower()
+        self.forwarder = forwarder
+        self.chain_id = chain_id
+        self.metrics = metrics
+        self.tracer = tracer
+        self.webhooks = webhooks
+        self.wake = asyncio.Event()
+        self.rounds = 0
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                async with self.store.leadership() as leader:
+                    if leader:
+                        await self.round()
+                        await self.webhooks.deliver_due()
+            except Exception:  # the loop outlives a failed round
+                log.exception("relay round failed")
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.poll_interval_s):
+                    await self.wake.wait()
+            self.wake.clear()
+
+    async def round(self) -> None:
+        self.rounds += 1
+        head = await self.w3.eth.block_number
+        chain_next = await self.w3.eth.get_transaction_count(self.account.address, "latest")
+        await self._reconcile(chain_next, head)
+        fresh: Fees | None = None
+        for row in await self.store.pending(limit=200):
+            fresh = fresh or await fee_rules.suggest(self.w3, self.settings)
+            await self._send_new(row, fresh, head)
+        active = await self.store.active()
+        if active:
+            fresh = fresh or await fee_rules.suggest(self.w3, self.settings)
+            at_ceiling = 0
+            for row in active:
+                at_ceiling += await self._watch(row, fresh, head, chain_next)
+            self.metrics.relay_at_fee_ceiling.set(at_ceiling)
+        else:
+            self.metrics.relay_at_fee_ceiling.set(0)
+        await self._refresh_gauges()
+
+    # --- the nonce counter --------------------------------------------------------------
+
+    async def _reconcile(self, chain_next: int, head: int) -> None:
+        _counter, unheld = await self.store.reconcile_nonce(self.relayer, chain_next)
+        for nonce in unheld:  # a gap would hold back every later transaction: fill it
+            fresh = await fee_rules.suggest(self.w3, self.settings)
+            signed = self._sign_noop(nonce, fresh)
+            await self.store.replace(None, self.relayer, nonce, signed, kind="noop", head=head)
+            await self._broadcast(signed)
+            self.metrics.child(self.metrics.relay_tx_sent, "noop").inc()
+            log.warning("relayer nonce gap filled with a no-op", nonce=nonce)
+
+    # --- new requests -------------------------------------------------------------------
+
+    async def _send_new(self, row: Any, fresh: Fees, head: int) -> None:  # noqa: ANN401
+        if row.cancel_requested:
+            await self._settle(row, "canceled")
+            return
+        if row.deadline <= time.time():
+            await self._settle(row, "expired")
+            return
+        with self._span("relay.send", row) as span:
+            signed = await self.store.send_new(
+                row.id,
+                self.relayer,
+                lambda nonce: self._sign_execute(row, nonce, fresh),
+                head=head,
+                events=self.webhooks.events(row, "sent"),
+            )
+            span.set_attribute("relay.tx_hash", signed.hash)
+            crash_point("relay.before_broadcast")
+            await self._broadcast(signed)
+            self.metrics.child(self.metrics.relay_tx_sent, "new").inc()
+            await self.store.set_status(
+                row.id, "submitted", self.webhooks.events(row, "submitted", tx_hash=signed.hash)
+            )
+            crash_point("relay.after_broadcast")
+
+    # --- requests on their way ----------------------------------------------------------
+
+    async def _watch(self, row: Any, fresh: Fees, head: int, chain_next: int) -> int:  # noqa: ANN401
+        """One active request; returns 1 when it waits at the fee ceiling."""
+        versions = await self.store.versions(row.id)
+        if row.status == "sent":  # stored, maybe never broadcast (a crash in between)
+            await self._broadcast(_signed_of(versions[-1]))
+            await self.store.set_status(
+                row.id, "submitted", self.webhooks.events(row, "submitted", tx_hash=row.tx_hash)
+            )
+        if row.relayer_nonce < chain_next:  # its nonce is used: one version is mined
+            await self._mined(row, versions, head, chain_next)
+            return 0
+        latest = versions[-1]
+        wants_noop = row.cancel_requested or row.deadline <= time.time()
+        if wants_noop and latest.kind != "noop":
+            return await self._replace(row, latest, fresh, head, noop=True)
+        if head - (row.sent_block or head) >= self.settings.bump_after_blocks:
+            return await self._replace(row, latest, fresh, head, noop=latest.kind == "noop")
+        return 0
+
+    async def _replace(  # one replacement
+        self,
+        row: Any,  # noqa: ANN401
+        latest: Any,  # noqa: ANN401
+        fresh: Fees,
+        head: int,
+        *,
+        noop: bool,
+    ) -> int:
+        previous = Fees(int(latest.max_fee), int(latest.priority_fee))
+        fees = fee_rules.bump(previous, fresh, self.settings)
+        if fees is None:
+            log.error(
+                "relay transaction at the fee ceiling; waiting",
+                request=row.id,
+                nonce=row.relayer_nonce,
+                max_fee_gwei=self.settings.max_fee_gwei,
+            )
+            return 1
+        if noop:
+            signed = self._sign_noop(row.relayer_nonce, fees)
+        else:
+            signed = self._sign_execute(row, row.relayer_nonce, fees)
+        kind = "noop" if noop else "bump"
+        with self._span("relay.send", row) as span:
+            span.set_attribute("relay.kind", kind)
+            await self.store.replace(
+                row.id, self.relayer, row.relayer_nonce, signed, kind=kind, head=head
+            )
+            await self._broadcast(signed)
+        self.metrics.child(self.metrics.relay_tx_sent, kind).inc()
+        log.info("relay transaction replaced", request=row.id, kind=kind, tx_hash=signed.hash)
+        return 0
+
+    async def _mined(self, row: Any, versions: list[Any], head: int, chain_next: int) -> None:  # noqa: ANN401
+        with self._span("relay.confirm", row) as span:
+            for version in reversed(versions):
+                try:
+                    receipt = await self.w3.eth.get_transaction_receipt(version.hash)
+                except TransactionNotFound:
+                    continue
+                span.set_attribute("relay.tx_hash", version.hash)
+                await self._settle_mined(row, version, receipt, head)
+                return
+            # The nonce was used by a transaction that is none of ours: send it again.
+            log.warning("relayer nonce taken outside the relay", request=row.id)
+            await self.store.release(row.id, self.relayer, chain_next)
+
+    async def _settle_mined(self, row: Any, version: Any, receipt: Any, head: int) -> None:  # noqa: ANN401
+        block = int(receipt["blockNumber"])
+        fields = {"tx_hash": version.hash, "block_number": block, "gas_used": receipt["gasUsed"]}
+        if version.kind == "noop":
+            status = "canceled" if row.cancel_requested else "expired"
+        elif receipt["status"] != 1:
+            status = "failed"
+            fields["revert_reason"] = await self._revert_reason(row, block)
+        elif head - block + 1 < self.settings.confirmations:
+            if row.status != "mined":
+                await self.store.set_status(
+                    row.id, "mined", self.webhooks.events(row, "mined", **_public(fields)), **fields
+                )
+            return
+        else:
+            status = "confirmed"
+            self.metrics.relay_confirm_seconds.observe(time.time() - row.created_at)
+        await self._settle(row, status, **fields)
+
+    async def _settle(self, row: Any, status: str, **fields: Any) -> None:  # noqa: ANN401
+        await self.store.set_status(
+            row.id, status, self.webhooks.events(row, status, **_public(fields)), **fields
+        )
+        self.metrics.child(self.metrics.relay_requests, status).inc()
+        log.info("relay request settled", request=row.id, status=status, **_public(fields))
+
+    async def _revert_reason(self, row: Any, block: int) -> str:  # noqa: ANN401
+        from gateway.relay.service import decode_revert  # noqa: PLC0415  # one helper, no cycle
+
+        try:
+            await self.forwarder.functions.execute(_execute_args(row)).call(
+                {"from": self.account.address, "value": Wei(int(row.value))},
+                block_identifier=block - 1,
+            )
+        except Web3Exception as exc:
+            return decode_revert(exc)
+        return "reverted"
+
+    # --- signing and sending ------------------------------------------------------------
+
+    def _sign_execute(self, row: Any, nonce: int, fees: Fees) -> SignedTx:  # noqa: ANN401
+        data = self.forwarder.encode_abi("execute", [_execute_args(row)])
+        gas = int(row.gas) + int(row.gas) // 63 + FORWARDER_OVERHEAD_GAS + 16 * len(data) // 2
+        return self._sign(
+            {"to": self.forwarder.address, "value": int(row.value), "gas": gas, "data": data},
+            nonce,
+            fees,
+        )
+
+    def _sign_noop(self, nonce: int, fees: Fees) -> SignedTx:
+        return self._sign(
+            {"to": self.account.address, "value": 0, "gas": NOOP_GAS, "data": "0x"}, nonce, fees
+        )
+
+    def _sign(self, tx: dict[str, Any], nonce: int, fees: Fees) -> SignedTx:
+        signed = self.account.sign_transaction(
+            {
+                **tx,
+                "type": 2,
+                "chainId": self.chain_id,
+                "nonce": nonce,
+                "maxFeePerGas": fees.max_fee,
+                "maxPriorityFeePerGas": fees.priority_fee,
+            }
+        )
+        return SignedTx(
+            "0x" + bytes(signed.hash).hex(),
+            "0x" + bytes(signed.raw_transaction).hex(),
+            fees.max_fee,
+            fees.priority_fee,
+        )
+
+    async def _broadcast(self, signed: SignedTx) -> None:
+        """Send the stored bytes unless the node has them; a refusal is logged and the
+        watcher decides (a receipt, a bump, or a release when the nonce was taken)."""
+        try:
+            await self.w3.eth.get_transaction(signed.hash)  # type: ignore[arg-type]
+        except TransactionNotFound:
+            pass
+        else:
+            return
+        try:
+            await self.w3.eth.send_raw_transaction(signed.raw)  # type: ignore[arg-type]
+        except (Web3Exception, ValueError) as exc:
+            log.warning("relay broadcast refused", tx_hash=signed.hash, error=str(exc)[:200])
+
+    async def _refresh_gauges(self) -> None:
+        if self.rounds % 8 != 1:
+            return
+        counts = await self.store.counts()
+        self.metrics.relay_pending.set(sum(counts.get(s, 0) for s in ("pending", *_ACTIVE)))
+        oldest = await self.store.oldest_unfinished()
+        self.metrics.relay_oldest_unfinished.set(0 if oldest is None else time.time() - oldest)
+        with contextlib.suppress(Web3Exception, OSError, TimeoutError):
+            self.metrics.relayer_balance.set(await self.w3.eth.get_balance(self.account.address))
+
+    def _span(self, name: str, row: Any) -> contextlib.AbstractContextManager[trace.Span]:  # noqa: ANN401
+        """A span of the sender's work, linked to the trace of the request that asked."""
+        links = []
+        parent = parse_traceparent(row.traceparent) if row.traceparent else None
+        if parent is not None:
+            links.append(Link(trace.SpanContext(parent.trace_id, parent.span_id, is_remote=True)))
+        return self.tracer.start_as_current_span(
+            name, links=links, attributes={"relay.request_id": row.id}
+        )
+
+
+_ACTIVE = ("sent", "submitted", "mined")
+
+
+def _execute_args(row: Any) -> tuple[Any, ...]:  # noqa: ANN401
+    return (
+        AsyncWeb3.to_checksum_address(row.signer),
+        AsyncWeb3.to_checksum_address(row.target),
+        int(row.value),
+        int(row.gas),
+        int(row.deadline),
+        bytes.fromhex(row.data[2:]),
+        bytes.fromhex(row.signature[2:]),
+    )
+
+
+def _signed_of(version: Any) -> SignedTx:  # noqa: ANN401
+    return SignedTx(version.hash, version.raw, int(version.max_fee), int(version.priority_fee))
+
+
+def _public(fields: dict[str, Any]) -> dict[str, Any]:
+    names: dict[str, str] = {
+        "tx_hash": "txHash",
+        "block_number": "blockNumber",
+        "gas_used": "gasUsed",
+        "revert_reason": "revertReason",
+    }
+    return {names[key]: value for key, value in fields.items() if key in names}

@@ -1,0 +1,353 @@
+"""Accepting gasless requests: every check before any gas is spent, then the queue.
+
+In order, each with its own error code and nothing sent: the target and function on the
+allow-list, no ETH unless allowed, gas under the cap, the deadline far enough ahead, a
+signed-in session of the signer when required, the signature (an EOA's, or a contract
+wallet's by EIP-1271), the signer's quotas, the nonce (the forwarder's next one for the
+signer, or the next after its queued requests), and a simulation that must not revert.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import structlog
+from eth_abi import abi as eth_abi
+from eth_abi.exceptions import DecodingError
+from eth_account.signers.local import LocalAccount
+from opentelemetry import trace
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from web3 import AsyncWeb3
+from web3.contract import AsyncContract
+from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+from web3.types import Wei
+
+from gateway.caller import Caller
+from gateway.chain.artifacts import load_artifact
+from gateway.chain.signatures import InvalidSignature, MalformedSignature, checksum_address
+from gateway.chain.wallets import ContractWallets, ContractWalletsUnavailable, verify_signer
+from gateway.config import RelaySettings
+from gateway.errors import GatewayError
+from gateway.ratelimit import Limit, RateLimiter
+from gateway.relay.errors import (
+    BadNonce,
+    BadSignature,
+    DeadlineTooSoon,
+    Expired,
+    FunctionNotAllowed,
+    GasTooHigh,
+    NotTheSigner,
+    QuotaExceeded,
+    SessionRequired,
+    SimulationReverted,
+    TargetNotAllowed,
+    ValueNotAllowed,
+)
+from gateway.relay.forward import Domain, ForwardRequest
+from gateway.relay.store import RelayStore
+from gateway.telemetry import Metrics
+
+log = structlog.get_logger("gateway.relay")
+
+_ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+
+
+def _uint(value: object) -> object:
+    """A JSON integer, or its decimal or 0x text (wallets send uint256 as strings)."""
+    if isinstance(value, bool):
+        raise ValueError("must be an unsigned integer")  # noqa: TRY004  # pydantic's contract
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith(("0x", "0X")) and len(text) > 2:
+            return int(text, 16)
+        if text.isdigit():
+            return int(text)
+        raise ValueError("must be an unsigned integer, or its decimal or 0x text")
+    return value
+
+
+Uint256 = Annotated[int, BeforeValidator(_uint), Field(ge=0, lt=2**256)]
+Uint48 = Annotated[int, BeforeValidator(_uint), Field(ge=0, lt=2**48)]
+
+
+class ForwardRequestBody(BaseModel):
+    """An ERC-2771 ForwardRequest as signed (EIP-712, the forwarder's domain)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    from_: str = Field(alias="from", pattern=_ADDRESS)
+    to: str = Field(pattern=_ADDRESS)
+    value: Uint256 = 0
+    gas: Uint256
+    nonce: Uint256
+    deadline: Uint48
+    data: str = Field(pattern=r"^0x([0-9a-fA-F]{2})*$", max_length=64 * 1024)
+
+    def forward_request(self) -> ForwardRequest:
+        return ForwardRequest(
+            sender=checksum_address(self.from_),
+            to=checksum_address(self.to),
+            value=self.value,
+            gas=self.gas,
+            nonce=self.nonce,
+            deadline=self.deadline,
+            data=bytes.fromhex(self.data[2:]),
+        )
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    request: ForwardRequestBody
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]*$", max_length=16_384)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    address: str  # checksummed
+    functions: dict[str, str]  # selector -> signature
+
+
+class RelayService:
+    def __init__(  # noqa: PLR0913  # the collaborators of accepting a request
+        self,
+        settings: RelaySettings,
+        *,
+        store: RelayStore,
+        forwarder: AsyncContract,
+        domain: Domain,
+        relayer: LocalAccount,
+        targets: dict[str, Target],
+        wallets: ContractWallets,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        tracer: trace.Tracer,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.forwarder = forwarder
+        self.w3: AsyncWeb3[Any] = forwarder.w3
+        self.domain = domain
+        self.relayer = relayer
+        self.targets = {address.lower(): target for address, target in targets.items()}
+        self.wallets = wallets
+        self.limiter = limiter
+        self.metrics = metrics
+        self.tracer = tracer
+
+    async def forwarder_info(self, sender: str | None) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "address": self.domain.verifying_contract,
+            "domain": self.domain.as_json(),
+            "types": ForwardRequest(
+                self.relayer.address, self.relayer.address, 0, 0, 0, 0, b""
+            ).typed_data(self.domain)["types"],
+            "primaryType": "ForwardRequest",
+            "targets": [
+                {"address": target.address, "functions": sorted(target.functions.values())}
+                for target in self.targets.values()
+            ],
+            "maxGas": self.settings.max_gas,
+            "minDeadlineSeconds": self.settings.min_deadline_s,
+            "valueAllowed": self.settings.allow_value,
+        }
+        if sender is not None:
+            info["from"] = checksum_address(sender)
+            info["nextNonce"] = str(await self._next_nonce(sender.lower()))
+        return info
+
+    async def _next_nonce(self, signer: str) -> int:
+        """The forwarder's nonce of ``signer`` plus its requests queued here."""
+        on_chain = await self._chain_nonce(signer)
+        queued = await self.store.page(signer=signer, status=None, after=0, limit=10_000)
+        return on_chain + sum(1 for row in queued if row.status in ("pending", "sent", "submitted"))
+
+    async def _chain_nonce(self, signer: str) -> int:
+        nonce: int = await self.forwarder.functions.nonces(
+            AsyncWeb3.to_checksum_address(signer)
+        ).call()
+        return nonce
+
+    async def submit(
+        self, body: SubmitBody, caller: Caller, traceparent: str | None
+    ) -> tuple[Any, bool]:
+        """(the stored request, whether it is new). Raises the refusal otherwise."""
+        try:
+            return await self._submit(body, caller, traceparent)
+        except GatewayError as error:
+            self.metrics.child(self.metrics.relay_requests, error.code.split(".")[-1]).inc()
+            raise
+
+    async def _submit(
+        self, body: SubmitBody, caller: Caller, traceparent: str | None
+    ) -> tuple[Any, bool]:
+        request = body.request.forward_request()
+        signature = bytes.fromhex(body.signature[2:])
+        digest = request.digest(self.domain)
+        request_id = "0x" + digest.hex()
+        known = await self.store.get(request_id)
+        if known is not None:  # the same signed request again: nothing new happens
+            return known, False
+        self._check_policy(request)
+        self._check_session(request, caller)
+        with self.tracer.start_as_current_span("relay.verify"):
+            wallet_type = await self._verify(request, digest, signature)
+        await self._take_quota(request)
+        signer = request.sender.lower()
+        chain_nonce = await self._chain_nonce(signer)
+        with self.tracer.start_as_current_span("relay.simulate") as span:
+            queued = await self._queued(signer)
+            if request.nonce != chain_nonce + queued:
+                raise BadNonce(
+                    f"nonce must be {chain_nonce + queued} (the forwarder's next nonce for the "
+                    "signer after its queued requests)",
+                    data={"expected": str(chain_nonce + queued)},
+                )
+            await self._simulate(request, signature, first=queued == 0)
+            span.set_attribute("relay.simulated", value=True)
+        row = {
+            "id": request_id,
+            "signer": signer,
+            "forwarder": self.domain.verifying_contract.lower(),
+            "target": request.to.lower(),
+            "value": str(request.value),
+            "gas": request.gas,
+            "nonce": str(request.nonce),
+            "deadline": request.deadline,
+            "data": "0x" + request.data.hex(),
+            "signature": body.signature.lower(),
+            "wallet_type": wallet_type,
+            "traceparent": traceparent,
+        }
+        stored, created, expected = await self.store.insert(
+            row, expected_nonce=lambda queued_now: chain_nonce + queued_now
+        )
+        if stored is None:  # another request of the signer took this nonce meanwhile
+            raise BadNonce(f"nonce must be {expected}", data={"expected": str(expected)})
+        if created:
+            self.metrics.child(self.metrics.relay_requests, "accepted").inc()
+        return stored, created
+
+    async def _queued(self, signer: str) -> int:
+        rows = await self.store.page(signer=signer, status=None, after=0, limit=10_000)
+        return sum(1 for row in rows if row.status in ("pending", "sent", "submitted"))
+
+    def _check_policy(self, request: ForwardRequest) -> None:
+        target = self.targets.get(request.to.lower())
+        if target is None:
+            raise TargetNotAllowed
+        if request.selector not in target.functions:
+            raise FunctionNotAllowed(
+                f"{request.selector} is not one of {sorted(target.functions.values())}"
+            )
+        if request.value and not self.settings.allow_value:
+            raise ValueNotAllowed
+        if request.gas > self.settings.max_gas:
+            raise GasTooHigh(
+                f"gas {request.gas} is over the relay's cap of {self.settings.max_gas}"
+            )
+        now = time.time()
+        if request.deadline <= now:
+            raise Expired
+        if request.deadline < now + self.settings.min_deadline_s:
+            raise DeadlineTooSoon(
+                f"the deadline must be at least {self.settings.min_deadline_s:.0f} s ahead"
+            )
+
+    def _check_session(self, request: ForwardRequest, caller: Caller) -> None:
+        if not self.settings.require_session:
+            return
+        if caller.session is None:
+            raise SessionRequired
+        if caller.session.address.lower() != request.sender.lower():
+            raise NotTheSigner
+
+    async def _verify(self, request: ForwardRequest, digest: bytes, signature: bytes) -> str:
+        try:
+            return await verify_signer(self.wallets, request.sender, digest, signature)
+        except (InvalidSignature, MalformedSignature, ContractWalletsUnavailable) as exc:
+            raise BadSignature from exc
+
+    async def _take_quota(self, request: ForwardRequest) -> None:
+        hour = 3600.0
+        signer = request.sender.lower()
+        requests = Limit(self.settings.requests_per_hour / hour, self.settings.requests_per_hour)
+        gas = Limit(self.settings.gas_per_hour / hour, self.settings.gas_per_hour)
+        for key, limit, cost, what in (
+            (f"relay:requests:{signer}", requests, 1.0, "requests"),
+            (f"relay:gas:{signer}", gas, float(request.gas), "gas"),
+        ):
+            wait = await self.limiter.acquire(key, limit, cost)
+            if wait > 0:
+                raise QuotaExceeded(
+                    f"the signer's hourly quota of {what} is used up", retry_after_s=wait
+                )
+
+    async def _simulate(self, request: ForwardRequest, signature: bytes, *, first: bool) -> None:
+        """The relayer's ``execute`` as an eth_call; behind queued requests of the same signer
+        (whose nonces come first), the target's call as the forwarder would make it."""
+        try:
+            if first:
+                await self.forwarder.functions.execute(request.execute_args(signature)).call(
+                    {"from": self.relayer.address, "value": Wei(request.value)}
+                )
+            else:
+                await self.w3.eth.call(
+                    {
+                        "from": self.forwarder.address,
+                        "to": request.to,
+                        "value": request.value,  # type: ignore[typeddict-item]
+                        "data": request.data + bytes.fromhex(request.sender[2:]),
+                        "gas": request.gas,
+                    }
+                )
+        except (ContractLogicError, ContractCustomError) as exc:
+            reason = decode_revert(exc)
+            raise SimulationReverted(
+                f"the request would revert: {reason}", data={"reason": reason}
+            ) from exc
+        except Web3Exception as exc:
+            reason = str(exc)[:200]
+            raise SimulationReverted(
+                f"the request would revert: {reason}", data={"reason": reason}
+            ) from exc
+
+
+def _known_errors() -> dict[str, tuple[str, list[str]]]:
+    errors: dict[str, tuple[str, list[str]]] = {
+        "0x08c379a0": ("Error", ["string"]),
+        "0x4e487b71": ("Panic", ["uint256"]),
+    }
+    for name in ("GatewayForwarder", "Guestbook"):
+        for item in load_artifact(name)["abi"]:
+            if item["type"] == "error":
+                types = [argument["type"] for argument in item["inputs"]]
+                signature = f"{item['name']}({','.join(types)})"
+                selector = "0x" + AsyncWeb3.keccak(text=signature).hex().removeprefix("0x")[:8]
+                errors[selector] = (item["name"], types)
+    return errors
+
+
+_ERRORS = _known_errors()
+
+
+def decode_revert(exc: Exception) -> str:
+    """``Error(string)``'s text, or a custom error by name with its arguments."""
+    data = getattr(exc, "data", None)
+    if isinstance(data, dict):
+        data = data.get("data")
+    if not isinstance(data, str) or not data.startswith("0x") or len(data) < 10:
+        message = getattr(exc, "message", None) or str(exc)
+        return message.removeprefix("execution reverted: ")[:300]
+    known = _ERRORS.get(data[:10].lower())
+    if known is None:
+        return f"custom error {data[:10]}"
+    name, types = known
+    try:
+        values = eth_abi.decode(types, bytes.fromhex(data[10:]))
+    except (DecodingError, ValueError):
+        return name
+    if name == "Error":
+        return str(values[0])[:300]
+    shown = ", ".join(v.hex() if isinstance(v, bytes) else str(v) for v in values)
+    return f"{name}({shown})"
