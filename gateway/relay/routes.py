@@ -202,8 +202,19 @@ async def _request_row(request: web.Request) -> tuple[RelayService, Any]:
     responses={200: RelayStatus, 404: "No such request", 503: "Relay not enabled"},
 )
 async def get_request(request: web.Request) -> web.Response:
-    _, row = await _request_row(request)
-    return _json(represent(row))
+    service, row = await _request_row(request)
+    body = represent(row)
+    body["transactions"] = [  # every version signed for it, oldest first
+        {
+            "hash": version.hash,
+            "kind": version.kind,
+            "nonce": version.relayer_nonce,
+            "maxFeePerGas": version.max_fee,
+            "maxPriorityFeePerGas": version.priority_fee,
+        }
+        for version in await service.store.versions(row.id)
+    ]
+    return _json(body)
 
 
 @routes.delete("/relay/{id}")

@@ -75,6 +75,7 @@ class RelaySender:
         self.webhooks = webhooks
         self.wake = asyncio.Event()
         self.rounds = 0
+        self._head_seen = -1  # the head at which unmined transactions were last checked
 
     async def run_forever(self) -> None:
         while True:
@@ -100,11 +101,12 @@ class RelaySender:
             fresh = fresh or await fee_rules.suggest(self.w3, self.settings)
             await self._send_new(row, fresh, head)
         active = await self.store.active()
+        new_head, self._head_seen = head != self._head_seen, head
         if active:
             fresh = fresh or await fee_rules.suggest(self.w3, self.settings)
             at_ceiling = 0
             for row in active:
-                at_ceiling += await self._watch(row, fresh, head, chain_next)
+                at_ceiling += await self._watch(row, fresh, head, chain_next, recheck=new_head)
             self.metrics.relay_at_fee_ceiling.set(at_ceiling)
         else:
             self.metrics.relay_at_fee_ceiling.set(0)
@@ -150,8 +152,18 @@ class RelaySender:
 
     # --- requests on their way ----------------------------------------------------------
 
-    async def _watch(self, row: Any, fresh: Fees, head: int, chain_next: int) -> int:  # noqa: ANN401
-        """One active request; returns 1 when it waits at the fee ceiling."""
+    async def _watch(  # one request's state
+        self,
+        row: Any,  # noqa: ANN401
+        fresh: Fees,
+        head: int,
+        chain_next: int,
+        *,
+        recheck: bool,
+    ) -> int:
+        """One active request; returns 1 when it waits at the fee ceiling. On a new head,
+        a transaction the node no longer has (nodes drop what the base fee priced out, or
+        lose their pool on a restart) is broadcast again, its very bytes."""
         versions = await self.store.versions(row.id)
         if row.status == "sent":  # stored, maybe never broadcast (a crash in between)
             await self._broadcast(_signed_of(versions[-1]))
@@ -162,6 +174,8 @@ class RelaySender:
             await self._mined(row, versions, head, chain_next)
             return 0
         latest = versions[-1]
+        if recheck:
+            await self._broadcast(_signed_of(latest))
         wants_noop = row.cancel_requested or row.deadline <= time.time()
         if wants_noop and latest.kind != "noop":
             return await self._replace(row, latest, fresh, head, noop=True)

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3Exception
+from web3.exceptions import Web3Exception
 from web3.types import Wei
 
 from gateway.caller import Caller
@@ -284,30 +284,24 @@ class RelayService:
                 )
 
     async def _simulate(self, request: ForwardRequest, signature: bytes, *, first: bool) -> None:
-        """The relayer's ``execute`` as an eth_call; behind queued requests of the same signer
-        (whose nonces come first), the target's call as the forwarder would make it."""
+        """The target's call as the forwarder makes it (its own revert reason: the forwarder
+        says only FailedCall), then, unless queued requests of the signer come first (their
+        nonces are not used yet), the relayer's whole ``execute``."""
+        inner: Any = {
+            "from": self.forwarder.address,
+            "to": request.to,
+            "value": request.value,
+            "data": request.data + bytes.fromhex(request.sender[2:]),  # ERC-2771: sender last
+            "gas": request.gas,
+        }
         try:
+            await self.w3.eth.call(inner)
             if first:
                 await self.forwarder.functions.execute(request.execute_args(signature)).call(
                     {"from": self.relayer.address, "value": Wei(request.value)}
                 )
-            else:
-                await self.w3.eth.call(
-                    {
-                        "from": self.forwarder.address,
-                        "to": request.to,
-                        "value": request.value,  # type: ignore[typeddict-item]
-                        "data": request.data + bytes.fromhex(request.sender[2:]),
-                        "gas": request.gas,
-                    }
-                )
-        except (ContractLogicError, ContractCustomError) as exc:
-            reason = decode_revert(exc)
-            raise SimulationReverted(
-                f"the request would revert: {reason}", data={"reason": reason}
-            ) from exc
         except Web3Exception as exc:
-            reason = str(exc)[:200]
+            reason = decode_revert(exc)
             raise SimulationReverted(
                 f"the request would revert: {reason}", data={"reason": reason}
             ) from exc

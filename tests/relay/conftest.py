@@ -100,7 +100,10 @@ class Frontend:
         return await response.json()
 
     async def build(self, account: Any, note: str = "hello", **overrides: Any) -> dict:
-        info = await self.info(overrides.pop("sender", account.address))
+        """A signed request of ``account``; ``signed_by`` signs it with another key, and any
+        other keyword replaces that field of the request before it is signed."""
+        signer = overrides.pop("signed_by", account)
+        info = await self.info(account.address)
         message = {
             "from": account.address,
             "to": info["targets"][0]["address"],
@@ -111,16 +114,14 @@ class Frontend:
             "data": guestbook_call(note),
             **overrides,
         }
-        signer = overrides.pop("signed_by", None) or account
         typed = {
             "types": info["types"],
             "primaryType": info["primaryType"],
             "domain": info["domain"],
-            "message": {k: v for k, v in message.items() if k != "signed_by"},
+            "message": message,
         }
         signature = signer.sign_typed_data(full_message=typed).signature.to_0x_hex()
-        body_message = {k: v for k, v in typed["message"].items()}
-        return {"request": body_message, "signature": signature}
+        return {"request": message, "signature": signature}
 
     async def submit(self, body: dict, headers: dict | None = None) -> tuple[int, dict]:
         response = await self.client.post("/relay", json=body, headers=headers or {})

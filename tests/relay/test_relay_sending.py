@@ -1,0 +1,160 @@
+"""Sending under pressure on anvil with automine off: fee bumps with one version mined, the
+fee ceiling, deadlines passing while stuck, and cancellation, each freeing its nonce."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from eth_account import Account
+
+from tests.helpers.metrics import sample
+from tests.helpers.waiting import eventually
+from tests.relay.conftest import RELAYER, Frontend
+from tests.relay.test_relay_flow import confirmed
+
+pytestmark = pytest.mark.integration
+
+GWEI = 10**9
+
+
+def receipts(chain, hashes: list[str]) -> list[dict]:
+    found = [chain.rpc("eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes]
+    return [receipt for receipt in found if receipt is not None]
+
+
+async def submitted(frontend: Frontend, request_id: str, attempts: int = 1) -> dict:
+    async def check():
+        status = await frontend.status(request_id)
+        ok = status["status"] == "submitted" and status["attempts"] >= attempts
+        return status if ok else None
+
+    return await eventually(check, what=f"{request_id} submitted, {attempts} attempt(s)")
+
+
+async def test_a_stuck_transaction_is_bumped_and_mined_once(make_relay_client, chain, guestbook):
+    client = await make_relay_client(
+        GATEWAY_RELAY__BUMP_AFTER_BLOCKS="1", GATEWAY_RELAY__MAX_FEE_GWEI="5000"
+    )
+    chain.rpc("evm_setAutomine", [False])
+    frontend = Frontend(client)
+    signer = Account.create()
+    status, body = await frontend.submit(await frontend.build(signer, "through a fee spike"))
+    assert status == 202, body
+    first = await submitted(frontend, body["id"])
+    first_fee = int(first["transactions"][0]["maxFeePerGas"])
+    chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(100 * GWEI)])  # far above the first fee
+    chain.rpc("evm_mine")  # the spike's block: too expensive for the first version
+    assert chain.rpc("eth_getTransactionReceipt", [first["txHash"]]) is None
+    bumped = await submitted(frontend, body["id"], attempts=2)
+    second = bumped["transactions"][-1]
+    assert second["kind"] == "bump"
+    assert second["nonce"] == first["transactions"][0]["nonce"]
+    assert int(second["maxFeePerGas"]) >= first_fee * 110 // 100
+    chain.rpc("evm_mine")
+    final = await confirmed(frontend, body["id"])
+    assert final["status"] == "confirmed", final
+    hashes = [version["hash"] for version in final["transactions"]]
+    mined = receipts(chain, hashes)
+    assert len(mined) == 1  # one version only, ever
+    assert final["txHash"] == mined[0]["transactionHash"]
+    assert await guestbook.entries(signer.address) == 1
+    relayer = chain.accounts[RELAYER].address
+    assert int(chain.rpc("eth_getTransactionCount", [relayer, "latest"]), 16) == 1
+
+
+async def test_at_the_fee_ceiling_it_waits_and_says_so(make_relay_client, chain):
+    client = await make_relay_client(
+        GATEWAY_RELAY__BUMP_AFTER_BLOCKS="1", GATEWAY_RELAY__MAX_FEE_GWEI="3"
+    )
+    chain.rpc("evm_setAutomine", [False])
+    frontend = Frontend(client)
+    status, body = await frontend.submit(await frontend.build(Account.create(), "capped"))
+    assert status == 202, body
+    await submitted(frontend, body["id"])
+    chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(50 * GWEI)])
+    chain.rpc("evm_mine")
+
+    async def at_ceiling():
+        text = await (await client.get("/metrics")).text()
+        return sample(text, "gateway_relay_at_fee_ceiling") == 1
+
+    for _ in range(3):  # blocks keep coming: it bumps to the ceiling, then waits there
+        chain.rpc("evm_mine")
+        await asyncio.sleep(0.3)
+    await eventually(at_ceiling, what="gateway_relay_at_fee_ceiling = 1")
+    waiting = await frontend.status(body["id"])
+    assert waiting["status"] == "submitted"  # never dropped
+    assert all(int(v["maxFeePerGas"]) <= 3 * GWEI for v in waiting["transactions"])
+    # The spike is over. The node dropped what the base fee priced out; blocks keep coming
+    # and the relay broadcasts its stored transaction again until it is mined.
+    chain.rpc("anvil_setNextBlockBaseFeePerGas", [hex(GWEI // 10)])
+    final = await mine_until_final(chain, frontend, body["id"])
+    assert final["status"] == "confirmed"
+    assert len(receipts(chain, [v["hash"] for v in final["transactions"]])) == 1
+
+
+async def mine_until_final(chain, frontend: Frontend, request_id: str) -> dict:
+    async def final():
+        chain.rpc("evm_mine")
+        status = await frontend.status(request_id)
+        return status if status["status"] not in ("pending", "sent", "submitted") else None
+
+    return await eventually(final, timeout_s=20, what=f"{request_id} mined as blocks come")
+
+
+async def test_a_deadline_passing_while_stuck_frees_the_nonce(make_relay_client, chain, guestbook):
+    client = await make_relay_client(GATEWAY_RELAY__MIN_DEADLINE_S="0")
+    chain.rpc("evm_setAutomine", [False])
+    frontend = Frontend(client)
+    signer = Account.create()
+    deadline = int(time.time()) + 3
+    status, body = await frontend.submit(await frontend.build(signer, "late", deadline=deadline))
+    assert status == 202, body
+    await submitted(frontend, body["id"])
+
+    async def replaced_by_noop():
+        versions = (await frontend.status(body["id"]))["transactions"]
+        return versions[-1]["kind"] == "noop"
+
+    await eventually(replaced_by_noop, timeout_s=15, what="the no-op replacement")
+    chain.rpc("evm_mine")
+    final = await confirmed(frontend, body["id"])
+    assert final["status"] == "expired", final
+    assert final["txHash"] == final["transactions"][-1]["hash"]
+    assert await guestbook.entries(signer.address) == 0
+    relayer = chain.accounts[RELAYER].address
+    assert int(chain.rpc("eth_getTransactionCount", [relayer, "latest"]), 16) == 1
+
+
+async def test_the_operator_cancels_a_request_not_mined(make_relay_client, chain, guestbook):
+    client = await make_relay_client(GATEWAY_RELAY__OPERATOR_TOKEN="op-secret-token")
+    chain.rpc("evm_setAutomine", [False])
+    frontend = Frontend(client)
+    signer = Account.create()
+    status, body = await frontend.submit(await frontend.build(signer, "cancel me"))
+    assert status == 202, body
+    await submitted(frontend, body["id"])
+    anonymous = await client.delete(f"/relay/{body['id']}")
+    assert anonymous.status == 403
+    wrong = await client.delete(f"/relay/{body['id']}", headers={"X-Operator-Token": "nope"})
+    assert wrong.status == 403
+    cancel = await client.delete(
+        f"/relay/{body['id']}", headers={"X-Operator-Token": "op-secret-token"}
+    )
+    assert cancel.status == 202, await cancel.text()
+    assert (await cancel.json())["cancelRequested"] is True
+
+    async def replaced_by_noop():
+        return (await frontend.status(body["id"]))["transactions"][-1]["kind"] == "noop"
+
+    await eventually(replaced_by_noop, what="the cancelling no-op")
+    chain.rpc("evm_mine")
+    final = await confirmed(frontend, body["id"])
+    assert final["status"] == "canceled"
+    assert await guestbook.entries(signer.address) == 0
+    again = await client.delete(
+        f"/relay/{body['id']}", headers={"X-Operator-Token": "op-secret-token"}
+    )
+    assert (again.status, (await again.json())["error"]["code"]) == (409, "relay.not_cancelable")
