@@ -157,10 +157,9 @@ class RelayService:
         return info
 
     async def _next_nonce(self, signer: str) -> int:
-        """The forwarder's nonce of ``signer`` plus its requests queued here."""
-        on_chain = await self._chain_nonce(signer)
-        queued = await self.store.page(signer=signer, status=None, after=0, limit=10_000)
-        return on_chain + sum(1 for row in queued if row.status in ("pending", "sent", "submitted"))
+        """The forwarder's nonce of ``signer``, or the one after its queued requests."""
+        queued = await self.store.queued_nonces(signer, self.domain.verifying_contract.lower())
+        return next_nonce(await self._chain_nonce(signer), queued)
 
     async def _chain_nonce(self, signer: str) -> int:
         nonce: int = await self.forwarder.functions.nonces(
@@ -194,21 +193,23 @@ class RelayService:
             wallet_type = await self._verify(request, digest, signature)
         await self._take_quota(request)
         signer = request.sender.lower()
+        forwarder = self.domain.verifying_contract.lower()
         chain_nonce = await self._chain_nonce(signer)
         with self.tracer.start_as_current_span("relay.simulate") as span:
-            queued = await self._queued(signer)
-            if request.nonce != chain_nonce + queued:
+            queued = await self.store.queued_nonces(signer, forwarder)
+            expected = next_nonce(chain_nonce, queued)
+            if request.nonce != expected:
                 raise BadNonce(
-                    f"nonce must be {chain_nonce + queued} (the forwarder's next nonce for the "
-                    "signer after its queued requests)",
-                    data={"expected": str(chain_nonce + queued)},
+                    f"nonce must be {expected} (the forwarder's next nonce for the signer "
+                    "after its queued requests)",
+                    data={"expected": str(expected)},
                 )
-            await self._simulate(request, signature, first=queued == 0)
+            await self._simulate(request, signature, first=expected == chain_nonce)
             span.set_attribute("relay.simulated", value=True)
         row = {
             "id": request_id,
             "signer": signer,
-            "forwarder": self.domain.verifying_contract.lower(),
+            "forwarder": forwarder,
             "target": request.to.lower(),
             "value": str(request.value),
             "gas": request.gas,
@@ -219,18 +220,14 @@ class RelayService:
             "wallet_type": wallet_type,
             "traceparent": traceparent,
         }
-        stored, created, expected = await self.store.insert(
-            row, expected_nonce=lambda queued_now: chain_nonce + queued_now
+        stored, created, wanted = await self.store.insert(
+            row, expected_nonce=lambda queued_now: next_nonce(chain_nonce, queued_now)
         )
         if stored is None:  # another request of the signer took this nonce meanwhile
-            raise BadNonce(f"nonce must be {expected}", data={"expected": str(expected)})
+            raise BadNonce(f"nonce must be {wanted}", data={"expected": str(wanted)})
         if created:
             self.metrics.child(self.metrics.relay_requests, "accepted").inc()
         return stored, created
-
-    async def _queued(self, signer: str) -> int:
-        rows = await self.store.page(signer=signer, status=None, after=0, limit=10_000)
-        return sum(1 for row in rows if row.status in ("pending", "sent", "submitted"))
 
     def _check_policy(self, request: ForwardRequest) -> None:
         target = self.targets.get(request.to.lower())
@@ -305,6 +302,12 @@ class RelayService:
             raise SimulationReverted(
                 f"the request would revert: {reason}", data={"reason": reason}
             ) from exc
+
+
+def next_nonce(chain_nonce: int, queued: list[int]) -> int:
+    """A queued request whose nonce the chain already used is mined, just not seen yet."""
+    waiting = [nonce for nonce in queued if nonce >= chain_nonce]
+    return max(waiting) + 1 if waiting else chain_nonce
 
 
 def _known_errors() -> dict[str, tuple[str, list[str]]]:

@@ -54,13 +54,13 @@ class RelayStore:
     # --- requests ---------------------------------------------------------------------
 
     async def insert(
-        self, row: dict[str, Any], *, expected_nonce: Callable[[int], int]
+        self, row: dict[str, Any], *, expected_nonce: Callable[[list[int]], int]
     ) -> tuple[Any, bool, int | None]:
         """Store a new request unless its id is known: (row, created, None). When the
-        signer's queue does not end right before the request's nonce, nothing is stored:
-        (None, False, the nonce expected). ``expected_nonce(queued)`` gives it from the
-        number of the signer's queued requests; this runs in the writing transaction, one
-        signer at a time, so two requests can never take the same nonce."""
+        request's nonce is not the one expected after the signer's queued requests, nothing
+        is stored: (None, False, the nonce expected). ``expected_nonce(queued nonces)``
+        gives it; this runs in the writing transaction, one signer at a time, so two
+        requests can never take the same nonce."""
         async with self._db.operation("relay.insert"), self._writer.begin() as connection:
             existing = await self._by_id(connection, row["id"])
             if existing is not None:
@@ -68,18 +68,9 @@ class RelayStore:
             if self._db.backend == "postgresql":  # one signer at a time across replicas
                 key = int(row["signer"][2:18], 16) - 2**63
                 await connection.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
-            queued = (
-                await connection.execute(
-                    sa.select(sa.func.count())
-                    .select_from(relay_requests)
-                    .where(
-                        relay_requests.c.signer == row["signer"],
-                        relay_requests.c.forwarder == row["forwarder"],
-                        relay_requests.c.status.in_(QUEUED),
-                    )
-                )
-            ).scalar_one()
-            expected = expected_nonce(queued)
+            expected = expected_nonce(
+                await self._queued_nonces(connection, row["signer"], row["forwarder"])
+            )
             if int(row["nonce"]) != expected:
                 return None, False, expected
             now = time.time()
@@ -94,6 +85,22 @@ class RelayStore:
                 )
             )
             return await self._by_id(connection, row["id"]), True, None
+
+    async def queued_nonces(self, signer: str, forwarder: str) -> list[int]:
+        """The forwarder nonces of the signer's requests not mined yet."""
+        async with self._db.operation("relay.queued"), self._engine.connect() as connection:
+            return await self._queued_nonces(connection, signer, forwarder)
+
+    @staticmethod
+    async def _queued_nonces(connection: AsyncConnection, signer: str, forwarder: str) -> list[int]:
+        result = await connection.execute(
+            sa.select(relay_requests.c.nonce).where(
+                relay_requests.c.signer == signer,
+                relay_requests.c.forwarder == forwarder,
+                relay_requests.c.status.in_(QUEUED),
+            )
+        )
+        return [int(row.nonce) for row in result]
 
     async def get(self, request_id: str) -> Any:  # noqa: ANN401  # a row
         async with self._db.operation("relay.get"), self._engine.connect() as connection:
@@ -146,7 +153,7 @@ class RelayStore:
                     relay_requests.c.status
                 )
             )
-            return {status: int(count) for status, count in result.tuples()}
+            return {row[0]: int(row[1]) for row in result}
 
     async def oldest_unfinished(self) -> float | None:
         async with self._db.operation("relay.oldest"), self._engine.connect() as connection:

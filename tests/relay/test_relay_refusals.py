@@ -30,8 +30,12 @@ async def stored_for(client, address: str) -> list:
 REFUSALS = {
     # name: (how the request differs, status, code)
     "another key signed it": ({"signed_by": Account.create()}, 401, "relay.bad_signature"),
-    "deadline passed": ({"deadline": int(time.time()) - 10}, 422, "relay.expired"),
-    "deadline too soon": ({"deadline": int(time.time()) + 5}, 422, "relay.deadline_too_soon"),
+    "deadline passed": ({"deadline": lambda: int(time.time()) - 10}, 422, "relay.expired"),
+    "deadline too soon": (
+        {"deadline": lambda: int(time.time()) + 5},
+        422,
+        "relay.deadline_too_soon",
+    ),
     "nonce skips ahead": ({"nonce": 1}, 409, "relay.bad_nonce"),
     "target not allowed": (
         {"to": "0x" + "42" * 20},
@@ -54,6 +58,7 @@ async def test_refused_before_any_gas(relay_client, chain, case):
     frontend = Frontend(relay_client)
     signer = Account.create()
     changes, status, code = REFUSALS[case]
+    changes = {key: value() if callable(value) else value for key, value in changes.items()}
     before = relayer_state(chain)
     got, body = await frontend.submit(await frontend.build(signer, "hi", **changes))
     assert got == status, body
