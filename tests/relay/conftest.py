@@ -87,6 +87,29 @@ def guestbook_call(note: str) -> str:
     )
 
 
+def signed_body(info: dict, account: Any, note: str, **overrides: Any) -> dict:
+    """The POST /relay body a dApp makes from GET /relay/forwarder's answer alone."""
+    signer = overrides.pop("signed_by", account)
+    message = {
+        "from": account.address,
+        "to": info["targets"][0]["address"],
+        "value": 0,
+        "gas": 150_000,
+        "nonce": int(info["nextNonce"]),
+        "deadline": int(time.time()) + 3600,
+        "data": guestbook_call(note),
+        **overrides,
+    }
+    typed = {
+        "types": info["types"],
+        "primaryType": info["primaryType"],
+        "domain": info["domain"],
+        "message": message,
+    }
+    signature = signer.sign_typed_data(full_message=typed).signature.to_0x_hex()
+    return {"request": message, "signature": signature}
+
+
 class Frontend:
     """What a dApp does: asks the gateway for the forwarder's domain and the signer's next
     nonce, has the wallet sign the ForwardRequest, and POSTs it."""
@@ -102,26 +125,7 @@ class Frontend:
     async def build(self, account: Any, note: str = "hello", **overrides: Any) -> dict:
         """A signed request of ``account``; ``signed_by`` signs it with another key, and any
         other keyword replaces that field of the request before it is signed."""
-        signer = overrides.pop("signed_by", account)
-        info = await self.info(account.address)
-        message = {
-            "from": account.address,
-            "to": info["targets"][0]["address"],
-            "value": 0,
-            "gas": 150_000,
-            "nonce": int(info["nextNonce"]),
-            "deadline": int(time.time()) + 3600,
-            "data": guestbook_call(note),
-            **overrides,
-        }
-        typed = {
-            "types": info["types"],
-            "primaryType": info["primaryType"],
-            "domain": info["domain"],
-            "message": message,
-        }
-        signature = signer.sign_typed_data(full_message=typed).signature.to_0x_hex()
-        return {"request": message, "signature": signature}
+        return signed_body(await self.info(account.address), account, note, **overrides)
 
     async def submit(self, body: dict, headers: dict | None = None) -> tuple[int, dict]:
         response = await self.client.post("/relay", json=body, headers=headers or {})

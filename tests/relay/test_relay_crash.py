@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
-import time
 import urllib.error
 import urllib.request
 
@@ -16,7 +15,7 @@ from eth_account import Account
 
 from tests.helpers.processes import free_port, gateway_process, wait_http
 from tests.helpers.waiting import wait_until
-from tests.relay.conftest import RELAYER, guestbook_call, relay_env
+from tests.relay.conftest import RELAYER, relay_env, signed_body
 
 pytestmark = pytest.mark.integration
 
@@ -33,25 +32,7 @@ def _call(url: str, payload: dict | None = None) -> tuple[int, dict]:
 
 def signed_request(base: str, account, note: str) -> dict:
     _, info = _call(f"{base}/relay/forwarder?from={account.address}")
-    message = {
-        "from": account.address,
-        "to": info["targets"][0]["address"],
-        "value": 0,
-        "gas": 150_000,
-        "nonce": int(info["nextNonce"]),
-        "deadline": int(time.time()) + 3600,
-        "data": guestbook_call(note),
-    }
-    typed = {
-        "types": info["types"],
-        "primaryType": info["primaryType"],
-        "domain": info["domain"],
-        "message": message,
-    }
-    return {
-        "request": message,
-        "signature": account.sign_typed_data(full_message=typed).signature.to_0x_hex(),
-    }
+    return signed_body(info, account, note)
 
 
 def _start(tmp_path, env: dict, name: str):
