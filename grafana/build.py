@@ -428,6 +428,54 @@ def identity_and_records() -> dict:
                 kind="stat",
                 width=8,
             ),
+            # --- gasless requests (relay)
+            panel(
+                "Relay requests by outcome",
+                [
+                    (
+                        f"sum by (outcome) (rate(gateway_relay_requests_total{{{SEL}}}[$__rate_interval]))",
+                        "{{outcome}}",
+                    )
+                ],
+                unit="reqps",
+            ),
+            panel(
+                "Relay: acceptance to confirmation p50 / p99",
+                [
+                    (
+                        f"histogram_quantile({q}, sum by (le) (rate(gateway_relay_confirm_seconds_bucket{{{SEL}}}[$__range])))",
+                        f"p{int(q * 100)}",
+                    )
+                    for q in (0.5, 0.99)
+                ],
+                unit="s",
+            ),
+            panel(
+                "Relay transactions sent by kind",
+                [
+                    (
+                        f"sum by (kind) (increase(gateway_relay_tx_sent_total{{{SEL}}}[$__range]))",
+                        "{{kind}}",
+                    )
+                ],
+                kind="stat",
+                width=8,
+            ),
+            panel(
+                "Relay requests not final / oldest unmined",
+                [
+                    (f"sum(gateway_relay_pending{{{SEL}}})", "not final"),
+                    (f"max(gateway_relay_oldest_unfinished_seconds{{{SEL}}})", "oldest (s)"),
+                    (f"sum(gateway_relay_at_fee_ceiling{{{SEL}}})", "at the fee ceiling"),
+                ],
+                width=8,
+            ),
+            panel(
+                "Relayer balance",
+                [(f"min(gateway_relayer_balance_wei{{{SEL}}}) / 1e18", "ETH")],
+                kind="stat",
+                width=8,
+            ),
         ],
         [],
     )

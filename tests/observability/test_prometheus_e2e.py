@@ -22,6 +22,7 @@ from tests.helpers.waiting import eventually
 from tests.identity.conftest import ORIGIN, make_message, personal_sign
 from tests.observability.test_rules_and_dashboards import OBSERVABILITY, dashboard_exprs
 from tests.records.conftest import mail, sign_typed
+from tests.relay.conftest import signed_body
 
 pytestmark = pytest.mark.integration
 
@@ -57,6 +58,8 @@ def _stack(tmp_path):
         DevChain.start(log_dir=tmp_path / "b") as chain_b,
     ):
         anchor = deploy(chain_a, "MerkleAnchor", ["address"], [chain_a.accounts[9].address])
+        forwarder = deploy(chain_a, "GatewayForwarder")
+        guestbook = deploy(chain_a, "Guestbook", ["address"], [forwarder])
         port = free_port()
         env = {
             "GATEWAY_UPSTREAMS": f"{chain_a.url}|{chain_a.ws_url},{chain_b.url}",
@@ -73,6 +76,9 @@ def _stack(tmp_path):
             "GATEWAY_RPC__MAX_LAG_BLOCKS": "1000",
             "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "20",
             "GATEWAY_RPC__ANONYMOUS__BURST": "40",
+            "GATEWAY_RELAY__PRIVATE_KEY": chain_a.accounts[8].private_key,
+            "GATEWAY_RELAY__FORWARDER_ADDRESS": forwarder,
+            "GATEWAY_RELAY__TARGETS": json.dumps({guestbook: ["sign(string)"]}),
         }
         gateway = gateway_process(["serve", "--port", str(port)], env, tmp_path / "gateway.log")
         prom_port = free_port()
@@ -161,6 +167,21 @@ async def _workload(session: aiohttp.ClientSession, base: str) -> None:
         assert r.status == 422
     async with session.get(f"{base}/nope") as r:
         assert r.status == 404
+    # a gasless request relayed to confirmation, and one refused
+    signer = Account.create()
+    async with session.get(f"{base}/relay/forwarder?from={signer.address}") as r:
+        info = await r.json()
+    async with session.post(f"{base}/relay", json=signed_body(info, signer, "e2e")) as r:
+        assert r.status == 202, await r.text()
+        request_id = (await r.json())["id"]
+    async with session.post(f"{base}/relay", json=signed_body(info, signer, "x", nonce=5)) as r:
+        assert r.status == 409
+
+    async def relayed() -> bool:
+        async with session.get(f"{base}/relay/{request_id}") as r:
+            return (await r.json())["status"] == "confirmed"
+
+    await eventually(relayed, timeout_s=30, what="the relayed request confirmed")
 
 
 async def _query(session, prometheus: str, expr: str) -> list:

@@ -72,6 +72,7 @@ def metric_names(expr: str) -> set[str]:
     without_strings = re.sub(r'"[^"]*"', "", expr)
     without_labels = re.sub(r"\{[^}]*\}", "", without_strings)
     without_ranges = re.sub(r"\[[^\]]*\]", "", without_labels)
+    without_ranges = re.sub(r"\b\d+(\.\d+)?(e[-+]?\d+)?\b", "", without_ranges)  # numbers
     return {
         token
         for token in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", without_ranges)
@@ -93,6 +94,7 @@ def metric_names(expr: str) -> set[str]:
             "tag",
             "e",
             "job",
+            "kind",
         }
     }
 
