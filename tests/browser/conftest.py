@@ -189,7 +189,7 @@ def _open_browser(dev_gateway: DevGateway) -> Iterator[Callable[..., object]]:
             "--no-sandbox",
             "--disable-gpu",
             "--disable-dev-shm-usage",
-            "--window-size=1100,760",
+            "--window-size=1100,1250",
         ):
             options.add_argument(argument)
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})

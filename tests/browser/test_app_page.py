@@ -86,6 +86,12 @@ def test_the_whole_journey(open_browser, dev_gateway: DevGateway, tmp_path):
         message="the record's anchor and proof, verified on chain",
     )
     assert shown_error(driver) is None
+
+    # gasless: the wallet signs an ERC-2771 request, the gateway's relayer pays and confirms
+    click(driver, "gasless")
+    wait_text(driver, "relay-status", lambda t: t == "confirmed", timeout=20)
+    assert text(driver, "relay-tx").startswith("0x")
+    assert shown_error(driver) is None
     screenshot = Path(os.environ.get(SCREENSHOT_ENV, tmp_path / "app-page.png"))
     assert driver.save_screenshot(str(ROOT / screenshot))
 

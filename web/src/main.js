@@ -8,6 +8,9 @@ import { createGateway, GatewayError } from "./gateway.js";
 import { newAction } from "./trace.js";
 import { discoverWallets, ensureChain, walletError } from "./wallet.js";
 
+const GUESTBOOK = parseAbi(["function sign(string note)"]);
+const RELAY_FINAL = new Set(["confirmed", "failed", "expired", "canceled"]);
+
 const MERKLE_ANCHOR = parseAbi([
   "function verify(bytes32 root, bytes32 leaf, bytes32[] proof) view returns (bool)",
 ]);
@@ -167,6 +170,39 @@ async function submitRecord() {
   await refreshRecords();
 }
 
+/** A gasless Guestbook note: the wallet signs an ERC-2771 request, the gateway pays. */
+async function signGasless() {
+  if (!state.address) throw new GatewayError("page.signed_out", "sign in first");
+  const chainId = await gatewayChainId();
+  await ensureChain((await pickWallet()).provider, chainId);
+  const info = await gateway.call(`/relay/forwarder?from=${state.address}`);
+  const target = info.targets.find((each) => each.functions.includes("sign(string)"));
+  if (!target) throw new GatewayError("page.no_gasless_target", "the relay allows no Guestbook here");
+  const message = {
+    from: state.address,
+    to: target.address,
+    value: "0",
+    gas: "150000",
+    nonce: info.nextNonce,
+    deadline: String(Math.floor(Date.now() / 1000) + 3600),
+    data: encodeFunctionData({ abi: GUESTBOOK, functionName: "sign", args: [$("note-text").value] }),
+  };
+  const typedData = { types: info.types, primaryType: info.primaryType, domain: info.domain, message };
+  const signature = await walletCall("eth_signTypedData_v4", [state.address, JSON.stringify(typedData)]);
+  let relayed = await gateway.call("/relay", { method: "POST", body: { request: message, signature } });
+  show("relay-id", relayed.id);
+  while (!RELAY_FINAL.has(relayed.status)) {
+    show("relay-status", relayed.status);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    relayed = await gateway.call(`/relay/${relayed.id}`);
+  }
+  show("relay-status", relayed.status);
+  show("relay-tx", relayed.txHash ?? "");
+  if (relayed.status !== "confirmed") {
+    throw new GatewayError(`relay.${relayed.status}`, relayed.revertReason ?? `the request ended ${relayed.status}`);
+  }
+}
+
 async function refreshRecords() {
   if (!state.address) return;
   const page = await gateway.call(`/records?signer=${state.address}&limit=20`);
@@ -210,6 +246,7 @@ async function start() {
   $("sign-in").addEventListener("click", () => act("sign in", signIn));
   $("sign-out").addEventListener("click", () => act("sign out", signOut));
   $("submit-record").addEventListener("click", () => act("submit record", submitRecord));
+  $("gasless").addEventListener("click", () => act("gasless note", signGasless));
   $("refresh").addEventListener("click", () => act("refresh", () => Promise.all([refreshBalance(), refreshRecords()])));
   await act("load", async () => {
     show("block-number", String(Number.parseInt(await gateway.rpc("eth_blockNumber"), 16)));
