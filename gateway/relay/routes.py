@@ -323,6 +323,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         tracer=telemetry.tracer,
     )
     async with aiohttp.ClientSession() as session:
+        webhooks = Webhooks(relay, store, session)
         sender = RelaySender(
             relay,
             store=store,
@@ -332,15 +333,22 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
             chain_id=chain_id,
             metrics=telemetry.metrics,
             tracer=telemetry.tracer,
-            webhooks=Webhooks(relay, store, session),
+            webhooks=webhooks,
         )
         app[RELAY_SENDER] = sender
-        task = asyncio.create_task(sender.run_forever(), name="relay-sender")
+        tasks = [asyncio.create_task(sender.run_forever(), name="relay-sender")]
+        if relay.webhooks:
+            tasks.append(
+                asyncio.create_task(
+                    webhooks.run_forever(relay.poll_interval_s), name="relay-webhooks"
+                )
+            )
         log.info("relay on", forwarder=domain.verifying_contract, relayer=account.address)
         try:
             yield
         finally:
-            await cancel(task)
+            for task in tasks:
+                await cancel(task)
 
 
 __all__ = ["RELAY", "RELAY_SENDER", "relay_ctx", "routes"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -33,6 +34,7 @@ from web3.contract import AsyncContract
 from web3.exceptions import TransactionNotFound, Web3Exception
 from web3.types import Wei
 
+from gateway.chain import rawrpc
 from gateway.config import RelaySettings
 from gateway.faults import crash_point
 from gateway.relay import fees as fee_rules
@@ -45,6 +47,7 @@ from gateway.telemetry.sampling import parse_traceparent
 log = structlog.get_logger("gateway.relay")
 
 NOOP_GAS = 21_000
+BROADCASTS_IN_FLIGHT = 16
 # Gas the forwarder spends around the call (signature check, nonce, event) and calldata.
 FORWARDER_OVERHEAD_GAS = 60_000
 
@@ -76,6 +79,7 @@ class RelaySender:
         self.wake = asyncio.Event()
         self.rounds = 0
         self._head_seen = -1  # the head at which unmined transactions were last checked
+        self._chain_seen = -1  # the relayer's mined count at the last reconciliation
 
     async def run_forever(self) -> None:
         while True:
@@ -83,7 +87,6 @@ class RelaySender:
                 async with self.store.leadership() as leader:
                     if leader:
                         await self.round()
-                        await self.webhooks.deliver_due()
             except Exception:  # the loop outlives a failed round
                 log.exception("relay round failed")
             with contextlib.suppress(TimeoutError):
@@ -95,18 +98,28 @@ class RelaySender:
         self.rounds += 1
         head = await self.w3.eth.block_number
         chain_next = await self.w3.eth.get_transaction_count(self.account.address, "latest")
-        await self._reconcile(chain_next, head)
+        if chain_next != self._chain_seen:  # the counter only needs the chain when it moved
+            await self._reconcile(chain_next, head)
+            self._chain_seen = chain_next
         fresh: Fees | None = None
-        for row in await self.store.pending(limit=200):
-            fresh = fresh or await fee_rules.suggest(self.w3, self.settings)
-            await self._send_new(row, fresh, head)
+        pending = await self.store.pending(limit=200)
+        if pending:
+            fresh = await fee_rules.suggest(self.w3, self.settings)
+            await self._send_new(pending, fresh, head)
         active = await self.store.active()
         new_head, self._head_seen = head != self._head_seen, head
         if active:
             fresh = fresh or await fee_rules.suggest(self.w3, self.settings)
-            at_ceiling = 0
-            for row in active:
-                at_ceiling += await self._watch(row, fresh, head, chain_next, recheck=new_head)
+            versions = await self.store.versions_of([row.id for row in active])
+            slots = asyncio.Semaphore(BROADCASTS_IN_FLIGHT)
+
+            async def watch(row: Any) -> int:  # noqa: ANN401
+                async with slots:
+                    return await self._watch(
+                        row, versions[row.id], fresh, head, chain_next, recheck=new_head
+                    )
+
+            at_ceiling = sum(await asyncio.gather(*(watch(row) for row in active)))
             self.metrics.relay_at_fee_ceiling.set(at_ceiling)
         else:
             self.metrics.relay_at_fee_ceiling.set(0)
@@ -126,35 +139,55 @@ class RelaySender:
 
     # --- new requests -------------------------------------------------------------------
 
-    async def _send_new(self, row: Any, fresh: Fees, head: int) -> None:  # noqa: ANN401
-        if row.cancel_requested:
-            await self._settle(row, "canceled")
+    async def _send_new(self, rows: list[Any], fresh: Fees, head: int) -> None:
+        """Sign and store every sendable request (one database transaction: their nonces in
+        order), then broadcast them together, then mark them submitted."""
+        sendable = []
+        for row in rows:
+            if row.cancel_requested:
+                await self._settle(row, "canceled")
+            elif row.deadline <= time.time():
+                await self._settle(row, "expired")
+            else:
+                sendable.append(row)
+        if not sendable:
             return
-        if row.deadline <= time.time():
-            await self._settle(row, "expired")
-            return
-        with self._span("relay.send", row) as span:
+        with self._span("relay.send", *sendable) as span:
             signed = await self.store.send_new(
-                row.id,
+                [
+                    (row.id, self._execute_signer(row, fresh), self.webhooks.events(row, "sent"))
+                    for row in sendable
+                ],
                 self.relayer,
-                lambda nonce: self._sign_execute(row, nonce, fresh),
                 head=head,
-                events=self.webhooks.events(row, "sent"),
             )
-            span.set_attribute("relay.tx_hash", signed.hash)
+            span.set_attribute("relay.transactions", len(signed))
             crash_point("relay.before_broadcast")
-            await self._broadcast(signed)
-            self.metrics.child(self.metrics.relay_tx_sent, "new").inc()
-            await self.store.set_status(
-                row.id, "submitted", self.webhooks.events(row, "submitted", tx_hash=signed.hash)
+            slots = asyncio.Semaphore(BROADCASTS_IN_FLIGHT)
+
+            async def broadcast(tx: SignedTx) -> None:
+                async with slots:
+                    await self._broadcast(tx, fresh=True)
+
+            await asyncio.gather(*(broadcast(tx) for tx in signed))
+            self.metrics.child(self.metrics.relay_tx_sent, "new").inc(len(signed))
+            await self.store.mark_submitted(
+                [
+                    (row.id, self.webhooks.events(row, "submitted", txHash=tx.hash))
+                    for row, tx in zip(sendable, signed, strict=True)
+                ]
             )
             crash_point("relay.after_broadcast")
 
+    def _execute_signer(self, row: Any, fees: Fees) -> Callable[[int], SignedTx]:  # noqa: ANN401
+        return lambda nonce: self._sign_execute(row, nonce, fees)
+
     # --- requests on their way ----------------------------------------------------------
 
-    async def _watch(  # one request's state
+    async def _watch(  # noqa: PLR0913  # one request's state
         self,
         row: Any,  # noqa: ANN401
+        versions: list[Any],
         fresh: Fees,
         head: int,
         chain_next: int,
@@ -164,11 +197,10 @@ class RelaySender:
         """One active request; returns 1 when it waits at the fee ceiling. On a new head,
         a transaction the node no longer has (nodes drop what the base fee priced out, or
         lose their pool on a restart) is broadcast again, its very bytes."""
-        versions = await self.store.versions(row.id)
         if row.status == "sent":  # stored, maybe never broadcast (a crash in between)
             await self._broadcast(_signed_of(versions[-1]))
             await self.store.set_status(
-                row.id, "submitted", self.webhooks.events(row, "submitted", tx_hash=row.tx_hash)
+                row.id, "submitted", self.webhooks.events(row, "submitted", txHash=row.tx_hash)
             )
         if row.relayer_nonce < chain_next:  # its nonce is used: one version is mined
             await self._mined(row, versions, head, chain_next)
@@ -220,9 +252,8 @@ class RelaySender:
     async def _mined(self, row: Any, versions: list[Any], head: int, chain_next: int) -> None:  # noqa: ANN401
         with self._span("relay.confirm", row) as span:
             for version in reversed(versions):
-                try:
-                    receipt = await self.w3.eth.get_transaction_receipt(version.hash)
-                except TransactionNotFound:
+                receipt = await rawrpc.request(self.w3, "eth_getTransactionReceipt", [version.hash])
+                if receipt is None:
                     continue
                 span.set_attribute("relay.tx_hash", version.hash)
                 await self._settle_mined(row, version, receipt, head)
@@ -232,11 +263,15 @@ class RelaySender:
             await self.store.release(row.id, self.relayer, chain_next)
 
     async def _settle_mined(self, row: Any, version: Any, receipt: Any, head: int) -> None:  # noqa: ANN401
-        block = int(receipt["blockNumber"])
-        fields = {"tx_hash": version.hash, "block_number": block, "gas_used": receipt["gasUsed"]}
+        block = int(receipt["blockNumber"], 16)
+        fields = {
+            "tx_hash": version.hash,
+            "block_number": block,
+            "gas_used": int(receipt["gasUsed"], 16),
+        }
         if version.kind == "noop":
             status = "canceled" if row.cancel_requested else "expired"
-        elif receipt["status"] != 1:
+        elif int(receipt["status"], 16) != 1:
             status = "failed"
             fields["revert_reason"] = await self._revert_reason(row, block)
         elif head - block + 1 < self.settings.confirmations:
@@ -303,15 +338,17 @@ class RelaySender:
             fees.priority_fee,
         )
 
-    async def _broadcast(self, signed: SignedTx) -> None:
-        """Send the stored bytes unless the node has them; a refusal is logged and the
-        watcher decides (a receipt, a bump, or a release when the nonce was taken)."""
-        try:
-            await self.w3.eth.get_transaction(signed.hash)  # type: ignore[arg-type]
-        except TransactionNotFound:
-            pass
-        else:
-            return
+    async def _broadcast(self, signed: SignedTx, *, fresh: bool = False) -> None:
+        """Send the stored bytes unless the node has them (a ``fresh`` transaction, signed
+        just now, it cannot have); a refusal is logged and the watcher decides (a receipt, a
+        bump, or a release when the nonce was taken)."""
+        if not fresh:
+            try:
+                await self.w3.eth.get_transaction(signed.hash)  # type: ignore[arg-type]
+            except TransactionNotFound:
+                pass
+            else:
+                return
         try:
             await self.w3.eth.send_raw_transaction(signed.raw)  # type: ignore[arg-type]
         except (Web3Exception, ValueError) as exc:
@@ -327,15 +364,16 @@ class RelaySender:
         with contextlib.suppress(Web3Exception, OSError, TimeoutError):
             self.metrics.relayer_balance.set(await self.w3.eth.get_balance(self.account.address))
 
-    def _span(self, name: str, row: Any) -> contextlib.AbstractContextManager[trace.Span]:  # noqa: ANN401
-        """A span of the sender's work, linked to the trace of the request that asked."""
+    def _span(self, name: str, *rows: Any) -> contextlib.AbstractContextManager[trace.Span]:  # noqa: ANN401
+        """A span of the sender's work, linked to the traces of the requests that asked."""
         links = []
-        parent = parse_traceparent(row.traceparent) if row.traceparent else None
-        if parent is not None:
-            links.append(Link(trace.SpanContext(parent.trace_id, parent.span_id, is_remote=True)))
-        return self.tracer.start_as_current_span(
-            name, links=links, attributes={"relay.request_id": row.id}
-        )
+        for row in rows:
+            parent = parse_traceparent(row.traceparent) if row.traceparent else None
+            if parent is not None:
+                context = trace.SpanContext(parent.trace_id, parent.span_id, is_remote=True)
+                links.append(Link(context))
+        attributes = {"relay.request_id": rows[0].id} if len(rows) == 1 else {}
+        return self.tracer.start_as_current_span(name, links=links, attributes=attributes)
 
 
 _ACTIVE = ("sent", "submitted", "mined")

@@ -22,9 +22,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import Web3Exception
-from web3.types import Wei
 
 from gateway.caller import Caller
+from gateway.chain import rawrpc
 from gateway.chain.artifacts import load_artifact
 from gateway.chain.signatures import InvalidSignature, MalformedSignature, checksum_address
 from gateway.chain.wallets import ContractWallets, ContractWalletsUnavailable, verify_signer
@@ -45,13 +45,14 @@ from gateway.relay.errors import (
     TargetNotAllowed,
     ValueNotAllowed,
 )
-from gateway.relay.forward import Domain, ForwardRequest
+from gateway.relay.forward import Domain, ForwardRequest, selector_of
 from gateway.relay.store import RelayStore
 from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.relay")
 
 _ADDRESS = r"^0x[0-9a-fA-F]{40}$"
+_NONCES = bytes.fromhex(selector_of("nonces(address)")[2:])
 
 
 def _uint(value: object) -> object:
@@ -162,10 +163,8 @@ class RelayService:
         return next_nonce(await self._chain_nonce(signer), queued)
 
     async def _chain_nonce(self, signer: str) -> int:
-        nonce: int = await self.forwarder.functions.nonces(
-            AsyncWeb3.to_checksum_address(signer)
-        ).call()
-        return nonce
+        data = _NONCES + bytes.fromhex(signer[2:].rjust(64, "0"))
+        return int.from_bytes(await rawrpc.call(self.w3, self.forwarder.address, data), "big")
 
     async def submit(
         self, body: SubmitBody, caller: Caller, traceparent: str | None
@@ -284,18 +283,23 @@ class RelayService:
         """The target's call as the forwarder makes it (its own revert reason: the forwarder
         says only FailedCall), then, unless queued requests of the signer come first (their
         nonces are not used yet), the relayer's whole ``execute``."""
-        inner: Any = {
-            "from": self.forwarder.address,
-            "to": request.to,
-            "value": request.value,
-            "data": request.data + bytes.fromhex(request.sender[2:]),  # ERC-2771: sender last
-            "gas": request.gas,
-        }
         try:
-            await self.w3.eth.call(inner)
+            await rawrpc.call(  # ERC-2771: the sender's address after the call data
+                self.w3,
+                request.to,
+                request.data + bytes.fromhex(request.sender[2:]),
+                sender=self.forwarder.address,
+                value=request.value,
+                gas=request.gas,
+            )
             if first:
-                await self.forwarder.functions.execute(request.execute_args(signature)).call(
-                    {"from": self.relayer.address, "value": Wei(request.value)}
+                execute = self.forwarder.encode_abi("execute", [request.execute_args(signature)])
+                await rawrpc.call(
+                    self.w3,
+                    self.forwarder.address,
+                    bytes.fromhex(execute[2:]),
+                    sender=self.relayer.address,
+                    value=request.value,
                 )
         except Web3Exception as exc:
             reason = decode_revert(exc)

@@ -22,6 +22,7 @@ from gateway.storage.leadership import leadership
 from gateway.storage.schema import relay_requests, relay_txs, relay_webhook_events, relayer_nonces
 
 RELAY_LOCK = 0x6761_7465_7761_7932  # "gateway2": one sender across replicas
+WEBHOOK_LOCK = 0x6761_7465_7761_7933  # "gateway3": one webhook deliverer across replicas
 
 ACTIVE = ("sent", "submitted", "mined")  # holding a relayer nonce, not final
 QUEUED = ("pending", *ACTIVE)  # the signer's forwarder nonce is not used yet
@@ -48,8 +49,8 @@ class RelayStore:
         self._engine = database.engine
         self._writer = database.writer
 
-    def leadership(self) -> contextlib.AbstractAsyncContextManager[bool]:
-        return leadership(self._db, RELAY_LOCK, "relay.leadership")
+    def leadership(self, key: int = RELAY_LOCK) -> contextlib.AbstractAsyncContextManager[bool]:
+        return leadership(self._db, key, "relay.leadership")
 
     # --- requests ---------------------------------------------------------------------
 
@@ -195,38 +196,53 @@ class RelayStore:
 
     # --- transactions -----------------------------------------------------------------
 
-    async def send_new(  # one write-ahead step
-        self,
-        request_id: str,
-        relayer: str,
-        sign: Signer,
-        *,
-        head: int,
-        events: Events,
-    ) -> SignedTx:
-        """Allocate the relayer's next nonce, sign the request's transaction with it, store
-        both and mark the request ``sent``, in one transaction (before any broadcast)."""
+    async def send_new(
+        self, batch: list[tuple[str, Signer, Events]], relayer: str, *, head: int
+    ) -> list[SignedTx]:
+        """For each (request id, signer, events), in order: allocate the relayer's next
+        nonce, sign the request's transaction with it, store both and mark the request
+        ``sent``; all in one transaction, before any broadcast."""
         now = time.time()
+        signed_all = []
         async with self._db.operation("relay.send_new"), self._writer.begin() as connection:
-            nonce = await self._take_nonce(connection, relayer)
-            signed = sign(nonce)
-            await self._insert_tx(
-                connection, signed, request_id, relayer, nonce=nonce, kind="new", now=now
+            first = await self._take_nonce(connection, relayer, take=False)
+            for offset, (request_id, sign, events) in enumerate(batch):
+                nonce = first + offset
+                signed = sign(nonce)
+                await self._insert_tx(
+                    connection, signed, request_id, relayer, nonce=nonce, kind="new", now=now
+                )
+                await connection.execute(
+                    relay_requests.update()
+                    .where(relay_requests.c.id == request_id)
+                    .values(
+                        status="sent",
+                        relayer_nonce=nonce,
+                        tx_hash=signed.hash,
+                        attempts=relay_requests.c.attempts + 1,
+                        sent_block=head,
+                        updated_at=now,
+                    )
+                )
+                await self._enqueue(connection, events, now)
+                signed_all.append(signed)
+            await connection.execute(
+                relayer_nonces.update()
+                .where(relayer_nonces.c.relayer == relayer)
+                .values(next_nonce=first + len(batch))
             )
+        return signed_all
+
+    async def mark_submitted(self, batch: list[tuple[str, Events]]) -> None:
+        """Requests whose transactions were broadcast, and their events, in one transaction."""
+        now = time.time()
+        async with self._db.operation("relay.submitted"), self._writer.begin() as connection:
             await connection.execute(
                 relay_requests.update()
-                .where(relay_requests.c.id == request_id)
-                .values(
-                    status="sent",
-                    relayer_nonce=nonce,
-                    tx_hash=signed.hash,
-                    attempts=relay_requests.c.attempts + 1,
-                    sent_block=head,
-                    updated_at=now,
-                )
+                .where(relay_requests.c.id.in_([request_id for request_id, _ in batch]))
+                .values(status="submitted", updated_at=now)
             )
-            await self._enqueue(connection, events, now)
-            return signed
+            await self._enqueue(connection, [event for _, events in batch for event in events], now)
 
     async def replace(  # noqa: PLR0913  # one write-ahead step
         self,
@@ -265,6 +281,19 @@ class RelayStore:
                 .order_by(relay_txs.c.created_at)
             )
             return list(result)
+
+    async def versions_of(self, request_ids: list[str]) -> dict[str, list[Any]]:
+        """``versions`` of many requests in one query."""
+        found: dict[str, list[Any]] = {request_id: [] for request_id in request_ids}
+        async with self._db.operation("relay.versions"), self._engine.connect() as connection:
+            result = await connection.execute(
+                sa.select(relay_txs)
+                .where(relay_txs.c.request_id.in_(request_ids))
+                .order_by(relay_txs.c.created_at)
+            )
+            for row in result:
+                found[row.request_id].append(row)
+        return found
 
     async def next_nonce(self, relayer: str) -> int | None:
         async with self._db.operation("relay.nonce"), self._engine.connect() as connection:

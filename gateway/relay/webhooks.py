@@ -9,6 +9,7 @@ receiver checks the sender and refuses old replays; ``eventId`` lets it drop dup
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -21,11 +22,12 @@ import structlog
 from gateway.chain.signatures import checksum_address
 from gateway.clock import rfc3339
 from gateway.config import RelaySettings
-from gateway.relay.store import Events, RelayStore
+from gateway.relay.store import WEBHOOK_LOCK, Events, RelayStore
 
 log = structlog.get_logger("gateway.relay.webhooks")
 
 NEVER = 1e18  # next_attempt_at of an event given up on
+CONCURRENCY = 16  # deliveries in flight
 
 
 def signature(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -60,11 +62,26 @@ class Webhooks:
         ).decode()
         return [(url, body) for url in self.settings.webhooks]
 
+    async def run_forever(self, poll_interval_s: float) -> None:
+        """Deliver due events (one replica at a time), several at once."""
+        while True:
+            try:
+                async with self.store.leadership(WEBHOOK_LOCK) as leader:
+                    if leader:
+                        await self.deliver_due()
+            except Exception:  # the loop outlives a failed round
+                log.exception("webhook round failed")
+            await asyncio.sleep(poll_interval_s)
+
     async def deliver_due(self) -> None:
-        if not self.settings.webhooks:
-            return
-        for event in await self.store.due_events(time.time()):
-            await self._deliver(event)
+        events = await self.store.due_events(time.time(), limit=CONCURRENCY * 4)
+        slots = asyncio.Semaphore(CONCURRENCY)
+
+        async def deliver(event: Any) -> None:  # noqa: ANN401
+            async with slots:
+                await self._deliver(event)
+
+        await asyncio.gather(*(deliver(event) for event in events))
 
     async def _deliver(self, event: Any) -> None:  # noqa: ANN401
         body = event.body.encode()
