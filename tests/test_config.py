@@ -69,7 +69,9 @@ def test_otel_variables_configure_tracing():
     assert tracing.sampler == "parentbased_traceidratio"
     assert tracing.sampler_arg == 0.1
     assert tracing.resource_attributes == {"deployment.environment": "prod", "team": "sre"}
-    assert "secret" not in str(settings.masked())
+    masked = str(settings.masked())
+    assert "Bearer%20secret" not in masked
+    assert "Bearer secret" not in masked
     traces_only = load_settings(
         None,
         {
@@ -130,3 +132,23 @@ def test_secrets_are_masked():
     assert "hunter2" not in dumped
     assert "0123456789abcdef0123456789abcdef" not in dumped
     assert mask_url("sqlite:///./x.db") == "sqlite:///./x.db"
+
+
+def test_relay_secrets_are_masked_and_targets_checked():
+    settings = load_settings(
+        None,
+        {
+            "GATEWAY_RELAY__PRIVATE_KEY": "0x" + "11" * 32,
+            "GATEWAY_RELAY__OPERATOR_TOKEN": "operator-token-value",
+            "GATEWAY_RELAY__WEBHOOKS": '["https://hooks.example/relay"]',
+            "GATEWAY_RELAY__WEBHOOK_SECRET": "webhook-secret-value",
+            "GATEWAY_RELAY__TARGETS": '{"Guestbook": ["sign(string)"]}',
+        },
+    )
+    masked = str(settings.masked())
+    for secret in ("11" * 32, "operator-token-value", "webhook-secret-value"):
+        assert secret not in masked
+    with pytest.raises(SettingsError, match="not a function signature"):
+        load_settings(None, {"GATEWAY_RELAY__TARGETS": '{"Guestbook": ["sign string"]}'})
+    with pytest.raises(SettingsError, match="bump_percent"):
+        load_settings(None, {"GATEWAY_RELAY__BUMP_PERCENT": "5"})  # nodes want 10 %
