@@ -89,3 +89,23 @@ async def test_requests_of_one_signer_queue_in_nonce_order(relay_client, guestbo
 async def all_status(frontend: Frontend, ids: list[str], status: str) -> bool:
     statuses = [(await frontend.status(request_id))["status"] for request_id in ids]
     return statuses == [status] * len(ids)
+
+
+async def test_the_request_and_the_sending_are_one_story_in_traces(make_relay_client, spans):
+    client = await make_relay_client(OTEL_TRACES_SAMPLER="always_on")
+    frontend = Frontend(client)
+    status, body = await frontend.submit(await frontend.build(Account.create(), "traced"))
+    assert status == 202, body
+    assert (await confirmed(frontend, body["id"]))["status"] == "confirmed"
+
+    def named(name: str) -> list:
+        return [span for span in spans.get_finished_spans() if span.name == name]
+
+    server = next(s for s in named("POST /relay"))
+    trace_id = server.context.trace_id
+    for name in ("relay.verify", "relay.simulate"):  # in the request's own trace
+        assert any(span.context.trace_id == trace_id for span in named(name)), name
+    sends = [s for s in named("relay.send") if any(l.context.trace_id == trace_id for l in s.links)]
+    assert sends  # the sender's work links back to the request that asked for it
+    confirms = named("relay.confirm")
+    assert any(span.attributes.get("relay.request_id") == body["id"] for span in confirms)

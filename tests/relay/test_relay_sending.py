@@ -158,3 +158,41 @@ async def test_the_operator_cancels_a_request_not_mined(make_relay_client, chain
         f"/relay/{body['id']}", headers={"X-Operator-Token": "op-secret-token"}
     )
     assert (again.status, (await again.json())["error"]["code"]) == (409, "relay.not_cancelable")
+
+
+async def test_the_relayer_key_used_elsewhere_does_not_jam_the_relay(
+    make_relay_client, chain, guestbook
+):
+    """The most reported relayer failure: a nonce counter ahead of (or behind) the chain.
+    Transactions of the relayer key sent outside the gateway move the chain's count; the
+    relay follows it, and a request whose nonce was taken is sent again with a fresh one."""
+    relayer = chain.accounts[RELAYER].address
+    for _ in range(3):  # before the gateway starts: the chain's count is 3
+        chain.rpc("eth_sendTransaction", [{"from": relayer, "to": relayer, "value": "0x0"}])
+    client = await make_relay_client()
+    frontend = Frontend(client)
+    first = Account.create()
+    status, body = await frontend.submit(await frontend.build(first, "after outside txs"))
+    assert status == 202, body
+    final = await confirmed(frontend, body["id"])
+    assert final["status"] == "confirmed"
+    assert final["transactions"][0]["nonce"] == 3
+
+    # Now the key takes the relay's next nonce while the relay's transaction waits.
+    chain.rpc("evm_setAutomine", [False])
+    second = Account.create()
+    status, body = await frontend.submit(await frontend.build(second, "nonce taken"))
+    assert status == 202, body
+    waiting = await submitted(frontend, body["id"])
+    taken = waiting["transactions"][0]["nonce"]
+    chain.rpc("anvil_dropTransaction", [waiting["txHash"]])  # the outside one replaces it
+    chain.rpc(
+        "eth_sendTransaction",
+        [{"from": relayer, "to": relayer, "value": "0x0", "nonce": hex(taken)}],
+    )
+    final = await mine_until_final(chain, frontend, body["id"])
+    assert final["status"] == "confirmed", final
+    assert final["transactions"][-1]["nonce"] == taken + 1  # sent again, a fresh nonce
+    assert await guestbook.entries(second.address) == 1
+    mined = int(chain.rpc("eth_getTransactionCount", [relayer, "latest"]), 16)
+    assert mined == taken + 2  # no gap, nothing twice
