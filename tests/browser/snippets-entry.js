@@ -3,12 +3,14 @@
 // RainbowKit's createAuthenticationAdapter returns the adapter it is given; AppKit's
 // createSIWEConfig wraps the same methods. The test calls the methods in the order each
 // kit does (see test_snippets.py).
-import { createWalletClient, custom } from "viem";
+import { createWalletClient, custom, encodeFunctionData, parseAbi } from "viem";
 import { createSiweMessage } from "viem/siwe";
 
 window.kits = {
   createWalletClient,
   custom,
+  encodeFunctionData,
+  parseAbi,
   createSiweMessage,
   createAuthenticationAdapter: (adapter) => adapter,
   createSIWEConfig: (config) => config,

@@ -68,4 +68,5 @@
   const announce = () => window.dispatchEvent(new CustomEvent("eip6963:announceProvider", { detail }));
   window.addEventListener("eip6963:requestProvider", announce);
   announce();
+  if (!window.ethereum) window.ethereum = provider; // injected wallets set it too
 })();
