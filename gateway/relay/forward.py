@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from eth_abi import abi
 from eth_account.messages import _hash_eip191_message, encode_typed_data
 from eth_hash.auto import keccak
 
@@ -93,6 +94,16 @@ class ForwardRequest:
             self.data,
             signature,
         )
+
+
+_EXECUTE = "execute((address,address,uint256,uint256,uint48,bytes,bytes))"
+_REQUEST_DATA = "(address,address,uint256,uint256,uint48,bytes,bytes)"
+
+
+def execute_calldata(args: tuple[Any, ...]) -> bytes:
+    """``forwarder.execute(ForwardRequestData)`` calldata, encoded with eth-abi directly
+    (web3.py's ``encode_abi`` resolves the ABI on every call: ~7 % of a relay round)."""
+    return bytes.fromhex(selector_of(_EXECUTE)[2:]) + abi.encode([_REQUEST_DATA], [args])
 
 
 def selector_of(signature: str) -> str:

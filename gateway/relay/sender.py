@@ -31,7 +31,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Link
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
-from web3.exceptions import TransactionNotFound, Web3Exception
+from web3.exceptions import Web3Exception
 from web3.types import Wei
 
 from gateway.chain import rawrpc
@@ -39,7 +39,8 @@ from gateway.config import RelaySettings
 from gateway.faults import crash_point
 from gateway.relay import fees as fee_rules
 from gateway.relay.fees import Fees
-from gateway.relay.store import RelayStore, SignedTx
+from gateway.relay.forward import execute_calldata
+from gateway.relay.store import Events, RelayStore, SignedTx
 from gateway.relay.webhooks import Webhooks
 from gateway.telemetry import Metrics
 from gateway.telemetry.sampling import parse_traceparent
@@ -80,6 +81,9 @@ class RelaySender:
         self.rounds = 0
         self._head_seen = -1  # the head at which unmined transactions were last checked
         self._chain_seen = -1  # the relayer's mined count at the last reconciliation
+        # Status changes decided this round (from what the chain says: a crash before they
+        # are written loses nothing, the next round decides them again), written together.
+        self._decided: list[tuple[str, str, Events, dict[str, Any]]] = []
 
     async def run_forever(self) -> None:
         while True:
@@ -95,6 +99,14 @@ class RelaySender:
             self.wake.clear()
 
     async def round(self) -> None:
+        try:
+            await self._round()
+        finally:
+            decided, self._decided = self._decided, []
+            if decided:
+                await self.store.set_statuses(decided)
+
+    async def _round(self) -> None:
         self.rounds += 1
         head = await self.w3.eth.block_number
         chain_next = await self.w3.eth.get_transaction_count(self.account.address, "latest")
@@ -276,9 +288,8 @@ class RelaySender:
             fields["revert_reason"] = await self._revert_reason(row, block)
         elif head - block + 1 < self.settings.confirmations:
             if row.status != "mined":
-                await self.store.set_status(
-                    row.id, "mined", self.webhooks.events(row, "mined", **_public(fields)), **fields
-                )
+                events = self.webhooks.events(row, "mined", **_public(fields))
+                self._decided.append((row.id, "mined", events, fields))
             return
         else:
             status = "confirmed"
@@ -286,9 +297,8 @@ class RelaySender:
         await self._settle(row, status, **fields)
 
     async def _settle(self, row: Any, status: str, **fields: Any) -> None:  # noqa: ANN401
-        await self.store.set_status(
-            row.id, status, self.webhooks.events(row, status, **_public(fields)), **fields
-        )
+        events = self.webhooks.events(row, status, **_public(fields))
+        self._decided.append((row.id, status, events, fields))
         self.metrics.child(self.metrics.relay_requests, status).inc()
         log.info("relay request settled", request=row.id, status=status, **_public(fields))
 
@@ -307,7 +317,7 @@ class RelaySender:
     # --- signing and sending ------------------------------------------------------------
 
     def _sign_execute(self, row: Any, nonce: int, fees: Fees) -> SignedTx:  # noqa: ANN401
-        data = self.forwarder.encode_abi("execute", [_execute_args(row)])
+        data = "0x" + execute_calldata(_execute_args(row)).hex()
         gas = int(row.gas) + int(row.gas) // 63 + FORWARDER_OVERHEAD_GAS + 16 * len(data) // 2
         return self._sign(
             {"to": self.forwarder.address, "value": int(row.value), "gas": gas, "data": data},
@@ -342,15 +352,10 @@ class RelaySender:
         """Send the stored bytes unless the node has them (a ``fresh`` transaction, signed
         just now, it cannot have); a refusal is logged and the watcher decides (a receipt, a
         bump, or a release when the nonce was taken)."""
-        if not fresh:
-            try:
-                await self.w3.eth.get_transaction(signed.hash)  # type: ignore[arg-type]
-            except TransactionNotFound:
-                pass
-            else:
-                return
+        if not fresh and await rawrpc.request(self.w3, "eth_getTransactionByHash", [signed.hash]):
+            return
         try:
-            await self.w3.eth.send_raw_transaction(signed.raw)  # type: ignore[arg-type]
+            await rawrpc.request(self.w3, "eth_sendRawTransaction", [signed.raw])
         except (Web3Exception, ValueError) as exc:
             log.warning("relay broadcast refused", tx_hash=signed.hash, error=str(exc)[:200])
 

@@ -45,7 +45,7 @@ from gateway.relay.errors import (
     TargetNotAllowed,
     ValueNotAllowed,
 )
-from gateway.relay.forward import Domain, ForwardRequest, selector_of
+from gateway.relay.forward import Domain, ForwardRequest, execute_calldata, selector_of
 from gateway.relay.store import RelayStore
 from gateway.telemetry import Metrics
 
@@ -293,11 +293,10 @@ class RelayService:
                 gas=request.gas,
             )
             if first:
-                execute = self.forwarder.encode_abi("execute", [request.execute_args(signature)])
                 await rawrpc.call(
                     self.w3,
                     self.forwarder.address,
-                    bytes.fromhex(execute[2:]),
+                    execute_calldata(request.execute_args(signature)),
                     sender=self.relayer.address,
                     value=request.value,
                 )

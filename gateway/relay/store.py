@@ -194,6 +194,18 @@ class RelayStore:
             )
             await self._enqueue(connection, events, now)
 
+    async def set_statuses(self, changes: list[tuple[str, str, Events, dict[str, Any]]]) -> None:
+        """Several (request id, status, events, fields) changes in one transaction."""
+        now = time.time()
+        async with self._db.operation("relay.statuses"), self._writer.begin() as connection:
+            for request_id, status, events, fields in changes:
+                await connection.execute(
+                    relay_requests.update()
+                    .where(relay_requests.c.id == request_id)
+                    .values(status=status, updated_at=now, **fields)
+                )
+                await self._enqueue(connection, events, now)
+
     # --- transactions -----------------------------------------------------------------
 
     async def send_new(
@@ -415,17 +427,18 @@ class RelayStore:
             )
             return list(result)
 
-    async def event_attempted(
-        self, event_id: int, *, delivered: bool, next_attempt_at: float, error: str | None
-    ) -> None:
+    async def events_attempted(self, outcomes: list[tuple[int, bool, float, str | None]]) -> None:
+        """(event id, delivered, next attempt at, error) of a round of deliveries."""
+        now = time.time()
         async with self._db.operation("relay.webhook"), self._writer.begin() as connection:
-            await connection.execute(
-                relay_webhook_events.update()
-                .where(relay_webhook_events.c.id == event_id)
-                .values(
-                    attempts=relay_webhook_events.c.attempts + 1,
-                    delivered_at=time.time() if delivered else None,
-                    next_attempt_at=next_attempt_at,
-                    last_error=error,
+            for event_id, delivered, next_attempt_at, error in outcomes:
+                await connection.execute(
+                    relay_webhook_events.update()
+                    .where(relay_webhook_events.c.id == event_id)
+                    .values(
+                        attempts=relay_webhook_events.c.attempts + 1,
+                        delivered_at=now if delivered else None,
+                        next_attempt_at=next_attempt_at,
+                        last_error=error,
+                    )
                 )
-            )

@@ -77,13 +77,16 @@ class Webhooks:
         events = await self.store.due_events(time.time(), limit=CONCURRENCY * 4)
         slots = asyncio.Semaphore(CONCURRENCY)
 
-        async def deliver(event: Any) -> None:  # noqa: ANN401
+        async def deliver(event: Any) -> tuple[int, bool, float, str | None]:  # noqa: ANN401
             async with slots:
-                await self._deliver(event)
+                return await self._deliver(event)
 
-        await asyncio.gather(*(deliver(event) for event in events))
+        outcomes = await asyncio.gather(*(deliver(event) for event in events))
+        if outcomes:
+            await self.store.events_attempted(list(outcomes))
 
-    async def _deliver(self, event: Any) -> None:  # noqa: ANN401
+    async def _deliver(self, event: Any) -> tuple[int, bool, float, str | None]:  # noqa: ANN401
+        """One attempt: (event id, delivered, next attempt at, error)."""
         body = event.body.encode()
         timestamp = str(int(time.time()))
         headers = {
@@ -97,19 +100,13 @@ class Webhooks:
                 event.url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=5)
             ) as response:
                 if 200 <= response.status < 300:
-                    await self.store.event_attempted(
-                        event.id, delivered=True, next_attempt_at=time.time(), error=None
-                    )
-                    return
+                    return event.id, True, time.time(), None
                 error = f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
             error = type(exc).__name__
         attempts = event.attempts + 1
         if attempts >= self.settings.webhook_max_attempts:
             log.error("webhook given up", url=event.url, event=event.id, error=error)
-            later = NEVER
-        else:
-            later = time.time() + self.settings.webhook_backoff_s * 2 ** (attempts - 1)
-        await self.store.event_attempted(
-            event.id, delivered=False, next_attempt_at=later, error=error
-        )
+            return event.id, False, NEVER, error
+        later = time.time() + self.settings.webhook_backoff_s * 2 ** (attempts - 1)
+        return event.id, False, later, error
