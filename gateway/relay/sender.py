@@ -34,13 +34,13 @@ from web3.contract import AsyncContract
 from web3.exceptions import Web3Exception
 from web3.types import Wei
 
-from gateway.chain import rawrpc
+from gateway.chain.txsender import Signed, TxSender
 from gateway.config import RelaySettings
 from gateway.faults import crash_point
 from gateway.relay import fees as fee_rules
 from gateway.relay.fees import Fees
 from gateway.relay.forward import execute_calldata
-from gateway.relay.store import Events, RelayStore, SignedTx
+from gateway.relay.store import Events, RelayStore
 from gateway.relay.webhooks import Webhooks
 from gateway.telemetry import Metrics
 from gateway.telemetry.sampling import parse_traceparent
@@ -72,6 +72,7 @@ class RelaySender:
         self.w3 = w3
         self.account = account
         self.relayer = account.address.lower()
+        self.tx = TxSender(w3, account, chain_id)
         self.forwarder = forwarder
         self.chain_id = chain_id
         self.metrics = metrics
@@ -177,7 +178,7 @@ class RelaySender:
             crash_point("relay.before_broadcast")
             slots = asyncio.Semaphore(BROADCASTS_IN_FLIGHT)
 
-            async def broadcast(tx: SignedTx) -> None:
+            async def broadcast(tx: Signed) -> None:
                 async with slots:
                     await self._broadcast(tx, fresh=True)
 
@@ -191,7 +192,7 @@ class RelaySender:
             )
             crash_point("relay.after_broadcast")
 
-    def _execute_signer(self, row: Any, fees: Fees) -> Callable[[int], SignedTx]:  # noqa: ANN401
+    def _execute_signer(self, row: Any, fees: Fees) -> Callable[[int], Signed]:  # noqa: ANN401
         return lambda nonce: self._sign_execute(row, nonce, fees)
 
     # --- requests on their way ----------------------------------------------------------
@@ -264,7 +265,7 @@ class RelaySender:
     async def _mined(self, row: Any, versions: list[Any], head: int, chain_next: int) -> None:  # noqa: ANN401
         with self._span("relay.confirm", row) as span:
             for version in reversed(versions):
-                receipt = await rawrpc.request(self.w3, "eth_getTransactionReceipt", [version.hash])
+                receipt = await self.tx.receipt_now(version.hash)
                 if receipt is None:
                     continue
                 span.set_attribute("relay.tx_hash", version.hash)
@@ -316,7 +317,7 @@ class RelaySender:
 
     # --- signing and sending ------------------------------------------------------------
 
-    def _sign_execute(self, row: Any, nonce: int, fees: Fees) -> SignedTx:  # noqa: ANN401
+    def _sign_execute(self, row: Any, nonce: int, fees: Fees) -> Signed:  # noqa: ANN401
         data = "0x" + execute_calldata(_execute_args(row)).hex()
         gas = int(row.gas) + int(row.gas) // 63 + FORWARDER_OVERHEAD_GAS + 16 * len(data) // 2
         return self._sign(
@@ -325,39 +326,18 @@ class RelaySender:
             fees,
         )
 
-    def _sign_noop(self, nonce: int, fees: Fees) -> SignedTx:
+    def _sign_noop(self, nonce: int, fees: Fees) -> Signed:
         return self._sign(
             {"to": self.account.address, "value": 0, "gas": NOOP_GAS, "data": "0x"}, nonce, fees
         )
 
-    def _sign(self, tx: dict[str, Any], nonce: int, fees: Fees) -> SignedTx:
-        signed = self.account.sign_transaction(
-            {
-                **tx,
-                "type": 2,
-                "chainId": self.chain_id,
-                "nonce": nonce,
-                "maxFeePerGas": fees.max_fee,
-                "maxPriorityFeePerGas": fees.priority_fee,
-            }
-        )
-        return SignedTx(
-            "0x" + bytes(signed.hash).hex(),
-            "0x" + bytes(signed.raw_transaction).hex(),
-            fees.max_fee,
-            fees.priority_fee,
-        )
+    def _sign(self, tx: dict[str, Any], nonce: int, fees: Fees) -> Signed:
+        return self.tx.sign_at(tx, nonce, max_fee=fees.max_fee, priority_fee=fees.priority_fee)
 
-    async def _broadcast(self, signed: SignedTx, *, fresh: bool = False) -> None:
-        """Send the stored bytes unless the node has them (a ``fresh`` transaction, signed
-        just now, it cannot have); a refusal is logged and the watcher decides (a receipt, a
-        bump, or a release when the nonce was taken)."""
-        if not fresh and await rawrpc.request(self.w3, "eth_getTransactionByHash", [signed.hash]):
-            return
-        try:
-            await rawrpc.request(self.w3, "eth_sendRawTransaction", [signed.raw])
-        except (Web3Exception, ValueError) as exc:
-            log.warning("relay broadcast refused", tx_hash=signed.hash, error=str(exc)[:200])
+    async def _broadcast(self, signed: Signed, *, fresh: bool = False) -> None:
+        """The stored bytes to the node (see TxSender.broadcast); a refusal is for the
+        watcher to settle (a receipt, a bump, or a release when the nonce was taken)."""
+        await self.tx.broadcast(signed.raw, signed.hash, new=fresh)
 
     async def _refresh_gauges(self) -> None:
         if self.rounds % 8 != 1:
@@ -396,8 +376,14 @@ def _execute_args(row: Any) -> tuple[Any, ...]:  # noqa: ANN401
     )
 
 
-def _signed_of(version: Any) -> SignedTx:  # noqa: ANN401
-    return SignedTx(version.hash, version.raw, int(version.max_fee), int(version.priority_fee))
+def _signed_of(version: Any) -> Signed:  # noqa: ANN401
+    return Signed(
+        version.raw,
+        version.hash,
+        int(version.relayer_nonce),
+        int(version.max_fee),
+        int(version.priority_fee),
+    )
 
 
 def _public(fields: dict[str, Any]) -> dict[str, Any]:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from gateway.chain.txsender import Signed
 from gateway.storage import Database
 from gateway.storage.leadership import leadership
 from gateway.storage.schema import relay_requests, relay_txs, relay_webhook_events, relayer_nonces
@@ -29,16 +29,8 @@ QUEUED = ("pending", *ACTIVE)  # the signer's forwarder nonce is not used yet
 FINAL = ("confirmed", "failed", "expired", "canceled")
 
 
-@dataclass(frozen=True, slots=True)
-class SignedTx:
-    hash: str
-    raw: str
-    max_fee: int
-    priority_fee: int
-
-
 # (relayer nonce) -> the transaction signed with it
-Signer = Callable[[int], SignedTx]
+Signer = Callable[[int], Signed]
 # Webhook events of a status change: (url, JSON body)
 Events = list[tuple[str, str]]
 
@@ -210,7 +202,7 @@ class RelayStore:
 
     async def send_new(
         self, batch: list[tuple[str, Signer, Events]], relayer: str, *, head: int
-    ) -> list[SignedTx]:
+    ) -> list[Signed]:
         """For each (request id, signer, events), in order: allocate the relayer's next
         nonce, sign the request's transaction with it, store both and mark the request
         ``sent``; all in one transaction, before any broadcast."""
@@ -261,7 +253,7 @@ class RelayStore:
         request_id: str | None,
         relayer: str,
         nonce: int,
-        signed: SignedTx,
+        signed: Signed,
         *,
         kind: str,
         head: int,
@@ -379,7 +371,7 @@ class RelayStore:
     @staticmethod
     async def _insert_tx(  # noqa: PLR0913  # one row
         connection: AsyncConnection,
-        signed: SignedTx,
+        signed: Signed,
         request_id: str | None,
         relayer: str,
         *,
