@@ -91,6 +91,9 @@ def anonymous(request: web.Request) -> Caller:
 async def caller_of(request: web.Request) -> Caller:
     """The request's caller; raises Unauthenticated for a token that is not valid, and
     Unavailable when the session store cannot answer (the caller decides what then)."""
+    headers = request.headers
+    if "Authorization" not in headers and "Cookie" not in headers:
+        return anonymous(request)  # nothing to resolve: cheaper than remembering it
     if _CALLER in request:
         return request[_CALLER]
     caller = anonymous(request)

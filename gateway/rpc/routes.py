@@ -34,6 +34,7 @@ WEBSOCKETS = web.AppKey("websockets", WebSocketGateway)
 routes = web.RouteTableDef()
 
 _JSON = "application/json"
+_JSON_HEADERS = {"Content-Type": _JSON}
 
 
 class JsonRpcRequest(BaseModel):
@@ -66,6 +67,8 @@ async def rpc_caller(request: web.Request) -> Caller:
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    if headers is None:  # the common reply: no content-type parsing, one header dict copy
+        return web.Response(body=body, status=status, headers=_JSON_HEADERS)
     return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
 
 

@@ -17,7 +17,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind
 from gateway.caller import Caller, Tier
 from gateway.config import RpcSettings
 from gateway.errors import GatewayError
-from gateway.ratelimit import Limit, RateLimiter
+from gateway.ratelimit import Limit, MemoryRateLimiter, RateLimiter
 from gateway.rpc import jsonrpc, logs
 from gateway.rpc.cache import (
     FOREVER,
@@ -68,6 +68,7 @@ class RpcService:
         self.cache = cache
         self.shared: RedisCache | None = shared_cache
         self.limiter = limiter
+        self._local_limiter = limiter if isinstance(limiter, MemoryRateLimiter) else None
         self.metrics = metrics
         self.tracer = tracer
         self.policies: dict[Tier, MethodPolicy] = {
@@ -102,9 +103,11 @@ class RpcService:
         return [await self.admit_one(call, caller) for call in calls]
 
     async def admit_one(self, call: Call, caller: Caller) -> float:
-        wait = await self.limiter.acquire(
-            f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
-        )
+        key, limit, cost = f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
+        if self._local_limiter is not None:  # in process: no coroutine to create and await
+            wait = self._local_limiter.acquire_now(key, limit, cost)
+        else:
+            wait = await self.limiter.acquire(key, limit, cost)
         if wait > 0:
             self.metrics.rate_limited.labels(caller.tier).inc()
             self.metrics.rpc_requests.labels(
