@@ -27,6 +27,9 @@ DOMAIN_TYPE = [
 ]
 
 
+TYPES = {"EIP712Domain": DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE}
+
+
 @dataclass(frozen=True, slots=True)
 class Domain:
     name: str
@@ -73,7 +76,7 @@ class ForwardRequest:
     def typed_data(self, domain: Domain) -> dict[str, Any]:
         message = self.message() | {"data": "0x" + self.data.hex()}
         return {
-            "types": {"EIP712Domain": DOMAIN_TYPE, "ForwardRequest": FORWARD_REQUEST_TYPE},
+            "types": TYPES,
             "primaryType": "ForwardRequest",
             "domain": domain.as_json(),
             "message": message,

@@ -32,15 +32,16 @@ from opentelemetry.trace import Link
 from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import Web3Exception
-from web3.types import Wei
 
+from gateway.chain import rawrpc
 from gateway.chain.txsender import Signed, TxSender
 from gateway.config import RelaySettings
 from gateway.faults import crash_point
 from gateway.relay import fees as fee_rules
 from gateway.relay.fees import Fees
 from gateway.relay.forward import execute_calldata
-from gateway.relay.store import Events, RelayStore
+from gateway.relay.reverts import decode_revert
+from gateway.relay.store import QUEUED, Events, RelayStore
 from gateway.relay.webhooks import Webhooks
 from gateway.telemetry import Metrics
 from gateway.telemetry.sampling import parse_traceparent
@@ -158,9 +159,9 @@ class RelaySender:
         sendable = []
         for row in rows:
             if row.cancel_requested:
-                await self._settle(row, "canceled")
+                self._settle(row, "canceled")
             elif row.deadline <= time.time():
-                await self._settle(row, "expired")
+                self._settle(row, "expired")
             else:
                 sendable.append(row)
         if not sendable:
@@ -295,21 +296,25 @@ class RelaySender:
         else:
             status = "confirmed"
             self.metrics.relay_confirm_seconds.observe(time.time() - row.created_at)
-        await self._settle(row, status, **fields)
+        self._settle(row, status, **fields)
 
-    async def _settle(self, row: Any, status: str, **fields: Any) -> None:  # noqa: ANN401
+    def _settle(self, row: Any, status: str, **fields: Any) -> None:  # noqa: ANN401
         events = self.webhooks.events(row, status, **_public(fields))
         self._decided.append((row.id, status, events, fields))
         self.metrics.child(self.metrics.relay_requests, status).inc()
         log.info("relay request settled", request=row.id, status=status, **_public(fields))
 
     async def _revert_reason(self, row: Any, block: int) -> str:  # noqa: ANN401
-        from gateway.relay.service import decode_revert  # noqa: PLC0415  # one helper, no cycle
-
+        """Why the mined ``execute`` reverted: the call replayed in its block's environment
+        (its timestamp, the state that block left; a revert changes no state of its own)."""
         try:
-            await self.forwarder.functions.execute(_execute_args(row)).call(
-                {"from": self.account.address, "value": Wei(int(row.value))},
-                block_identifier=block - 1,
+            await rawrpc.call(
+                self.w3,
+                self.forwarder.address,
+                execute_calldata(_execute_args(row)),
+                sender=self.account.address,
+                value=int(row.value),
+                block=block,
             )
         except Web3Exception as exc:
             return decode_revert(exc)
@@ -318,8 +323,8 @@ class RelaySender:
     # --- signing and sending ------------------------------------------------------------
 
     def _sign_execute(self, row: Any, nonce: int, fees: Fees) -> Signed:  # noqa: ANN401
-        data = "0x" + execute_calldata(_execute_args(row)).hex()
-        gas = int(row.gas) + int(row.gas) // 63 + FORWARDER_OVERHEAD_GAS + 16 * len(data) // 2
+        data = execute_calldata(_execute_args(row))
+        gas = int(row.gas) + int(row.gas) // 63 + FORWARDER_OVERHEAD_GAS + 16 * len(data)
         return self._sign(
             {"to": self.forwarder.address, "value": int(row.value), "gas": gas, "data": data},
             nonce,
@@ -343,7 +348,7 @@ class RelaySender:
         if self.rounds % 8 != 1:
             return
         counts = await self.store.counts()
-        self.metrics.relay_pending.set(sum(counts.get(s, 0) for s in ("pending", *_ACTIVE)))
+        self.metrics.relay_pending.set(sum(counts.get(status, 0) for status in QUEUED))
         oldest = await self.store.oldest_unfinished()
         self.metrics.relay_oldest_unfinished.set(0 if oldest is None else time.time() - oldest)
         with contextlib.suppress(Web3Exception, OSError, TimeoutError):
@@ -359,9 +364,6 @@ class RelaySender:
                 links.append(Link(context))
         attributes = {"relay.request_id": rows[0].id} if len(rows) == 1 else {}
         return self.tracer.start_as_current_span(name, links=links, attributes=attributes)
-
-
-_ACTIVE = ("sent", "submitted", "mined")
 
 
 def _execute_args(row: Any) -> tuple[Any, ...]:  # noqa: ANN401

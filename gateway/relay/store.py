@@ -299,16 +299,6 @@ class RelayStore:
                 found[row.request_id].append(row)
         return found
 
-    async def next_nonce(self, relayer: str) -> int | None:
-        async with self._db.operation("relay.nonce"), self._engine.connect() as connection:
-            return (
-                await connection.execute(
-                    sa.select(relayer_nonces.c.next_nonce).where(
-                        relayer_nonces.c.relayer == relayer
-                    )
-                )
-            ).scalar_one_or_none()
-
     async def reconcile_nonce(self, relayer: str, chain_next: int) -> tuple[int, list[int]]:
         """Bring the counter to the chain: never below the chain's count (a transaction of
         this key sent elsewhere moves it up). Returns the counter and the nonces in

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+# A 64-bit key that autoincrements on both backends (SQLite's rowid alias must be INTEGER).
+_SERIAL = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -46,7 +49,7 @@ records = sa.Table(
     # Insertion order: the stable cursor of listings.
     sa.Column(
         "seq",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        _SERIAL,
         primary_key=True,
         autoincrement=True,
     ),
@@ -86,7 +89,7 @@ anchor_batches = sa.Table(
     metadata,
     sa.Column(
         "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        _SERIAL,
         primary_key=True,
         autoincrement=True,
     ),
@@ -112,7 +115,7 @@ relay_requests = sa.Table(
     metadata,
     sa.Column(
         "seq",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        _SERIAL,
         primary_key=True,
         autoincrement=True,
     ),
@@ -172,7 +175,7 @@ relay_webhook_events = sa.Table(
     metadata,
     sa.Column(
         "id",
-        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        _SERIAL,
         primary_key=True,
         autoincrement=True,
     ),

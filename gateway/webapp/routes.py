@@ -7,6 +7,7 @@ and calls to this origin (HTTP and WebSocket).
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from aiohttp import web
@@ -26,8 +27,10 @@ _CSP = (
 routes = web.RouteTableDef()
 
 
-def static_dir() -> resources.abc.Traversable:
-    return resources.files("gateway.webapp") / "static"
+@functools.cache
+def _file(name: str) -> bytes:
+    """A file of the page, read once: package data does not change while the process runs."""
+    return (resources.files("gateway.webapp") / "static" / name).read_bytes()
 
 
 @routes.get("/app")
@@ -50,9 +53,8 @@ async def app_file(request: web.Request) -> web.Response:
     content_type = _FILES.get(name)
     if content_type is None:
         raise web.HTTPNotFound
-    body = (static_dir() / name).read_bytes()
     return web.Response(
-        body=body,
+        body=_file(name),
         content_type=content_type,
         charset="utf-8",
         headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},

@@ -13,18 +13,9 @@ from web3.exceptions import ContractLogicError
 
 from gateway.chain.artifacts import load_artifact
 from gateway.chain.deploy import deploy_relay_contracts, read_deployments
+from gateway.relay.forward import TYPES
 
 pytestmark = pytest.mark.integration
-
-FORWARD_REQUEST = [
-    {"name": "from", "type": "address"},
-    {"name": "to", "type": "address"},
-    {"name": "value", "type": "uint256"},
-    {"name": "gas", "type": "uint256"},
-    {"name": "nonce", "type": "uint256"},
-    {"name": "deadline", "type": "uint48"},
-    {"name": "data", "type": "bytes"},
-]
 
 
 @pytest.fixture(name="relay_contracts")
@@ -65,15 +56,7 @@ async def signed_request(w3, forwarder, signer, to: str, data: bytes, *, nonce=N
     }
     signature = signer.sign_typed_data(
         full_message={
-            "types": {
-                "EIP712Domain": [
-                    {"name": "name", "type": "string"},
-                    {"name": "version", "type": "string"},
-                    {"name": "chainId", "type": "uint256"},
-                    {"name": "verifyingContract", "type": "address"},
-                ],
-                "ForwardRequest": FORWARD_REQUEST,
-            },
+            "types": TYPES,
             "primaryType": "ForwardRequest",
             "domain": {
                 "name": name,

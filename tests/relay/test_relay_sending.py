@@ -196,3 +196,31 @@ async def test_the_relayer_key_used_elsewhere_does_not_jam_the_relay(
     assert await guestbook.entries(second.address) == 1
     mined = int(chain.rpc("eth_getTransactionCount", [relayer, "latest"]), 16)
     assert mined == taken + 2  # no gap, nothing twice
+
+
+async def test_a_request_that_reverts_on_chain_ends_failed(make_relay_client, chain, guestbook):
+    """Simulated fine, mined in a block past its deadline: the forwarder reverts, the relayer
+    paid, the request ends `failed` with a reason, and later requests still go out."""
+    client = await make_relay_client()
+    chain.rpc("evm_setAutomine", [False])
+    frontend = Frontend(client)
+    signer = Account.create()
+    deadline = int(time.time()) + 120
+    status, body = await frontend.submit(
+        await frontend.build(signer, "too late", deadline=deadline)
+    )
+    assert status == 202, body
+    await submitted(frontend, body["id"])
+    chain.rpc("evm_setNextBlockTimestamp", [deadline + 60])  # the chain's clock, not ours
+    chain.rpc("evm_mine")
+    final = await confirmed(frontend, body["id"])
+    assert final["status"] == "failed", final
+    assert final["revertReason"].startswith("ERC2771ForwarderExpiredRequest("), final
+    assert final["blockNumber"] is not None
+    assert await guestbook.entries(signer.address) == 0
+    chain.rpc("evm_setAutomine", [True])
+    status, body = await frontend.submit(
+        await frontend.build(signer, "on time", deadline=deadline + 3600)
+    )
+    assert status == 202, body  # the forwarder did not use the nonce: it is taken again
+    assert (await confirmed(frontend, body["id"]))["status"] == "confirmed"
