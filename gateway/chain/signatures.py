@@ -6,6 +6,7 @@ own codes.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from coincurve import PublicKey
@@ -23,6 +24,7 @@ class InvalidSignature(ValueError):
     """A well-formed signature from which no key recovers."""
 
 
+@functools.lru_cache(maxsize=4096)  # a keccak each; the same wallets come back again and again
 def checksum_address(address: str) -> str:
     """EIP-55 mixed-case form of a 0x-prefixed 40-hex-digit address."""
     lower = address[2:].lower()

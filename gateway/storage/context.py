@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
 from gateway.storage import migrate
+from gateway.storage.checkpoint import WalCheckpointer
 from gateway.storage.database import STORAGE, Database, SchemaOutOfDate, storage_errors
 from gateway.telemetry import TELEMETRY
 
@@ -28,7 +29,11 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         else:
             await _check_schema(database)
         app[STORAGE] = database
-        yield
+        if database.path is None:
+            yield
+        else:
+            async with WalCheckpointer(database.path).running():
+                yield
     finally:
         await database.close()
 

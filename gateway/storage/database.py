@@ -67,11 +67,23 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:  # noqa:
     cursor.close()
 
 
+def _on_sqlite_writer_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401
+    """The writer's commits do not checkpoint: ``storage.checkpoint`` does, off their path."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.close()
+
+
 class Database:
     """An async engine plus what the gateway needs to know about its backend."""
 
     def __init__(
-        self, engine: AsyncEngine, *, backend: str, writer: AsyncEngine | None = None
+        self,
+        engine: AsyncEngine,
+        *,
+        backend: str,
+        writer: AsyncEngine | None = None,
+        path: Path | None = None,
     ) -> None:
         self.metrics: Metrics | None = None  # set by storage_ctx
         self.engine = engine
@@ -79,6 +91,7 @@ class Database:
         # in asyncio, instead of spinning in SQLite's busy handler (which sleeps in ms).
         self.writer = writer or engine
         self.backend = backend
+        self.path = path  # a SQLite file's (None: PostgreSQL, or SQLite in memory)
         self._writes: GroupCommit[Callable[[AsyncConnection], Awaitable[Any]], Any] = GroupCommit(
             self._commit_writes, name="sqlite-group-commit"
         )
@@ -98,7 +111,9 @@ class Database:
         )
         for each in (engine, writer):
             event.listen(each.sync_engine, "connect", _on_sqlite_connect)
-        return cls(engine, backend=backend, writer=writer)
+        if path is not None:
+            event.listen(writer.sync_engine, "connect", _on_sqlite_writer_connect)
+        return cls(engine, backend=backend, writer=writer, path=path)
 
     async def ping(self, timeout_s: float = 2.0) -> None:
         """Raises StorageUnavailable unless the database answers ``SELECT 1`` in time."""
