@@ -9,20 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
-from gateway.storage import STORAGE, Database, migrate
+from gateway.storage import STORAGE, Database
 from gateway.storage.checkpoint import WalCheckpointer
 from gateway.storage.schema import revoked_tokens
-
-
-@pytest.fixture(name="database")
-async def _database(tmp_path):
-    database = Database.open(f"sqlite:///{tmp_path / 'c.db'}")
-    await migrate.upgrade(database)
-    yield database
-    await database.close()
 
 
 async def _write_many(database: Database, count: int, prefix: str) -> None:

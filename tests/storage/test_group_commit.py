@@ -3,19 +3,9 @@ itself, and every write is committed when its caller gets the result."""
 
 import asyncio
 
-import pytest
 import sqlalchemy as sa
 
-from gateway.storage import Database, migrate
 from gateway.storage.schema import revoked_tokens
-
-
-@pytest.fixture(name="database")
-async def _database(tmp_path):
-    database = Database.open(f"sqlite:///{tmp_path / 'g.db'}")
-    await migrate.upgrade(database)
-    yield database
-    await database.close()
 
 
 def _insert(jti: str):
