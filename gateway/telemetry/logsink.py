@@ -10,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator
-from typing import BinaryIO
+from collections.abc import AsyncIterator, Callable
+from typing import Any, BinaryIO
 
 from gateway.background import running
 
 FLUSH_INTERVAL_S = 0.1
 FLUSH_BYTES = 64 * 1024
+DEFERRED_LINE_BYTES = 400  # what a deferred line counts towards FLUSH_BYTES (an access line)
+
+Render = Callable[[tuple[Any, ...]], bytes]
 
 
 class LogSink:
@@ -24,7 +27,7 @@ class LogSink:
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._lines: list[bytes] = []
+        self._lines: list[bytes | tuple[Render, tuple[Any, ...]]] = []
         self._size = 0
         self._batching = 0
         self._lock = threading.Lock()  # stdlib logging may write from other threads
@@ -43,13 +46,34 @@ class LogSink:
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 
+    def defer(self, render: Render, fields: tuple[Any, ...]) -> None:
+        """A line rendered by ``render(fields)`` when the batch is written, in its place
+        among the others: the request path keeps a tuple, the rendering (formatting ids
+        and the time, one orjson call) runs in the flush, ~4 us less per request."""
+        with self._lock:
+            if not self._batching:
+                self._stream.write(render(fields) + b"\n")
+                self._stream.flush()
+                return
+            self._lines.append((render, fields))
+            self._size += DEFERRED_LINE_BYTES
+            if self._size >= FLUSH_BYTES:
+                self._flush_locked()
+
     def flush(self) -> None:
         with self._lock:
             self._flush_locked()
 
     def _flush_locked(self) -> None:
         if self._lines:
-            self._stream.write(b"".join(self._lines))
+            self._stream.write(
+                b"".join(
+                    [
+                        line if isinstance(line, bytes) else line[0](line[1]) + b"\n"
+                        for line in self._lines
+                    ]
+                )
+            )
             self._lines.clear()
             self._size = 0
         self._stream.flush()

@@ -114,12 +114,12 @@ def request_middleware(render_error: RenderError) -> Middleware:
                     route=route,
                     path=request.path,
                     status=status,
-                    duration_ms=round(elapsed * 1000, 3),
+                    duration_s=elapsed,
                     body_bytes=_body_bytes(response),
                     client_ip=client_ip(request, trust_forwarded_for=telemetry.trust_forwarded_for),
                     request_id=request_id,
-                    trace_id=f"{trace_id:032x}",
-                    span_id=f"{span_id:016x}",
+                    trace_id=trace_id,
+                    span_id=span_id,
                 )
             CURRENT_REQUEST.reset(token)
         return response
