@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,11 +93,8 @@ class Candidate:
         return "0x" + self.id.hex()
 
 
-def _shape(typed_data: Any) -> tuple[dict[str, Any], str, dict[str, Any], dict[str, Any]]:  # noqa: ANN401
-    if not isinstance(typed_data, dict):
-        raise InvalidTypedData("typedData must be an object")
+def _shape_types(typed_data: dict[str, Any]) -> tuple[dict[str, Any], str]:
     types, primary = typed_data.get("types"), typed_data.get("primaryType")
-    domain, message = typed_data.get("domain"), typed_data.get("message")
     if not isinstance(types, dict) or not all(
         isinstance(fields, list)
         and all(isinstance(f, dict) and set(f) == {"name", "type"} for f in fields)
@@ -105,12 +103,17 @@ def _shape(typed_data: Any) -> tuple[dict[str, Any], str, dict[str, Any], dict[s
         raise InvalidTypedData("types must map each type name to a list of {name, type}")
     if not isinstance(primary, str) or primary not in types or primary == "EIP712Domain":
         raise InvalidTypedData("primaryType must name one of the types")
+    return types, primary
+
+
+def _shape_rest(typed_data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    domain, message = typed_data.get("domain"), typed_data.get("message")
     if not isinstance(domain, dict) or not isinstance(message, dict):
         raise InvalidTypedData("domain and message must be objects")
-    extra = set(typed_data) - {"types", "primaryType", "domain", "message"}
-    if extra:
+    if len(typed_data) > 4:
+        extra = set(typed_data) - {"types", "primaryType", "domain", "message"}
         raise InvalidTypedData(f"unexpected members: {', '.join(sorted(extra))}")
-    return types, primary, domain, message
+    return domain, message
 
 
 MAX_DEPTH = 16
@@ -173,18 +176,127 @@ def _check_value(types: dict[str, Any], kind: str, value: Any, path: str, depth:
         raise InvalidTypedData(f"{path}: unknown type {kind}")
 
 
-def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
-    """Shape and value checks, and the EIP-712 digest (the record id)."""
-    types, primary, domain, message = _shape(typed_data)
+Check = Callable[[Any, int], bool]  # (value, depth) -> whether it is exactly of its type
+
+
+@dataclass(frozen=True, slots=True)
+class _Schema:
+    """One (types, primary type) seen before: its checks compiled, its parts kept."""
+
+    check: Check  # the message
+    message_types: dict[str, Any]  # the types without EIP712Domain
+    key: bytes  # eip712.hash_message's cache key of this schema
+
+
+_schemas: dict[bytes, _Schema] = {}
+_MAX_SCHEMAS = 1024
+
+
+def _leaf(kind: str) -> Callable[[Any], bool] | None:  # noqa: PLR0911
+    """The exact check of a value of an atomic type (None: not an atomic type)."""
+    if kind == "address":
+        return lambda v: isinstance(v, str) and _ADDRESS.fullmatch(v) is not None
+    if kind == "string":
+        return lambda v: isinstance(v, str)
+    if kind == "bool":
+        return lambda v: isinstance(v, bool)
+    if kind == "bytes":
+        return lambda v: isinstance(v, str) and _HEX.fullmatch(v) is not None
+    if size := _BYTES_TYPE.fullmatch(kind):
+        length = 2 + 2 * int(size.group(1))
+        return lambda v: isinstance(v, str) and len(v) == length and _HEX.fullmatch(v) is not None
+    if number := _INT_TYPE.fullmatch(kind):
+        bits = int(number.group(2) or 256)
+        low, high = (
+            (0, 2**bits - 1) if number.group(1) else (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        )
+
+        def in_range(value: Any) -> bool:  # noqa: ANN401
+            parsed = _as_int(value)
+            return parsed is not None and low <= parsed <= high
+
+        return in_range
+    return None
+
+
+def _compile(types: dict[str, Any], kind: str, structs: dict[str, Check]) -> Check:
+    """``_check_value`` for one type, as a tree of predicates: no regex, no path."""
+    if array := _ARRAY.fullmatch(kind):
+        item = _compile(types, array.group(1), structs)
+        size = int(array.group(2)) if array.group(2) else None
+
+        def check_array(value: Any, depth: int) -> bool:  # noqa: ANN401
+            return (
+                depth <= MAX_DEPTH
+                and isinstance(value, list)
+                and (size is None or len(value) == size)
+                and all(item(each, depth + 1) for each in value)
+            )
+
+        return check_array
+    if kind in types:
+        found = structs.get(kind)
+        if found is not None:
+            return found
+        names = frozenset(field["name"] for field in types[kind])
+        fields: list[tuple[str, Check]] = []
+
+        def check_struct(value: Any, depth: int) -> bool:  # noqa: ANN401
+            return (
+                depth <= MAX_DEPTH
+                and isinstance(value, dict)
+                and value.keys() == names
+                and all(check(value[name], depth + 1) for name, check in fields)
+            )
+
+        structs[kind] = check_struct  # before its fields: a type may refer to itself
+        fields.extend((f["name"], _compile(types, f["type"], structs)) for f in types[kind])
+        return check_struct
+    leaf = _leaf(kind)
+    if leaf is None:  # an unknown type: any value of it is refused (by _check_value)
+        return lambda _value, _depth: False
+    return lambda value, depth: depth <= MAX_DEPTH and leaf(value)
+
+
+def _schema_of(typed_data: dict[str, Any]) -> _Schema:
+    """The schema of a record's types, compiled on first sight (after the checks of its
+    types, which a schema seen before has passed)."""
+    key = dumps_exact([typed_data.get("primaryType"), typed_data.get("types")], sort_keys=True)
+    schema = _schemas.get(key)
+    if schema is not None:
+        return schema
+    types, primary = _shape_types(typed_data)
+    _shape_rest(typed_data)  # the members' errors come before the type names'
     for name in types:
         if not _IDENTIFIER.fullmatch(name):
             raise InvalidTypedData(f"type name {name!r} is not an identifier")
-    _check_value(types, primary, message, "message", 0)
+    message_types = {k: v for k, v in types.items() if k != "EIP712Domain"}
+    schema = _Schema(
+        check=_compile(types, primary, {}),
+        message_types=message_types,
+        key=eip712.schema_key(message_types, primary),
+    )
+    if len(_schemas) >= _MAX_SCHEMAS:
+        _schemas.clear()
+    _schemas[key] = schema
+    return schema
+
+
+def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
+    """Shape and value checks, and the EIP-712 digest (the record id)."""
+    if not isinstance(typed_data, dict):
+        raise InvalidTypedData("typedData must be an object")
+    schema = _schema_of(typed_data)
+    domain, message = _shape_rest(typed_data)
+    primary: str = typed_data["primaryType"]
+    if not schema.check(message, 0):  # walked again, for the path of what is wrong
+        _check_value(typed_data["types"], primary, message, "message", 0)
+        raise InvalidTypedData("message: a value is not of its type")
     canonical = dumps_exact(typed_data, sort_keys=True)
     if len(canonical) > max_bytes:
         raise RecordTooLarge(f"record is {len(canonical)} bytes; the limit is {max_bytes}")
     try:
-        digest = _digest(typed_data)
+        digest = _digest(typed_data, schema)
     except GatewayError:
         raise
     except Exception as exc:  # eth-account raises many kinds on malformed typed data
@@ -192,7 +304,7 @@ def prepare(typed_data: Any, *, max_bytes: int) -> Candidate:  # noqa: ANN401
     return Candidate(digest, typed_data, canonical, primary, domain, message)
 
 
-def _digest(typed_data: dict[str, Any]) -> bytes:
+def _digest(typed_data: dict[str, Any], schema: _Schema) -> bytes:
     """The EIP-712 digest, by eth-account's encode_typed_data.
 
     A dApp's records share their domain: its separator is remembered per domain, and the
@@ -210,9 +322,11 @@ def _digest(typed_data: dict[str, Any]) -> bytes:
             _domain_separator.clear()
         _domain_separator[domain_key] = bytes(message.header)
         return bytes(_hash_eip191_message(message))
-    types = {k: v for k, v in typed_data["types"].items() if k != "EIP712Domain"}
+    types = schema.message_types
     try:
-        body = eip712.hash_message(types, typed_data["primaryType"], typed_data["message"])
+        body = eip712.hash_message(
+            types, typed_data["primaryType"], typed_data["message"], key=schema.key
+        )
     except eip712.NotRoot as exc:
         raise InvalidTypedData("primaryType is not the root of the types") from exc
     except eip712.Unsupported:  # a value form eth-account reads its own way

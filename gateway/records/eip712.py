@@ -120,10 +120,22 @@ class Schema:
 _schemas: dict[bytes, Encoder] = {}
 
 
-def hash_message(types: dict[str, list[dict[str, str]]], primary: str, message: Any) -> bytes:  # noqa: ANN401
+def schema_key(types: dict[str, list[dict[str, str]]], primary: str) -> bytes:
+    return primary.encode() + b"|" + dumps_exact(types, sort_keys=True)
+
+
+def hash_message(
+    types: dict[str, list[dict[str, str]]],
+    primary: str,
+    message: Any,  # noqa: ANN401
+    *,
+    key: bytes | None = None,
+) -> bytes:
     """hashStruct(primary, message) for ``types`` without EIP712Domain; raises Unsupported
-    for values eth-account should encode."""
-    key = primary.encode() + b"|" + dumps_exact(types, sort_keys=True)
+    for values eth-account should encode. ``key`` is ``schema_key(types, primary)`` when
+    the caller has it already."""
+    if key is None:
+        key = schema_key(types, primary)
     encoder = _schemas.get(key)
     if encoder is None:
         if get_primary_type(types) != primary:

@@ -13,12 +13,15 @@ from hypothesis import strategies as st
 
 from gateway.config import DomainRule, RecordsSettings
 from gateway.records.acceptance import (
+    MAX_DEPTH,
     DomainNotAllowed,
     Expired,
     InvalidTypedData,
     RecordTooLarge,
     SchemaMismatch,
     TypeNotAllowed,
+    _check_value,
+    _schema_of,
     check_policy,
     prepare,
     readers_of,
@@ -154,6 +157,61 @@ def test_each_value_kind_is_checked_exactly(message: dict[str, Any], where: str)
     with pytest.raises(InvalidTypedData) as caught:
         prepare(order(**message), max_bytes=1 << 20)
     assert caught.value.message.startswith(where), caught.value.message
+
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**257), 2**257)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=4)
+    | st.sampled_from([ALICE, ALICE.upper(), "0x", "0xdead", "0x1", "0x" + "00" * 32, "7"])
+)
+person_like = st.fixed_dictionaries(
+    {
+        "wallet": st.sampled_from([ALICE, BOB]) | json_scalars,
+        "name": st.text(max_size=3) | json_scalars,
+    },
+    optional={"x": json_scalars},
+)
+# Shapes near each field's type, so that most draws are almost right: one value wrong deep
+# inside is what the two checks could disagree on.
+near_values = {
+    "scalar": json_scalars,
+    "list": st.lists(json_scalars, max_size=3),
+    "list of lists": st.lists(st.lists(json_scalars, max_size=3), max_size=3),
+    "person": person_like,
+    "people": st.lists(person_like, max_size=3),
+}
+
+
+@pytest.mark.parametrize("field", [f["name"] for f in ORDER_TYPES["Order"]])
+@settings(max_examples=120, deadline=None)
+@given(data=st.data())
+def test_the_compiled_check_agrees_with_the_walk(field: str, data: st.DataObject) -> None:
+    """A schema seen before is checked by its compiled predicates; a refusal is explained
+    by the walk. Both must say the same of any value."""
+    value = data.draw(near_values[data.draw(st.sampled_from(sorted(near_values)))])
+    typed = order(**{field: value})
+    try:
+        _check_value(typed["types"], "Order", typed["message"], "message", 0)
+        walked = True
+    except InvalidTypedData:
+        walked = False
+    assert _schema_of(typed).check(typed["message"], 0) is walked
+
+
+def test_nesting_past_the_limit_is_refused_on_both_paths() -> None:
+    types = {"Node": [{"name": "next", "type": "Node[]"}]}
+    message: dict[str, Any] = {"next": []}
+    for _ in range(MAX_DEPTH):
+        message = {"next": [message]}
+    typed = {"types": types, "primaryType": "Node", "domain": {}, "message": message}
+    assert not _schema_of(typed).check(message, 0)
+    with pytest.raises(InvalidTypedData, match="nested deeper"):
+        prepare(typed, max_bytes=1 << 20)
+    with pytest.raises(InvalidTypedData, match="nested deeper"):  # the schema is known now
+        prepare(typed, max_bytes=1 << 20)
 
 
 def test_unknown_types_and_non_identifiers_are_refused() -> None:
