@@ -41,7 +41,7 @@ from gateway.rpc.pool import UpstreamPool
 from gateway.rpc.service import _reply_with_result
 from gateway.rpc.upstream import Upstream
 from gateway.telemetry import Metrics, configure_logging, request_middleware, telemetry_ctx
-from gateway.telemetry.logging import write_access_line
+from gateway.telemetry.logging import active_sink, write_access_line
 from gateway.telemetry.middleware import request_id_for
 from gateway.telemetry.sampling import TraceDecider, parse_traceparent
 from gateway.telemetry.tracing import build_tracer_provider, decided_provider
@@ -196,6 +196,20 @@ def part_two(work: Path) -> None:
     def span() -> None:
         server_tracer.start_span("GET /healthz", kind=SpanKind.SERVER).end()
 
+    def access_line() -> None:
+        write_access_line(
+            method="GET",
+            route="/healthz",
+            path="/healthz",
+            status=200,
+            duration_s=0.00005,
+            body_bytes=15,
+            client_ip="127.0.0.1",
+            request_id="a" * 32,
+            trace_id=2**127 + 1,
+            span_id=2**63 + 1,
+        )
+
     def lookup() -> bytes | None:
         rule = cache_rule("eth_chainId", [], finalized=pool.finalized)
         found = cache.get(cache_key("eth_chainId", []), head=0) if rule is not None else None
@@ -214,19 +228,8 @@ def part_two(work: Path) -> None:
             lambda: metrics.observe_http("GET", "/healthz", 200, 0.0003, None),
         ),
         (
-            "access line (one orjson call into the sink)",
-            lambda: write_access_line(
-                method="GET",
-                route="/healthz",
-                path="/healthz",
-                status=200,
-                duration_s=0.00005,
-                body_bytes=15,
-                client_ip="127.0.0.1",
-                request_id="a" * 32,
-                trace_id=2**127 + 1,
-                span_id=2**63 + 1,
-            ),
+            "access line: fields kept, rendered when the batch is written",
+            access_line,
         ),
         ("JSON-RPC parse (one call)", lambda: jsonrpc.parse_body(CHAIN_ID, max_batch=100)),
         ("method policy", lambda: policy.check("eth_chainId")),
@@ -236,10 +239,17 @@ def part_two(work: Path) -> None:
         ("coalescing: a call nobody shares", coalesced),
         ("node body of a call (as the client sent it)", call.body),  # type: ignore[union-attr]
     ]
+
+    async def measured() -> list[tuple[str, float]]:
+        sink = active_sink()
+        assert sink is not None
+        async with sink.batching():  # as in a serving app: log lines go out in batches
+            return [(name, best_us(statement)) for name, statement in pieces]
+
     print("Part 2: each piece of per-request work on its own")
     print(f"  {'piece':<64} {'us':>8}")
-    for name, statement in pieces:
-        print(f"  {name:<64} {best_us(statement):>8.2f}")
+    for name, cost in loop.run_until_complete(measured()):
+        print(f"  {name:<64} {cost:>8.2f}")
     loop.close()
     provider.shutdown()
 
