@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.background import cancel
 from gateway.bodies import read_model
-from gateway.caller import SessionLike, caller_of
+from gateway.caller import Caller, SessionLike, caller_of
 from gateway.chain.deploy import anchor_account, contract_address
 from gateway.chain.signatures import checksum_address
 from gateway.chain.wallets import ContractWallets
@@ -107,9 +107,8 @@ async def _session(request: web.Request) -> SessionLike | None:
     return (await caller_of(request)).session
 
 
-async def _limit_submissions(request: web.Request) -> None:
+async def _limit_submissions(request: web.Request, caller: Caller) -> None:
     settings = request.app[SETTINGS]
-    caller = await caller_of(request)
     await take_or_refuse(
         request.app[RECORDS_LIMITER],
         f"records:{caller.key}",
@@ -155,8 +154,9 @@ def _record_id(request: web.Request) -> str:
     },
 )
 async def submit(request: web.Request) -> web.Response:
-    session = await _session(request)
-    await _limit_submissions(request)  # before any verification work
+    caller = await caller_of(request)
+    await _limit_submissions(request, caller)  # before any verification work
+    session = caller.session
     body = await read_model(request, SubmitRequest)
     service = request.app[RECORDS]
     result = await service.submit(

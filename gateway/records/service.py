@@ -76,7 +76,7 @@ class RecordService:
                 candidate = acceptance.prepare(typed_data, max_bytes=self.settings.max_bytes)
                 acceptance.check_policy(candidate, self.settings, chain_id=self.chain_id)
                 signer, wallet_type = await self._signer(candidate, signature, claimed_signer)
-            self.metrics.records_verify_duration.observe(time.perf_counter() - started)
+            self.metrics.records_verify_duration.labels().observe(time.perf_counter() - started)
             if self.settings.require_session_signer and (
                 session is None or session.address.lower() != signer
             ):
@@ -109,7 +109,7 @@ class RecordService:
             )
             raise
         finally:
-            self.metrics.child(self.metrics.records_submitted, outcome).inc()
+            self.metrics.records_submitted.labels(outcome).inc()
 
     def _span(self, name: str) -> AbstractContextManager[object]:
         """A child span when the trace is sampled; none otherwise (nothing would export)."""

@@ -160,17 +160,15 @@ class Metrics:
             registry=r,
         )
         # --- signed records and anchoring
-        self.records_submitted = Counter(
-            "gateway_records_submitted",
-            "Records submitted, by outcome.",
-            ["outcome"],
-            registry=r,
+        self.records_submitted = FastCounter(
+            "gateway_records_submitted", "Records submitted, by outcome.", ["outcome"], r
         )
-        self.records_verify_duration = Histogram(
+        self.records_verify_duration = FastHistogram(
             "gateway_records_verify_duration_seconds",
             "Time to verify a record.",
+            [],
+            r,
             buckets=LATENCY_BUCKETS_S,
-            registry=r,
         )
         self.records_pending_anchor = Gauge(
             "gateway_records_pending_anchor", "Records not yet in an anchor batch.", registry=r
