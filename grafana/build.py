@@ -379,6 +379,22 @@ def identity_and_records() -> dict:
                 unit="s",
             ),
             panel(
+                "SQLite WAL pages left after a checkpoint",
+                [(f"max by (instance) (gateway_storage_wal_pages{{{SEL}}})", "{{instance}}")],
+                description="Normally 0: the checkpointer copies the WAL twice a second. Growth "
+                "means a reader holds an old snapshot (see the SqliteWalNotCheckpointed runbook).",
+            ),
+            panel(
+                "SQLite checkpoints by outcome",
+                [
+                    (
+                        f"sum by (outcome) (rate(gateway_storage_checkpoints_total{{{SEL}}}[$__rate_interval]))",
+                        "{{outcome}}",
+                    )
+                ],
+                unit="ops",
+            ),
+            panel(
                 "Records waiting for an anchor",
                 [(f"sum(gateway_records_pending_anchor{{{SEL}}})", "pending")],
                 width=8,

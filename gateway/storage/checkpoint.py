@@ -25,6 +25,7 @@ from pathlib import Path
 import structlog
 
 from gateway.background import running
+from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.storage")
 
@@ -32,12 +33,25 @@ CHECKPOINT_INTERVAL_S = 0.5
 
 
 class WalCheckpointer:
-    """PASSIVE checkpoints of one SQLite file, in a worker thread, every ``interval_s``."""
+    """PASSIVE checkpoints of one SQLite file, in a worker thread, every ``interval_s``.
 
-    def __init__(self, path: Path, *, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+    ``gateway_storage_wal_pages`` is what the last one left in the WAL: a reader holding an
+    old snapshot (a stuck transaction) keeps pages there, and the WAL grows until it ends
+    (the SqliteWalNotCheckpointed alert; failures: SqliteCheckpointFailing)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        metrics: Metrics | None = None,
+        interval_s: float = CHECKPOINT_INTERVAL_S,
+    ) -> None:
         self.path = path
         self.interval_s = interval_s
+        self.metrics = metrics
         self.checkpoints = 0  # completed runs (tests wait on it)
+        for outcome in ("ok", "partial", "failed"):  # exported from the start, at 0
+            self._count(outcome, 0)
 
     def checkpoint(self) -> tuple[int, int]:
         """One PASSIVE checkpoint (blocking): (pages in the WAL, pages copied).
@@ -58,9 +72,19 @@ class WalCheckpointer:
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                await asyncio.to_thread(self.checkpoint)
+                wal_pages, copied = await asyncio.to_thread(self.checkpoint)
             except sqlite3.Error as exc:  # a locked or missing file: the next run retries
                 log.warning("wal checkpoint failed", detail=str(exc))
+                self._count("failed")
+                continue
+            left = max(0, wal_pages - copied)
+            self._count("ok" if left == 0 else "partial")
+            if self.metrics is not None:
+                self.metrics.storage_wal_pages.set(left)
+
+    def _count(self, outcome: str, amount: int = 1) -> None:
+        if self.metrics is not None:
+            self.metrics.child(self.metrics.storage_checkpoints, outcome).inc(amount)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[WalCheckpointer]:

@@ -32,7 +32,8 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         if database.path is None:
             yield
         else:
-            async with WalCheckpointer(database.path).running():
+            checkpointer = WalCheckpointer(database.path, metrics=app[TELEMETRY].metrics)
+            async with checkpointer.running():
                 yield
     finally:
         await database.close()

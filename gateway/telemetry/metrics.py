@@ -250,6 +250,17 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.storage_wal_pages = Gauge(
+            "gateway_storage_wal_pages",
+            "SQLite: WAL pages not yet copied into the database file, after the last checkpoint.",
+            registry=r,
+        )
+        self.storage_checkpoints = Counter(
+            "gateway_storage_checkpoints",
+            "SQLite WAL checkpoints, by outcome (ok, partial: readers held some pages; failed).",
+            ["outcome"],
+            registry=r,
+        )
         # --- the process
         self.event_loop_lag = Histogram(
             "gateway_event_loop_lag_seconds",

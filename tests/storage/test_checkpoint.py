@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from gateway.storage import STORAGE, Database
 from gateway.storage.checkpoint import WalCheckpointer
 from gateway.storage.schema import revoked_tokens
+from gateway.telemetry import Metrics
 
 
 async def _write_many(database: Database, count: int, prefix: str) -> None:
@@ -106,3 +107,30 @@ async def test_the_app_checkpoints_while_it_serves(gateway):
             break
         await asyncio.sleep(0.05)
     assert _database_file_bytes(database) > size_before + 200 * 10 * 200
+
+
+async def test_pages_a_reader_holds_are_counted_until_it_ends(database):
+    """A reader on an old snapshot keeps the WAL's later pages from being copied: the gauge
+    shows them and the run counts as partial; once the reader ends, all are copied."""
+    metrics = Metrics.create(version="test", commit="test")
+    checkpointer = WalCheckpointer(database.path, metrics=metrics, interval_s=0.05)
+    await _write_many(database, 10, "before-")
+    reader = sqlite3.connect(database.path)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM revoked_tokens").fetchone()  # holds this snapshot
+    await _write_many(database, 400, "after-")
+
+    def sample(name: str, **labels: str) -> float:
+        value = metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+    async with checkpointer.running():
+        while sample("gateway_storage_checkpoints_total", outcome="partial") < 1:
+            await asyncio.sleep(0.02)
+        assert sample("gateway_storage_wal_pages") > 0
+        reader.rollback()
+        reader.close()
+        while sample("gateway_storage_wal_pages") > 0:
+            await asyncio.sleep(0.02)
+    assert sample("gateway_storage_checkpoints_total", outcome="ok") >= 1
+    assert sample("gateway_storage_checkpoints_total", outcome="failed") == 0
