@@ -81,12 +81,13 @@ class TxSender:
             priority_fee,
         )
 
-    async def broadcast(self, raw: str, tx_hash: str, *, new: bool = False) -> None:
+    async def broadcast(self, raw: str, tx_hash: str, *, new: bool = False) -> bool:
         """Send the persisted bytes unless the node has them already (pending or mined); a
-        ``new`` transaction, signed just now, is sent without asking. Raw JSON-RPC: web3.py's
-        formatters cost several milliseconds of CPU per call."""
+        ``new`` transaction, signed just now, is sent without asking. Returns whether they
+        were sent. Raw JSON-RPC: web3.py's formatters cost several milliseconds of CPU per
+        call."""
         if not new and await rawrpc.request(self.w3, "eth_getTransactionByHash", [tx_hash]):
-            return  # never send twice
+            return False  # never send twice
         try:
             await rawrpc.request(self.w3, "eth_sendRawTransaction", [raw])
             log.info("transaction sent", tx_hash=tx_hash)
@@ -94,6 +95,7 @@ class TxSender:
             # "already known" / "nonce too low": the same bytes reached the node before;
             # anything else is for the caller's next look (a receipt, a replacement).
             log.warning("broadcast refused", tx_hash=tx_hash, error=str(exc)[:200])
+        return True
 
     async def receipt_now(self, tx_hash: str) -> dict[str, Any] | None:
         """The receipt as the node sends it (hex fields), or None when not mined."""

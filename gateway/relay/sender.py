@@ -10,7 +10,9 @@ Each round (one replica at a time, under an advisory lock on PostgreSQL):
    transaction), then broadcast. A request of one signer is sent after the ones before it.
 3. Sent requests are watched: a receipt of any stored version settles the request; a
    transaction not mined within ``bump_after_blocks`` is replaced with the same nonce and
-   higher fees (at the ceiling it waits, and ``gateway_relay_at_fee_ceiling`` says so); an
+   higher fees (at the ceiling it waits, and ``gateway_relay_at_fee_ceiling`` says so), but
+   not in the round that had to send it again because the node did not have it (its first
+   broadcast failed, or the node dropped it): that one gets a round to be mined first; an
    expired or cancelled request still holding a nonce is replaced by a zero-value no-op.
 
 After a crash nothing is decided twice: a stored transaction is broadcast again with its
@@ -211,8 +213,9 @@ class RelaySender:
         """One active request; returns 1 when it waits at the fee ceiling. On a new head,
         a transaction the node no longer has (nodes drop what the base fee priced out, or
         lose their pool on a restart) is broadcast again, its very bytes."""
+        resent = False  # the node lacked it and has it now: it gets a round before a bump
         if row.status == "sent":  # stored, maybe never broadcast (a crash in between)
-            await self._broadcast(_signed_of(versions[-1]))
+            resent = await self._broadcast(_signed_of(versions[-1]))
             await self.store.set_status(
                 row.id, "submitted", self.webhooks.events(row, "submitted", txHash=row.tx_hash)
             )
@@ -221,11 +224,11 @@ class RelaySender:
             return 0
         latest = versions[-1]
         if recheck:
-            await self._broadcast(_signed_of(latest))
+            resent = await self._broadcast(_signed_of(latest)) or resent
         wants_noop = row.cancel_requested or row.deadline <= time.time()
         if wants_noop and latest.kind != "noop":
             return await self._replace(row, latest, fresh, head, noop=True)
-        if head - (row.sent_block or head) >= self.settings.bump_after_blocks:
+        if not resent and head - (row.sent_block or head) >= self.settings.bump_after_blocks:
             return await self._replace(row, latest, fresh, head, noop=latest.kind == "noop")
         return 0
 
@@ -339,10 +342,10 @@ class RelaySender:
     def _sign(self, tx: dict[str, Any], nonce: int, fees: Fees) -> Signed:
         return self.tx.sign_at(tx, nonce, max_fee=fees.max_fee, priority_fee=fees.priority_fee)
 
-    async def _broadcast(self, signed: Signed, *, fresh: bool = False) -> None:
+    async def _broadcast(self, signed: Signed, *, fresh: bool = False) -> bool:
         """The stored bytes to the node (see TxSender.broadcast); a refusal is for the
         watcher to settle (a receipt, a bump, or a release when the nonce was taken)."""
-        await self.tx.broadcast(signed.raw, signed.hash, new=fresh)
+        return await self.tx.broadcast(signed.raw, signed.hash, new=fresh)
 
     async def _refresh_gauges(self) -> None:
         if self.rounds % 8 != 1:

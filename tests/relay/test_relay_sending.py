@@ -224,3 +224,25 @@ async def test_a_request_that_reverts_on_chain_ends_failed(make_relay_client, ch
     )
     assert status == 202, body  # the forwarder did not use the nonce: it is taken again
     assert (await confirmed(frontend, body["id"]))["status"] == "confirmed"
+
+
+async def test_a_dropped_transaction_is_sent_again_before_any_bump(
+    make_relay_client, chain, guestbook
+):
+    """The node lost a transaction (its pool emptied) while blocks went by: the same bytes
+    are sent again, and they get a round to be mined before any replacement is signed."""
+    client = await make_relay_client(GATEWAY_RELAY__BUMP_AFTER_BLOCKS="2")
+    chain.rpc("evm_setAutomine", [False])
+    frontend = Frontend(client)
+    signer = Account.create()
+    status, body = await frontend.submit(await frontend.build(signer, "dropped once"))
+    assert status == 202, body
+    first = await submitted(frontend, body["id"])
+    chain.rpc("anvil_dropTransaction", [first["txHash"]])
+    chain.rpc("evm_setAutomine", [True])
+    chain.rpc("anvil_mine", ["0x3"])  # three blocks without it: past bump_after_blocks
+    final = await confirmed(frontend, body["id"])
+    assert final["status"] == "confirmed", final
+    assert final["attempts"] == 1, final["transactions"]
+    assert final["txHash"] == first["txHash"]  # its very bytes
+    assert await guestbook.entries(signer.address) == 1
