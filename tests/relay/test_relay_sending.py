@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 from eth_account import Account
@@ -31,6 +32,20 @@ async def submitted(frontend: Frontend, request_id: str, attempts: int = 1) -> d
         return status if ok else None
 
     return await eventually(check, what=f"{request_id} submitted, {attempts} attempt(s)")
+
+
+async def stuck_request(
+    make_relay_client, chain, note: str, **settings: str
+) -> tuple[Frontend, Any, str, dict]:
+    """A request accepted and broadcast with automine off: (frontend, signer, its id, its
+    status once submitted)."""
+    client = await make_relay_client(**settings)
+    chain.rpc("evm_setAutomine", [False])
+    frontend = Frontend(client)
+    signer = Account.create()
+    status, body = await frontend.submit(await frontend.build(signer, note))
+    assert status == 202, body
+    return frontend, signer, body["id"], await submitted(frontend, body["id"])
 
 
 async def test_a_stuck_transaction_is_bumped_and_mined_once(make_relay_client, chain, guestbook):
@@ -129,33 +144,30 @@ async def test_a_deadline_passing_while_stuck_frees_the_nonce(make_relay_client,
 
 
 async def test_the_operator_cancels_a_request_not_mined(make_relay_client, chain, guestbook):
-    client = await make_relay_client(GATEWAY_RELAY__OPERATOR_TOKEN="op-secret-token")
-    chain.rpc("evm_setAutomine", [False])
-    frontend = Frontend(client)
-    signer = Account.create()
-    status, body = await frontend.submit(await frontend.build(signer, "cancel me"))
-    assert status == 202, body
-    await submitted(frontend, body["id"])
-    anonymous = await client.delete(f"/relay/{body['id']}")
+    frontend, signer, request_id, _ = await stuck_request(
+        make_relay_client, chain, "cancel me", GATEWAY_RELAY__OPERATOR_TOKEN="op-secret-token"
+    )
+    client = frontend.client
+    anonymous = await client.delete(f"/relay/{request_id}")
     assert anonymous.status == 403
-    wrong = await client.delete(f"/relay/{body['id']}", headers={"X-Operator-Token": "nope"})
+    wrong = await client.delete(f"/relay/{request_id}", headers={"X-Operator-Token": "nope"})
     assert wrong.status == 403
     cancel = await client.delete(
-        f"/relay/{body['id']}", headers={"X-Operator-Token": "op-secret-token"}
+        f"/relay/{request_id}", headers={"X-Operator-Token": "op-secret-token"}
     )
     assert cancel.status == 202, await cancel.text()
     assert (await cancel.json())["cancelRequested"] is True
 
     async def replaced_by_noop():
-        return (await frontend.status(body["id"]))["transactions"][-1]["kind"] == "noop"
+        return (await frontend.status(request_id))["transactions"][-1]["kind"] == "noop"
 
     await eventually(replaced_by_noop, what="the cancelling no-op")
     chain.rpc("evm_mine")
-    final = await confirmed(frontend, body["id"])
+    final = await confirmed(frontend, request_id)
     assert final["status"] == "canceled"
     assert await guestbook.entries(signer.address) == 0
     again = await client.delete(
-        f"/relay/{body['id']}", headers={"X-Operator-Token": "op-secret-token"}
+        f"/relay/{request_id}", headers={"X-Operator-Token": "op-secret-token"}
     )
     assert (again.status, (await again.json())["error"]["code"]) == (409, "relay.not_cancelable")
 
@@ -231,17 +243,13 @@ async def test_a_dropped_transaction_is_sent_again_before_any_bump(
 ):
     """The node lost a transaction (its pool emptied) while blocks went by: the same bytes
     are sent again, and they get a round to be mined before any replacement is signed."""
-    client = await make_relay_client(GATEWAY_RELAY__BUMP_AFTER_BLOCKS="2")
-    chain.rpc("evm_setAutomine", [False])
-    frontend = Frontend(client)
-    signer = Account.create()
-    status, body = await frontend.submit(await frontend.build(signer, "dropped once"))
-    assert status == 202, body
-    first = await submitted(frontend, body["id"])
+    frontend, signer, request_id, first = await stuck_request(
+        make_relay_client, chain, "dropped once", GATEWAY_RELAY__BUMP_AFTER_BLOCKS="2"
+    )
     chain.rpc("anvil_dropTransaction", [first["txHash"]])
     chain.rpc("evm_setAutomine", [True])
     chain.rpc("anvil_mine", ["0x3"])  # three blocks without it: past bump_after_blocks
-    final = await confirmed(frontend, body["id"])
+    final = await confirmed(frontend, request_id)
     assert final["status"] == "confirmed", final
     assert final["attempts"] == 1, final["transactions"]
     assert final["txHash"] == first["txHash"]  # its very bytes
