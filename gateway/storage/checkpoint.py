@@ -6,8 +6,9 @@ syncs it, while every request of the group waits. The gateway's writer connectio
 not checkpoint (``wal_autocheckpoint=0``); a thread with a connection of its own runs a
 PASSIVE checkpoint every ``interval_s`` instead, which never blocks the writer or the
 readers. Each checkpoint then covers many commits, and a page written by all of them
-(an index's hot leaf) is copied once, not once per 1,000 pages: ``bench/records.py``
-measured ~40 us less per stored record.
+(an index's hot leaf) is copied once, not once per 1,000 pages. Measured on SQLite
+directly, groups of 32 records: 72.7 us of the writer's time per record with SQLite's
+checkpoints, 43.1 us without.
 
 Crash safety is SQLite's: a commit is in the WAL before it returns, checkpointed or not,
 and SQLite replays the WAL at the next open. The last connection to close checkpoints

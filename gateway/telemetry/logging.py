@@ -119,44 +119,7 @@ def write_access_line(  # noqa: PLR0913  # the fields of the line
     keeps its fields in a tuple and the sink renders the line, in one orjson call, when it
     writes its batch; it carries the same fields, the process's bound ones (worker) too.
     """
-    sink = _Active.sink
-    if _Active.fast_access_json and sink is not None:
-        sink.defer(
-            _render_access_line,
-            (
-                _Active.process_fields,
-                method,
-                route,
-                path,
-                status,
-                duration_s,
-                body_bytes,
-                client_ip,
-                request_id,
-                trace_id,
-                span_id,
-                time.time(),
-            ),
-        )
-    else:
-        _access_logger.info(
-            "request",
-            method=method,
-            route=route,
-            path=path,
-            status=status,
-            duration_ms=round(duration_s * 1000, 3),
-            bytes=body_bytes,
-            client_ip=client_ip,
-            request_id=request_id,
-            trace_id=f"{trace_id:032x}",
-            span_id=f"{span_id:016x}",
-        )
-
-
-def _render_access_line(fields: tuple[Any, ...]) -> bytes:
-    (
-        process_fields,
+    fields = (
         method,
         route,
         path,
@@ -167,21 +130,48 @@ def _render_access_line(fields: tuple[Any, ...]) -> bytes:
         request_id,
         trace_id,
         span_id,
-        now,
+    )
+    sink = _Active.sink
+    if _Active.fast_access_json and sink is not None:
+        sink.defer(_render_access_line, (_Active.process_fields, time.time(), fields))
+    else:
+        _access_logger.info("request", **_access_fields(fields))
+
+
+def _access_fields(fields: tuple[Any, ...]) -> dict[str, Any]:
+    """The access line's own fields, as every format writes them."""
+    (
+        method,
+        route,
+        path,
+        status,
+        duration_s,
+        body_bytes,
+        client_ip,
+        request_id,
+        trace_id,
+        span_id,
     ) = fields
+    return {
+        "method": method,
+        "route": route,
+        "path": path,
+        "status": status,
+        "duration_ms": round(duration_s * 1000, 3),
+        "bytes": body_bytes,
+        "client_ip": client_ip,
+        "request_id": request_id,
+        "trace_id": f"{trace_id:032x}",
+        "span_id": f"{span_id:016x}",
+    }
+
+
+def _render_access_line(deferred: tuple[Any, ...]) -> bytes:
+    process_fields, now, fields = deferred
     return orjson.dumps(
         {
             **process_fields,
-            "method": method,
-            "route": route,
-            "path": path,
-            "status": status,
-            "duration_ms": round(duration_s * 1000, 3),
-            "bytes": body_bytes,
-            "client_ip": client_ip,
-            "request_id": request_id,
-            "trace_id": f"{trace_id:032x}",
-            "span_id": f"{span_id:016x}",
+            **_access_fields(fields),
             "event": "request",
             "level": "info",
             "timestamp": timestamp(now),

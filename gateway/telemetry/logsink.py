@@ -36,15 +36,7 @@ class LogSink:
 
     def msg(self, message: bytes) -> None:
         line = message + b"\n"
-        with self._lock:
-            if not self._batching:
-                self._stream.write(line)
-                self._stream.flush()
-                return
-            self._lines.append(line)
-            self._size += len(line)
-            if self._size >= FLUSH_BYTES:
-                self._flush_locked()
+        self._add(line, len(line))
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = msg
 
@@ -52,14 +44,14 @@ class LogSink:
         """A line rendered by ``render(fields)`` when the batch is written, in its place
         among the others: the request path keeps a tuple, the rendering (formatting ids
         and the time, one orjson call) runs in the flush, ~4 us less per request."""
+        self._add((render, fields), DEFERRED_LINE_BYTES)
+
+    def _add(self, line: bytes | tuple[Render, tuple[Any, ...]], size: int) -> None:
+        """Queue a line; written at once unless batching, or when the batch is full."""
         with self._lock:
-            if not self._batching:
-                self._stream.write(render(fields) + b"\n")
-                self._stream.flush()
-                return
-            self._lines.append((render, fields))
-            self._size += DEFERRED_LINE_BYTES
-            if self._size >= FLUSH_BYTES:
+            self._lines.append(line)
+            self._size += size
+            if not self._batching or self._size >= FLUSH_BYTES:
                 self._flush_locked()
 
     def flush(self) -> None:
