@@ -1,9 +1,11 @@
-"""Request bodies: JSON only, size-limited by the app, validated by a pydantic model."""
+"""JSON bodies: requests size-limited by the app and validated by a pydantic model, and
+responses rendered by orjson."""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -73,3 +75,8 @@ async def read_model(request: web.Request, model: type[M]) -> M:
         ]
         first = problems[0]
         raise InvalidParams(f"{first['field']}: {first['problem']}", data=problems) from exc
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401  # JSON
+    """``data`` as the response's JSON body (orjson: several times json.dumps's speed)."""
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")

@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.background import cancel
-from gateway.bodies import read_model
+from gateway.bodies import json_response, read_model
 from gateway.caller import Caller, SessionLike, caller_of
 from gateway.chain.deploy import anchor_account, contract_address
 from gateway.chain.signatures import checksum_address
@@ -119,10 +119,6 @@ async def _limit_submissions(request: web.Request, caller: Caller) -> None:
     )
 
 
-def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
 def _record_json(row: Any) -> dict[str, Any]:  # noqa: ANN401
     body = represent(row)
     body["receivedAt"] = rfc3339(row.received_at, timespec="milliseconds")
@@ -169,7 +165,7 @@ async def submit(request: web.Request) -> web.Response:
         "signer": checksum_address(result.signer),
         "receivedAt": rfc3339(result.received_at, timespec="milliseconds"),
     }
-    return _json(payload, status=201 if result.created else 200)
+    return json_response(payload, status=201 if result.created else 200)
 
 
 @routes.get("/records")
@@ -208,7 +204,7 @@ async def list_records(request: web.Request) -> web.Response:
         reader=session.address.lower() if session else None,
     )
     next_cursor = encode_cursor(rows[-1].seq) if len(rows) == limit else None
-    return _json({"items": [_record_json(row) for row in rows], "nextCursor": next_cursor})
+    return json_response({"items": [_record_json(row) for row in rows], "nextCursor": next_cursor})
 
 
 @routes.get("/records/{id}")
@@ -220,7 +216,7 @@ async def list_records(request: web.Request) -> web.Response:
 )
 async def get_record(request: web.Request) -> web.Response:
     row = await request.app[RECORDS].readable(_record_id(request), await _session(request))
-    return _json(_record_json(row))
+    return json_response(_record_json(row))
 
 
 @routes.get("/records/{id}/proof")
@@ -234,7 +230,7 @@ async def get_proof(request: web.Request) -> web.Response:
     row = await request.app[RECORDS].readable(_record_id(request), await _session(request))
     if row.status != "confirmed" or row.proof is None:
         raise NotAnchored
-    return _json(
+    return json_response(
         {
             "root": row.root,
             "leaf": "0x" + leaf_of(bytes.fromhex(row.id[2:])).hex(),

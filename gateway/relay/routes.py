@@ -9,14 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import orjson
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from web3 import AsyncWeb3
 
 from gateway.background import cancel
-from gateway.bodies import read_model
+from gateway.bodies import json_response, read_model
 from gateway.caller import caller_of
 from gateway.chain.artifacts import load_artifact
 from gateway.chain.deploy import load_account, read_deployments
@@ -79,10 +78,6 @@ def _service(request: web.Request) -> RelayService:
     return service
 
 
-def _json(data: Any, status: int = 200) -> web.Response:  # noqa: ANN401
-    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
-
-
 def represent(row: Any) -> dict[str, Any]:  # noqa: ANN401  # a relay_requests row
     return {
         "id": row.id,
@@ -122,7 +117,7 @@ def _address_param(request: web.Request, name: str) -> str | None:
 )
 async def forwarder(request: web.Request) -> web.Response:
     service = _service(request)
-    return _json(await service.forwarder_info(_address_param(request, "from")))
+    return json_response(await service.forwarder_info(_address_param(request, "from")))
 
 
 @routes.post("/relay")
@@ -150,7 +145,7 @@ async def submit(request: web.Request) -> web.Response:
     )
     if created and RELAY_SENDER in request.app:
         request.app[RELAY_SENDER].wake.set()
-    return _json(represent(row), status=202 if created else 200)
+    return json_response(represent(row), status=202 if created else 200)
 
 
 @routes.get("/relay")
@@ -180,7 +175,7 @@ async def list_requests(request: web.Request) -> web.Response:
         signer=_address_param(request, "from"), status=status, after=int(cursor), limit=int(limit)
     )
     next_cursor = str(rows[-1].seq) if len(rows) == int(limit) else None
-    return _json({"items": [represent(row) for row in rows], "nextCursor": next_cursor})
+    return json_response({"items": [represent(row) for row in rows], "nextCursor": next_cursor})
 
 
 async def _request_row(request: web.Request) -> tuple[RelayService, Any]:
@@ -214,7 +209,7 @@ async def get_request(request: web.Request) -> web.Response:
         }
         for version in await service.store.versions(row.id)
     ]
-    return _json(body)
+    return json_response(body)
 
 
 @routes.delete("/relay/{id}")
@@ -249,7 +244,7 @@ async def cancel_request(request: web.Request) -> web.Response:
         raise NotCancelable
     if RELAY_SENDER in request.app:
         request.app[RELAY_SENDER].wake.set()
-    return _json(represent(updated), status=202)
+    return json_response(represent(updated), status=202)
 
 
 def _is_operator(request: web.Request) -> bool:
