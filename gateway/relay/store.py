@@ -177,14 +177,7 @@ class RelayStore:
         **fields: Any,  # noqa: ANN401  # column values
     ) -> None:
         """A status change and its webhook events, in one transaction."""
-        now = time.time()
-        async with self._db.operation("relay.status"), self._writer.begin() as connection:
-            await connection.execute(
-                relay_requests.update()
-                .where(relay_requests.c.id == request_id)
-                .values(status=status, updated_at=now, **fields)
-            )
-            await self._enqueue(connection, events, now)
+        await self.set_statuses([(request_id, status, events, fields)])
 
     async def set_statuses(self, changes: list[tuple[str, str, Events, dict[str, Any]]]) -> None:
         """Several (request id, status, events, fields) changes in one transaction."""
