@@ -18,6 +18,8 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.lane import GatewayRunner
+
 
 class _Transport(asyncio.Transport):
     """Collects what the server writes; resolves a future once a whole response is in."""
@@ -84,8 +86,9 @@ class Driver:
         self.transport = transport
 
     @classmethod
-    async def open(cls, app: web.Application) -> Driver:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    async def open(cls, app: web.Application, *, lane: bool = True) -> Driver:
+        """``lane``: the gateway's lane answers what it registered, as ``gateway serve``'s."""
+        runner = GatewayRunner(app, lane=lane, access_log=None, handle_signals=False)
         await runner.setup()
         assert runner.server is not None
         protocol = runner.server()

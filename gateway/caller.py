@@ -60,8 +60,13 @@ def client_ip(request: web.Request, *, trust_forwarded_for: bool) -> str:
     if trust_forwarded_for:
         forwarded = request.headers.get("X-Forwarded-For")
         if forwarded:
-            return forwarded.split(",", 1)[0].strip()
+            return forwarded_ip(forwarded)
     return request.remote or ""
+
+
+def forwarded_ip(header: str) -> str:
+    """The client's address in an ``X-Forwarded-For`` value: its first entry."""
+    return header.split(",", 1)[0].strip()
 
 
 def request_token(request: web.Request) -> str | None:

@@ -59,6 +59,8 @@ class ServerSettings(_Section):
     workers: Annotated[int, Field(ge=1, le=256)] = 1
     # uvloop when installed ("auto"), or force one; see gateway/eventloop.py.
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
+    # Cached JSON-RPC reads answered in the connection protocol (gateway/lane/).
+    lane: bool = True
     metrics_port: Port = 0
     # Browser origins allowed to call the API from another origin (CORS), e.g.
     # "https://app.example.com"; "*" for any. Empty: same-origin only.

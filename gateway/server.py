@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config import Settings
+from gateway.lane import GatewayRunner
 
 log = structlog.get_logger("gateway")
 
@@ -27,8 +28,9 @@ async def serve_app(
 
     ``reuse_port``: several processes share the port. ``metrics_port``: this process also
     answers on a port of its own (per-process scrapes)."""
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app,
+        lane=settings.server.lane,
         access_log=None,
         handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout_s,

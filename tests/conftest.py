@@ -17,6 +17,7 @@ from gateway.app import create_app
 from gateway.chain import DevChain
 from gateway.config import LogSettings, Settings, load_settings
 from gateway.telemetry import configure_logging
+from tests.helpers.lane import LaneTestServer
 from tests.helpers.processes import free_port
 from tests.helpers.redis import PrivateRedis
 
@@ -122,7 +123,7 @@ def _spans() -> InMemorySpanExporter:
 @pytest.fixture(name="gateway")
 async def _gateway(aiohttp_client, anvil: DevChain, make_settings, spans):
     settings = make_settings(upstreams=[anvil.url], GATEWAY_CHAIN_ID=str(anvil.chain_id))
-    return await aiohttp_client(create_app(settings, span_exporters=[spans]))
+    return await aiohttp_client(LaneTestServer(create_app(settings, span_exporters=[spans])))
 
 
 @pytest.fixture(scope="session", name="redis_server")

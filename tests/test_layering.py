@@ -25,6 +25,7 @@ LAYERS = {
     "feature": {"identity", "rpc", "records", "relay", "webapp"},
     "primitive": {
         "storage",
+        "lane",
         "chain",
         "telemetry",
         "ratelimit",

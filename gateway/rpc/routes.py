@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
@@ -13,6 +13,7 @@ from gateway.bodies import read_body
 from gateway.caller import Caller, anonymous, caller_of
 from gateway.config import SETTINGS
 from gateway.errors import Unavailable
+from gateway.lane import LaneReply, register
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
@@ -101,20 +102,52 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
         call = parsed.items[0]
         wait = await service.admit_one(call, caller)
         if wait > 0:
-            retry = str(max(1, int(-(-wait // 1))))
-            reply = jsonrpc.error_bytes(
-                call.id,
-                jsonrpc.LIMIT_EXCEEDED,
-                "rate limit exceeded",
-                {"retryAfterSeconds": round(wait, 3)},
+            return _json(
+                _limited_reply(call, wait), status=429, headers={"Retry-After": _retry_after(wait)}
             )
-            return _json(reply, status=429, headers={"Retry-After": retry})
         reply = await service.execute(call, caller)
         return _json(reply) if not call.notification else web.Response(status=204)
     replies = await service.run(parsed, caller)
     if not replies:
         return web.Response(status=204)
     return _json(jsonrpc.batch_bytes(replies) if parsed.batch else replies[0])
+
+
+def cached_read_answerer(service: RpcService) -> Callable[[bytes, str], LaneReply | None]:
+    """POST /rpc in the lane (``gateway.lane``): a single call the process's cache answers,
+    from an anonymous caller, with the same reply, limits and counts as ``rpc_http``; None
+    (aiohttp serves it) for anything else."""
+    max_batch = service.settings.max_batch
+
+    def answer(body: bytes, client_ip: str) -> LaneReply | None:
+        try:
+            parsed = jsonrpc.parse_body(body, max_batch=max_batch)
+        except (RpcParseError, RpcInvalidRequest):
+            return None
+        call = parsed.items[0]
+        if parsed.batch or not isinstance(call, jsonrpc.Call):
+            return None
+        caller = Caller(client_ip)
+        reply = service.cached_reply(call, caller)
+        if reply is None:
+            return None
+        wait = service.admit_now(call, caller)
+        if wait > 0:
+            retry = (("Retry-After", _retry_after(wait)),)
+            return LaneReply(429, _limited_reply(call, wait), retry)
+        service.count_cached_reply(call, caller)
+        return LaneReply(200, reply)
+
+    return answer
+
+
+def _limited_reply(call: jsonrpc.Call, wait: float) -> bytes:
+    data = {"retryAfterSeconds": round(wait, 3)}
+    return jsonrpc.error_bytes(call.id, jsonrpc.LIMIT_EXCEEDED, "rate limit exceeded", data)
+
+
+def _retry_after(wait: float) -> str:
+    return str(max(1, int(-(-wait // 1))))
 
 
 @routes.get("/rpc")
@@ -134,7 +167,7 @@ async def rpc_ws(request: web.Request) -> web.StreamResponse:
 async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     telemetry = app[TELEMETRY]
-    app[RPC] = RpcService(
+    service = app[RPC] = RpcService(
         settings.rpc,
         pool=app[POOL],
         cache=app[CACHE] if settings.rpc.cache_enabled else None,
@@ -145,6 +178,8 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )
+    if service.answers_now:
+        register(app, "POST", "/rpc", cached_read_answerer(service))
     pool = app[POOL]
     hub = SubscriptionHub(
         pool,

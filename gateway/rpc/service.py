@@ -108,6 +108,16 @@ class RpcService:
             wait = self._local_limiter.acquire_now(key, limit, cost)
         else:
             wait = await self.limiter.acquire(key, limit, cost)
+        return self._counted_wait(call, caller, wait)
+
+    def admit_now(self, call: Call, caller: Caller) -> float:
+        """``admit_one`` with the limits in process (``answers_now`` says so)."""
+        assert self._local_limiter is not None  # noqa: S101  # only when answers_now
+        key, limit, cost = f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
+        wait = self._local_limiter.acquire_now(key, limit, cost)
+        return self._counted_wait(call, caller, wait)
+
+    def _counted_wait(self, call: Call, caller: Caller, wait: float) -> float:
         if wait > 0:
             self.metrics.rate_limited.labels(caller.tier).inc()
             self.metrics.rpc_requests.labels(
@@ -137,6 +147,50 @@ class RpcService:
 
         replies = await asyncio.gather(*(one(item) for item in parsed.items))
         return [reply for reply in replies if reply is not None]
+
+    # --- a cached read, answered at once (the lane) ----------------------------------
+
+    @property
+    def answers_now(self) -> bool:
+        """Whether a cached read can be answered without awaiting anything: a cache and
+        limits in this process."""
+        return self.cache is not None and self._local_limiter is not None
+
+    def cached_reply(self, call: Call, caller: Caller) -> bytes | None:
+        """The reply the process's cache holds for an allowed call, found with no effect
+        on counts or limits; None for anything ``execute`` must answer."""
+        method, params = call.method, call.params
+        if self.cache is None or method in WS_ONLY or call.notification:
+            return None
+        if self.policies[caller.tier].check(method) is not None:
+            return None
+        try:
+            if method == "eth_getLogs" and self._logs_plan(params) is not None:
+                return None
+            rule = cache_rule(method, params, finalized=self.pool.finalized)
+            if rule is None:
+                return None
+            key = cache_key(method, params)
+        except GatewayError:  # refused params: execute answers with the error
+            return None
+        head = self.pool.head.number if self.pool.head is not None else -1
+        cached = self.cache.get(key, head=head)
+        return None if cached is None else _reply_with_result(call.id, cached)
+
+    def count_cached_reply(self, call: Call, caller: Caller) -> None:
+        """What ``execute`` records for a cache hit: the counts, and the rpc span."""
+        self.metrics.rpc_cache_requests.labels("hit").inc()
+        self.metrics.rpc_requests.labels(self.method_label(call.method), caller.tier, "ok").inc()
+        if is_sampled():
+            self.tracer.start_span(
+                f"rpc {call.method}",
+                kind=SpanKind.INTERNAL,
+                attributes={
+                    "rpc.system": "jsonrpc",
+                    "rpc.method": call.method,
+                    "gateway.cache": "hit",
+                },
+            ).end()
 
     # --- one call -------------------------------------------------------------------
 
@@ -179,12 +233,7 @@ class RpcService:
     async def _answer(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
         method, params = call.method, call.params
         if method == "eth_getLogs":
-            planned = logs.plan(
-                params,
-                latest=self.pool.served_tip,
-                chunk_blocks=self.settings.logs_chunk_blocks,
-                max_range=self.settings.logs_max_range,
-            )
+            planned = self._logs_plan(params)
             if planned is not None:
                 span.set_attribute("gateway.logs_chunks", len(planned.chunks))
                 return await self._logs_in_chunks(call, planned, label)
@@ -208,6 +257,14 @@ class RpcService:
             await self._store(key, rule, result, head)
         span.set_attribute("gateway.upstream", upstream.name)
         return reply, "ok"
+
+    def _logs_plan(self, params: Any) -> logs.LogsPlan | None:  # noqa: ANN401  # the call's params
+        return logs.plan(
+            params,
+            latest=self.pool.served_tip,
+            chunk_blocks=self.settings.logs_chunk_blocks,
+            max_range=self.settings.logs_max_range,
+        )
 
     async def _fetch(
         self, call: Call, label: str, span: trace.Span, key: tuple[bytes, int], coalesce: bool

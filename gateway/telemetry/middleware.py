@@ -39,7 +39,11 @@ _UNMATCHED = "unmatched"
 
 
 def request_id_for(request: web.Request) -> str:
-    incoming = request.headers.get(REQUEST_ID_HEADER)
+    return request_id_from(request.headers.get(REQUEST_ID_HEADER))
+
+
+def request_id_from(incoming: str | None) -> str:
+    """The client's X-Request-ID when it is sane, else a new one."""
     if incoming is not None and _SANE_REQUEST_ID.fullmatch(incoming):
         return incoming
     # Unique, not secret: the Mersenne Twister is ~20x cheaper than a getrandom() call.
@@ -104,7 +108,14 @@ def request_middleware(render_error: RenderError) -> Middleware:
             metrics.in_flight -= 1
             exemplar = None
             if span is not None and otel_token is not None:
-                _end_span(span, request, method=method, route=route, status=status)
+                end_server_span(
+                    span,
+                    method=method,
+                    route=route,
+                    path=request.path,
+                    status=status,
+                    request_id=request_id,
+                )
                 otel_context.detach(otel_token)
                 exemplar = {"trace_id": f"{trace_id:032x}"}
             metrics.observe_http(method, route, status, elapsed, exemplar)
@@ -127,16 +138,16 @@ def request_middleware(render_error: RenderError) -> Middleware:
     return observe
 
 
-def _end_span(
-    span: trace.Span, request: web.Request, *, method: str, route: str, status: int
+def end_server_span(  # noqa: PLR0913  # the span's attributes
+    span: trace.Span, *, method: str, route: str, path: str, status: int, request_id: str
 ) -> None:
     span.set_attributes(
         {
             "http.request.method": method,
             "http.route": route,
-            "url.path": request.path,
+            "url.path": path,
             "http.response.status_code": status,
-            "gateway.request_id": request[REQUEST_ID],
+            "gateway.request_id": request_id,
         }
     )
     if status >= 500:

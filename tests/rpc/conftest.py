@@ -8,6 +8,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.chain import DevChain
+from tests.helpers.lane import LaneTestServer
 
 _ids = itertools.count(1)
 
@@ -48,7 +49,7 @@ def _rpc_env():
 @pytest.fixture(name="gateway_rpc")
 async def _gateway_rpc(aiohttp_client, anvil, make_settings, spans, rpc_env):
     settings = make_settings(upstreams=[anvil.url], GATEWAY_CHAIN_ID="31337", **rpc_env)
-    client = await aiohttp_client(create_app(settings, span_exporters=[spans]))
+    client = await aiohttp_client(LaneTestServer(create_app(settings, span_exporters=[spans])))
     return Rpc(client)
 
 
