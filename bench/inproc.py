@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.config import SETTINGS
 from gateway.lane import GatewayRunner
 
 
@@ -86,9 +87,13 @@ class Driver:
         self.transport = transport
 
     @classmethod
-    async def open(cls, app: web.Application, *, lane: bool = True) -> Driver:
-        """``lane``: the gateway's lane answers what it registered, as ``gateway serve``'s."""
-        runner = GatewayRunner(app, lane=lane, access_log=None, handle_signals=False)
+    async def open(cls, app: web.Application) -> Driver:
+        """A gateway app gets its lane (``server.lane``), as under ``gateway serve``."""
+        runner: web.AppRunner = (
+            GatewayRunner(app, access_log=None, handle_signals=False)
+            if SETTINGS in app
+            else web.AppRunner(app, access_log=None, handle_signals=False)
+        )
         await runner.setup()
         assert runner.server is not None
         protocol = runner.server()

@@ -258,6 +258,9 @@ async def part_three(work: Path, count: int, repeats: int) -> None:
     with DevChain.start(log_dir=work / "anvil") as chain:
         settings = settings_for(work, GATEWAY_UPSTREAMS=chain.url, **PRODUCTION)
         always = settings_for(work, GATEWAY_UPSTREAMS=chain.url, OTEL_TRACES_SAMPLER="always_on")
+        no_lane = settings_for(
+            work, GATEWAY_UPSTREAMS=chain.url, GATEWAY_SERVER__LANE="false", **PRODUCTION
+        )
         post = http_post("/rpc", CHAIN_ID)
         rows = [
             ("bare aiohttp app: GET /healthz", bare_json_app, http_get("/healthz")),
@@ -265,6 +268,7 @@ async def part_three(work: Path, count: int, repeats: int) -> None:
             ("bare aiohttp app: POST, read the body, a fixed JSON-RPC reply", bare_rpc_app, post),
             ("gateway app: POST /rpc eth_chainId, cache hit", lambda: create_app(settings), post),
             ("  the same, every request sampled (always_on)", lambda: create_app(always), post),
+            ("  the same, lane off (aiohttp's request path)", lambda: create_app(no_lane), post),
         ]
         measured = await measure_all(rows, count=count, repeats=repeats)
     print("Part 3: the whole app (production sampling, JSON access line, metrics) on anvil")

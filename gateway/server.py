@@ -30,7 +30,6 @@ async def serve_app(
     answers on a port of its own (per-process scrapes)."""
     runner = GatewayRunner(
         app,
-        lane=settings.server.lane,
         access_log=None,
         handle_signals=False,
         shutdown_timeout=settings.server.shutdown_timeout_s,

@@ -163,20 +163,20 @@ class LaneServer(web.Server):
 
 
 class GatewayRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections have the lane of the app's registered routes (when
-    ``lane`` is on and a feature registered one)."""
+    """``web.AppRunner`` whose connections have the lane of the routes the app's features
+    registered, unless its settings turn the lane off (``server.lane``)."""
 
-    def __init__(self, app: web.Application, *, lane: bool = True, **kwargs: Any) -> None:  # noqa: ANN401  # AppRunner's arguments
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:  # noqa: ANN401  # AppRunner's arguments
         super().__init__(app, **kwargs)
-        self._lane_enabled = lane
         self.lane: Lane | None = None
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()
-        self.lane = Lane.of(self.app) if self._lane_enabled else None
+        settings = self.app[SETTINGS].server
+        self.lane = Lane.of(self.app) if settings.lane else None
         if self.lane is None:
             return server
-        return LaneServer(server, self.lane, max_body=self.app[SETTINGS].server.max_body_bytes)
+        return LaneServer(server, self.lane, max_body=settings.max_body_bytes)
 
 
 __all__ = ["GatewayRunner", "LaneRequestHandler", "LaneServer"]

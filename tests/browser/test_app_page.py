@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -21,12 +22,22 @@ pytestmark = pytest.mark.integration
 SCREENSHOT_ENV = "GATEWAY_SCREENSHOT"
 
 
+def wait(driver, timeout: float, poll_frequency: float = 0.5) -> WebDriverWait:
+    """A wait that reads again an element the page re-rendered while it was being read."""
+    return WebDriverWait(
+        driver,
+        timeout,
+        poll_frequency=poll_frequency,
+        ignored_exceptions=(StaleElementReferenceException,),
+    )
+
+
 def text(driver, element_id: str) -> str:
     return driver.find_element(By.ID, element_id).text
 
 
 def wait_text(driver, element_id: str, predicate: Callable[[str], bool], timeout: float = 10):
-    WebDriverWait(driver, timeout, poll_frequency=0.05).until(
+    wait(driver, timeout, 0.05).until(
         lambda d: predicate(text(d, element_id)),
         message=f"#{element_id}: {text(driver, element_id)!r}",
     )
@@ -35,7 +46,7 @@ def wait_text(driver, element_id: str, predicate: Callable[[str], bool], timeout
 
 def load(driver, url: str) -> None:
     driver.get(url)
-    WebDriverWait(driver, 15).until(
+    wait(driver, 15).until(
         lambda d: d.execute_script("return document.body.dataset.ready") == "true"
     )
 
@@ -81,7 +92,7 @@ def test_the_whole_journey(open_browser, dev_gateway: DevGateway, tmp_path):
     click(driver, "submit-record")
     record_id = wait_text(driver, "record-id", lambda t: t.startswith("0x"))
     row = f"tr[data-id='{record_id}']"
-    WebDriverWait(driver, 30, poll_frequency=0.2).until(
+    wait(driver, 30, 0.2).until(
         lambda d: "verified on chain" in d.find_element(By.CSS_SELECTOR, row).text,
         message="the record's anchor and proof, verified on chain",
     )
@@ -116,7 +127,7 @@ def test_a_rejected_signature_shows_its_error(open_browser, dev_gateway: DevGate
     load(driver, dev_gateway.page_url())
     driver.execute_script("window.__testWallet.rejectNext = true")
     click(driver, "sign-in")
-    WebDriverWait(driver, 10).until(lambda d: shown_error(d) == "wallet.rejected")
+    wait(driver, 10).until(lambda d: shown_error(d) == "wallet.rejected")
     assert text(driver, "session-address") == "signed out"
 
 
@@ -125,7 +136,7 @@ def test_a_wallet_on_another_chain_shows_wrong_chain(open_browser, dev_gateway: 
     load(driver, dev_gateway.page_url())
     driver.execute_script("window.__testWallet.refuseSwitch = true")
     click(driver, "sign-in")
-    WebDriverWait(driver, 10).until(lambda d: shown_error(d) == "wallet.wrong_chain")
+    wait(driver, 10).until(lambda d: shown_error(d) == "wallet.wrong_chain")
     assert text(driver, "session-address") == "signed out"
     calls = driver.execute_script("return window.__testWallet.calls")
     assert "personal_sign" not in calls  # nothing signed for the wrong chain
@@ -134,7 +145,7 @@ def test_a_wallet_on_another_chain_shows_wrong_chain(open_browser, dev_gateway: 
 def test_a_page_from_an_origin_not_allowed_is_refused(open_browser, dev_gateway: DevGateway):
     driver = open_browser(wallet_script(dev_gateway.anvil_url))
     load(driver, dev_gateway.page_url(dev_gateway.other_origin))
-    WebDriverWait(driver, 10).until(lambda d: shown_error(d) == "page.gateway_unreachable")
+    wait(driver, 10).until(lambda d: shown_error(d) == "page.gateway_unreachable")
     assert text(driver, "block-number") == "…"  # nothing was read
 
 

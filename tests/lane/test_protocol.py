@@ -83,13 +83,14 @@ async def _start(anvil, make_settings, spans):
 
     async def start(*, lane: bool = True, runner_kwargs=None, **env) -> LaneTestServer:
         env = {
+            "GATEWAY_SERVER__LANE": str(lane).lower(),
             "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "100000",
             "GATEWAY_RPC__ANONYMOUS__BURST": "100000",
             **env,
         }
         settings = make_settings(upstreams=[anvil.url], GATEWAY_CHAIN_ID="31337", **env)
         server = LaneTestServer(create_app(settings, span_exporters=[spans]))
-        await server.start_server(lane=lane, **(runner_kwargs or {}))
+        await server.start_server(**(runner_kwargs or {}))
         servers.append(server)
         return server
 
