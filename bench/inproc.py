@@ -116,7 +116,8 @@ class Driver:
     async def request(self, raw: bytes) -> bytes:
         waiter = asyncio.get_running_loop().create_future()
         self.transport.waiter = waiter
-        self.protocol.data_received(raw)
+        # As a socket's bytes arrive: in a callback of their own, after what is ready.
+        asyncio.get_running_loop().call_soon(self.protocol.data_received, raw)
         return await waiter
 
 

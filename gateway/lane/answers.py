@@ -65,6 +65,8 @@ class Lane:
 
     def __init__(self, routes: dict[tuple[bytes, bytes], Answerer], telemetry: Telemetry) -> None:
         self.routes = routes
+        # How a request for one of the routes starts: "POST /rpc ".
+        self.prefixes = tuple(method + b" " + path + b" " for method, path in routes)
         self._telemetry = telemetry
         self._date = _HttpDate()
         self.answered = 0  # requests the lane answered (tests and benches read it)

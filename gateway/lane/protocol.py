@@ -32,12 +32,13 @@ log = structlog.get_logger("gateway.lane")
 
 
 class LaneRequestHandler(RequestHandler):
-    __slots__ = ("_lane", "_lane_on", "_max_body", "_owed", "_peer_ip", "_pending")
+    __slots__ = ("_claimed", "_lane", "_lane_on", "_max_body", "_owed", "_peer_ip", "_pending")
 
     def __init__(self, manager: web.Server, *, lane: Lane, max_body: int, **kwargs: Any) -> None:  # noqa: ANN401  # aiohttp's handler arguments
         super().__init__(manager, **kwargs)
         self._lane = lane
         self._lane_on = True
+        self._claimed = False  # the first request was for a lane route
         self._pending = b""  # the start of a request not all here yet
         self._owed = 0  # bytes of a request already handed to aiohttp, still to come
         self._max_body = max_body
@@ -59,7 +60,24 @@ class LaneRequestHandler(RequestHandler):
         if self._pending:
             data = self._pending + data
             self._pending = b""
+        if not self._claimed and not self._claim(data):
+            return
         self._serve(data)
+
+    def _claim(self, data: bytes) -> bool:
+        """Whether the lane keeps a new connection: only one whose first request is for a
+        lane route. The others (probes, records, browsers' preflights) never pay for the
+        framing of their requests."""
+        prefixes = self._lane.prefixes
+        if data.startswith(prefixes):
+            self._claimed = True
+            return True
+        if len(data) < max(map(len, prefixes)) and any(p.startswith(data) for p in prefixes):
+            self._pending = data  # too short to tell yet
+            return False
+        self._lane_on = False
+        super().data_received(data)
+        return False
 
     def _serve(self, data: bytes) -> None:
         start, size = 0, len(data)

@@ -217,6 +217,31 @@ async def test_a_request_arriving_a_byte_at_a_time_is_answered(start):
     assert answered(server) == 1
 
 
+async def test_a_connection_that_starts_elsewhere_is_aiohttps(start):
+    """A connection whose first request is not for a lane route (a probe, records) never
+    pays for framing: aiohttp serves all of it, cached reads included."""
+    server = await start()
+    await exchange(server, post(CHAIN_ID))
+    health = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n"
+    replies = await exchange(server, health, post(CHAIN_ID), post(CHAIN_ID))
+    assert [r.status for r in replies] == [200, 200, 200]
+    assert replies[2].json()["result"] == hex(31337)
+    assert answered(server) == 0
+
+
+async def test_a_first_request_cut_inside_its_request_line_is_still_the_lanes(start):
+    server = await start()
+    await exchange(server, post(CHAIN_ID))
+    connection = await Connection.open(server)
+    raw = post(CHAIN_ID)
+    for piece in (raw[:2], raw[2:7], raw[7:]):  # "PO", "ST /r", "pc HTTP/1.1..."
+        await connection.send(piece)
+        await asyncio.sleep(0.02)
+    assert (await connection.reply()).json()["result"] == hex(31337)
+    connection.close()
+    assert answered(server) == 1
+
+
 async def test_a_body_split_from_its_head_reaches_aiohttp_whole(start):
     """A request the lane does not answer is handed over as it comes: the rest of its body
     goes to aiohttp, and the lane frames the next request after it."""
