@@ -65,7 +65,11 @@ def parse_json(raw: bytes) -> object:
 
 async def read_model(request: web.Request, model: type[M]) -> M:
     """The body validated as ``model``; 422 with each problem's location otherwise."""
-    data = await read_json(request)
+    return validate_model(model, await read_json(request))
+
+
+def validate_model(model: type[M], data: object) -> M:
+    """``data`` (parsed JSON) validated as ``model``; 422 with each problem's location."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -1,42 +1,73 @@
 """Answers the lane gives, with everything the request middleware gives every other answer.
 
-A feature registers an ``Answerer`` for a method and path (``register``); it is called
-synchronously with the body and the client ip, and returns a ``LaneReply`` or None, in
-which case aiohttp serves the request as usual and the lane leaves no trace of it. An
-answered request gets what the middleware gives any request: its request id (the client's
-when sane), the trace decision, a server span when sampled (the answerer's child spans
-under it), the HTTP metrics, the access line and the hardening headers.
+A feature registers an ``Answerer`` for a method and path (``register``). It is called
+synchronously with a ``LaneRequest`` and returns a ``LaneReply``, an awaitable of one (the
+connection then waits for it, as aiohttp's would for a handler), or None: aiohttp serves
+the request as usual and the lane leaves no trace of it. An answered request gets what the
+middleware gives any request: its request id (the client's when sane), the trace decision,
+a server span when sampled (the answerer's child spans under it), the HTTP metrics, the
+access line, the hardening headers, and errors rendered as the API's JSON body.
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 
+import structlog
 from aiohttp import web
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.caller import forwarded_ip
+from gateway.errors import GatewayError
 from gateway.telemetry import TELEMETRY, Telemetry
 from gateway.telemetry.logging import write_access_line
 from gateway.telemetry.middleware import end_server_span, request_id_from
 from gateway.telemetry.sampling import new_span_id
 from gateway.telemetry.state import CURRENT_REQUEST, RequestContext
 
+log = structlog.get_logger("gateway.lane")
 
-@dataclass(frozen=True, slots=True)
+JSON = "application/json"
+_ERROR_JSON = "application/json; charset=utf-8"  # what aiohttp's json_response says
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x
+class LaneRequest:
+    body: bytes
+    client_ip: str
+    content_type: bytes | None  # the header's value, as sent
+
+
+@dataclass(slots=True)
 class LaneReply:
     status: int
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
+    content_type: str = JSON
 
 
-Answerer = Callable[[bytes, str], "LaneReply | None"]
+def error_reply(error: GatewayError) -> LaneReply:
+    """A refusal as ``error_responses.error_response`` renders it, byte for byte."""
+    if error.http_status >= 500:
+        log.warning("request failed", code=error.code, detail=error.detail or error.message)
+    return LaneReply(
+        error.http_status,
+        json.dumps(error.to_body()).encode(),
+        tuple(error.headers().items()),
+        _ERROR_JSON,
+    )
+
+
+Answer = LaneReply | Awaitable[LaneReply] | None
+Answerer = Callable[[LaneRequest], Answer]
 LANE_ROUTES = web.AppKey("lane_routes", dict[tuple[bytes, bytes], Answerer])
 
 
@@ -83,25 +114,26 @@ class Lane:
         *,
         method: bytes,
         path: bytes,
-        body: bytes,
-        peer_ip: str,
+        request: LaneRequest,
         request_id: bytes | None,
         forwarded_for: bytes | None,
-    ) -> bytes | None:
-        """The whole HTTP response, or None to let aiohttp serve the request."""
+    ) -> bytes | asyncio.Task[bytes] | None:
+        """The whole HTTP response, a task that makes it, or None to let aiohttp serve the
+        request."""
         telemetry = self._telemetry
-        started = time.perf_counter()
-        client_ip = peer_ip
         if forwarded_for and telemetry.trust_forwarded_for:  # as ``caller.client_ip``
-            client_ip = forwarded_ip(forwarded_for.decode("ascii"))
-        rid = request_id_from(None if request_id is None else request_id.decode("ascii"))
+            request.client_ip = forwarded_ip(forwarded_for.decode("ascii"))
+        scope = _Scope(
+            method.decode("ascii"),
+            path.decode("ascii"),
+            request_id_from(None if request_id is None else request_id.decode("ascii")),
+            request.client_ip,
+        )
         trace_id, sampled = telemetry.decider.decide(None)
-        span = otel_token = None
-        route = path.decode("ascii")
-        http_method = method.decode("ascii")
+        otel_token = None
         if sampled:
-            span = telemetry.server_tracer.start_span(
-                f"{http_method} {route}",
+            span = scope.span = telemetry.server_tracer.start_span(
+                f"{scope.method} {scope.route}",
                 kind=SpanKind.SERVER,
                 record_exception=False,
                 set_status_on_exception=False,
@@ -111,43 +143,65 @@ class Lane:
             otel_token = otel_context.attach(trace.set_span_in_context(span))
         else:
             span_id = new_span_id()
-        token = CURRENT_REQUEST.set(RequestContext(rid, trace_id, span_id, sampled))
+        scope.trace_id, scope.span_id = trace_id, span_id
+        token = CURRENT_REQUEST.set(RequestContext(scope.request_id, trace_id, span_id, sampled))
         try:
-            reply = answerer(body, client_ip)
+            answer = answerer(request)
+            if answer is None or isinstance(answer, LaneReply):
+                return None if answer is None else self._finish(scope, answer)
+            # Made while the request's context is set: the task runs in a copy of it.
+            return asyncio.ensure_future(self._finish_later(scope, answer))
         finally:
             CURRENT_REQUEST.reset(token)
             if otel_token is not None:
                 otel_context.detach(otel_token)
-        if reply is None:
-            return None  # an unended span is never exported: this request left no trace
+
+    async def _finish_later(self, scope: _Scope, answer: Awaitable[LaneReply]) -> bytes:
+        try:
+            reply = await answer
+        except GatewayError as error:
+            reply = error_reply(error)
+        except Exception as exc:  # as render_exception: logged, never shown
+            log.exception("unhandled error", exc_info=exc)
+            if scope.span is not None:
+                scope.span.record_exception(exc)
+                scope.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+            body = GatewayError().to_body()
+            body["error"]["requestId"] = scope.request_id
+            reply = LaneReply(500, json.dumps(body).encode(), content_type=_ERROR_JSON)
+        return self._finish(scope, reply)
+
+    def _finish(self, scope: _Scope, reply: LaneReply) -> bytes:
+        """The response's bytes, after its span, metrics and access line."""
         self.answered += 1
-        elapsed = time.perf_counter() - started
+        telemetry = self._telemetry
+        elapsed = time.perf_counter() - scope.started
         exemplar = None
-        if span is not None:
+        if scope.span is not None:
             end_server_span(
-                span,
-                method=http_method,
-                route=route,
-                path=route,
+                scope.span,
+                method=scope.method,
+                route=scope.route,
+                path=scope.route,
                 status=reply.status,
-                request_id=rid,
+                request_id=scope.request_id,
             )
-            exemplar = {"trace_id": f"{trace_id:032x}"}
-        telemetry.metrics.observe_http(http_method, route, reply.status, elapsed, exemplar)
+            exemplar = {"trace_id": f"{scope.trace_id:032x}"}
+        telemetry.metrics.observe_http(scope.method, scope.route, reply.status, elapsed, exemplar)
         if telemetry.access_log:
             write_access_line(
-                method=http_method,
-                route=route,
-                path=route,
+                method=scope.method,
+                route=scope.route,
+                path=scope.route,
                 status=reply.status,
                 duration_s=elapsed,
                 body_bytes=len(reply.body),
-                client_ip=client_ip,
-                request_id=rid,
-                trace_id=trace_id,
-                span_id=span_id,
+                client_ip=scope.client_ip,
+                request_id=scope.request_id,
+                trace_id=scope.trace_id,
+                span_id=scope.span_id,
             )
-        return self._render(reply, rid)
+        return self._render(reply, scope.request_id)
 
     def _render(self, reply: LaneReply, request_id: str) -> bytes:
         """The bytes aiohttp would send for the same ``web.Response`` (header names and
@@ -156,8 +210,22 @@ class Lane:
         extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
         head = (
             f"HTTP/1.1 {status.value} {status.phrase}\r\n{extra}"
-            f"Content-Type: application/json\r\nX-Request-ID: {request_id}\r\n"
+            f"Content-Type: {reply.content_type}\r\nX-Request-ID: {request_id}\r\n"
             "Server: gateway\r\nX-Content-Type-Options: nosniff\r\n"
             f"Content-Length: {len(reply.body)}\r\n"
         )
         return b"".join((head.encode(), b"Date: ", self._date.now(), b"\r\n\r\n", reply.body))
+
+
+@dataclass(slots=True)
+class _Scope:
+    """One answered request's telemetry, from its start to its response."""
+
+    method: str
+    route: str
+    request_id: str
+    client_ip: str
+    started: float = field(default_factory=time.perf_counter)
+    trace_id: int = 0
+    span_id: int = 0
+    span: trace.Span | None = None

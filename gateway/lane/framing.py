@@ -80,6 +80,7 @@ class Frame:
     plain: bool
     request_id: bytes | None
     forwarded_for: bytes | None
+    content_type: bytes | None
 
 
 class _Unframed:
@@ -89,7 +90,7 @@ class _Unframed:
 UNFRAMED: Final = _Unframed()
 
 
-def read_frame(data: bytes, start: int, *, max_body: int) -> Frame | _Unframed | None:  # noqa: C901  # one pass, the hottest code of the lane
+def read_frame(data: bytes, start: int, *, max_body: int) -> Frame | _Unframed | None:  # noqa: C901, PLR0912  # one pass, the hottest code of the lane
     """The request starting at ``data[start]``; None when its head has not all arrived."""
     head_end = data.find(_END_OF_HEAD, start, start + MAX_HEAD_BYTES + 4)
     if head_end < 0:
@@ -101,7 +102,7 @@ def read_frame(data: bytes, start: int, *, max_body: int) -> Frame | _Unframed |
     length = -1
     plain = True
     seen: set[bytes] = set()
-    request_id = forwarded_for = None
+    request_id = forwarded_for = content_type = None
     for name, value in _FIELD.findall(head.group(3)):
         lowered = name.lower()
         if lowered in _ONCE:
@@ -112,6 +113,8 @@ def read_frame(data: bytes, start: int, *, max_body: int) -> Frame | _Unframed |
                 request_id = value
             elif lowered == b"x-forwarded-for":
                 forwarded_for = value
+            elif lowered == b"content-type":
+                content_type = value
         elif lowered == b"content-length":
             if length >= 0 or not value.isdigit() or len(value) > 15:
                 return UNFRAMED
@@ -130,4 +133,5 @@ def read_frame(data: bytes, start: int, *, max_body: int) -> Frame | _Unframed |
         plain and b"host" in seen,  # aiohttp answers 400 without exactly one
         request_id,
         forwarded_for,
+        content_type,
     )

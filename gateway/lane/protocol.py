@@ -14,6 +14,7 @@ minor version; ``tests/lane/test_protocol.py`` fails if they move.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import structlog
@@ -21,7 +22,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from gateway.config import SETTINGS
-from gateway.lane.answers import Lane
+from gateway.lane.answers import Lane, LaneRequest
 from gateway.lane.framing import UNFRAMED, Frame, read_frame
 
 # Past this much unsent reply data the lane lets aiohttp answer, which waits for the
@@ -32,13 +33,23 @@ log = structlog.get_logger("gateway.lane")
 
 
 class LaneRequestHandler(RequestHandler):
-    __slots__ = ("_claimed", "_lane", "_lane_on", "_max_body", "_owed", "_peer_ip", "_pending")
+    __slots__ = (
+        "_answering",
+        "_claimed",
+        "_lane",
+        "_lane_on",
+        "_max_body",
+        "_owed",
+        "_peer_ip",
+        "_pending",
+    )
 
     def __init__(self, manager: web.Server, *, lane: Lane, max_body: int, **kwargs: Any) -> None:  # noqa: ANN401  # aiohttp's handler arguments
         super().__init__(manager, **kwargs)
         self._lane = lane
         self._lane_on = True
         self._claimed = False  # the first request was for a lane route
+        self._answering: asyncio.Task[bytes] | None = None  # an answer being made
         self._pending = b""  # the start of a request not all here yet
         self._owed = 0  # bytes of a request already handed to aiohttp, still to come
         self._max_body = max_body
@@ -49,6 +60,11 @@ class LaneRequestHandler(RequestHandler):
             super().data_received(data)
             return
         if self._force_close or self._close:
+            return
+        if self._answering is not None:  # what follows waits for the answer before it
+            self._pending += data
+            if len(self._pending) > MAX_UNSENT_BYTES and self.transport is not None:
+                self.transport.pause_reading()
             return
         if self._owed:
             taken = min(self._owed, len(data))
@@ -101,9 +117,39 @@ class LaneRequestHandler(RequestHandler):
             reply = self._answer(frame, data) if self._answerable(frame) else None
             if reply is None:
                 super().data_received(data[start : frame.end])
-            else:
+            elif isinstance(reply, bytes):
                 self._sent(reply)
+            else:
+                self._pending = data[frame.end :]
+                self._wait_for(reply)
+                return
             start = frame.end
+
+    def _wait_for(self, answer: asyncio.Task[bytes]) -> None:
+        """An answer being made: the connection's next requests wait for it, and aiohttp
+        sees a request in progress (a graceful shutdown waits for it too)."""
+        self._answering = answer
+        self._request_in_progress = True
+        self._restart_keepalive()
+        answer.add_done_callback(self._answered)
+
+    def _answered(self, answer: asyncio.Task[bytes]) -> None:
+        self._answering = None
+        self._request_in_progress = False
+        if self._handler_waiter is not None and not self._handler_waiter.done():
+            self._handler_waiter.set_result(None)
+        transport = self.transport
+        if transport is None or transport.is_closing() or answer.cancelled():
+            return
+        if answer.exception() is not None:  # a bug in the lane itself: nothing sane to send
+            log.error("lane answer failed", exc_info=answer.exception())
+            transport.close()
+            return
+        self._sent(answer.result())
+        transport.resume_reading()
+        if self._pending and not (self._force_close or self._close):
+            data, self._pending = self._pending, b""
+            self._serve(data)
 
     def _answerable(self, frame: Frame) -> bool:
         return frame.plain and (frame.method, frame.path) in self._lane.routes and self._idle()
@@ -123,14 +169,14 @@ class LaneRequestHandler(RequestHandler):
             and transport.get_write_buffer_size() < MAX_UNSENT_BYTES
         )
 
-    def _answer(self, frame: Frame, data: bytes) -> bytes | None:
+    def _answer(self, frame: Frame, data: bytes) -> bytes | asyncio.Task[bytes] | None:
+        request = LaneRequest(data[frame.body_start : frame.end], self._peer(), frame.content_type)
         try:
             return self._lane.answer(
                 self._lane.routes[(frame.method, frame.path)],
                 method=frame.method,
                 path=frame.path,
-                body=data[frame.body_start : frame.end],
-                peer_ip=self._peer(),
+                request=request,
                 request_id=frame.request_id,
                 forwarded_for=frame.forwarded_for,
             )
@@ -151,7 +197,10 @@ class LaneRequestHandler(RequestHandler):
         self._request_count += 1
         if self._manager is not None:
             self._manager.requests_count += 1
-        if self._keepalive_timeout > 0:  # idle from now: the keep-alive clock restarts
+        self._restart_keepalive()  # idle from now
+
+    def _restart_keepalive(self) -> None:
+        if self._keepalive_timeout > 0:
             loop = self._loop
             self._next_keepalive_close_time = loop.time() + self._keepalive_timeout
             if self._keepalive_handle is None:

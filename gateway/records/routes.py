@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -13,7 +13,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.background import cancel
-from gateway.bodies import json_response, read_model
+from gateway.bodies import json_response, parse_json, read_model, validate_model
 from gateway.caller import Caller, SessionLike, caller_of
 from gateway.chain.deploy import anchor_account, contract_address
 from gateway.chain.signatures import checksum_address
@@ -22,6 +22,7 @@ from gateway.chain.web3 import WEB3
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
 from gateway.errors import InvalidParams
+from gateway.lane import LaneReply, LaneRequest, register
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import Limit, RateLimiter, limiter_for, take_or_refuse
 from gateway.records.anchorer import Anchorer
@@ -107,13 +108,13 @@ async def _session(request: web.Request) -> SessionLike | None:
     return (await caller_of(request)).session
 
 
-async def _limit_submissions(request: web.Request, caller: Caller) -> None:
-    settings = request.app[SETTINGS]
+async def _limit_submissions(app: web.Application, caller: Caller) -> None:
+    settings = app[SETTINGS]
     await take_or_refuse(
-        request.app[RECORDS_LIMITER],
+        app[RECORDS_LIMITER],
         f"records:{caller.key}",
         Limit(settings.records.submit_rate_per_s, settings.records.submit_burst),
-        metrics=request.app[TELEMETRY].metrics,
+        metrics=app[TELEMETRY].metrics,
         tier="records",
         message="too many records from this caller",
     )
@@ -151,21 +152,52 @@ def _record_id(request: web.Request) -> str:
 )
 async def submit(request: web.Request) -> web.Response:
     caller = await caller_of(request)
-    await _limit_submissions(request, caller)  # before any verification work
-    session = caller.session
+    await _limit_submissions(request.app, caller)  # before any verification work
     body = await read_model(request, SubmitRequest)
-    service = request.app[RECORDS]
-    result = await service.submit(
+    status, payload = await _submitted(request.app, body, caller.session)
+    return json_response(payload, status=status)
+
+
+def submit_answerer(app: web.Application) -> Callable[[LaneRequest], Awaitable[LaneReply] | None]:
+    """POST /records in the lane (``gateway.lane``): an anonymous caller's record with a
+    plain JSON body, with the same checks, limits, replies and errors as ``submit``; None
+    (aiohttp serves it) for any other Content-Type."""
+
+    async def answer(request: LaneRequest) -> LaneReply:
+        caller = Caller(request.client_ip)
+        await _limit_submissions(app, caller)
+        body = validate_model(SubmitRequest, parse_json(request.body))
+        status, payload = await _submitted(app, body, None)
+        return LaneReply(status, orjson.dumps(payload))
+
+    def start(request: LaneRequest) -> Awaitable[LaneReply] | None:
+        content_type = request.content_type
+        if content_type is None or not _JSON_TYPE.fullmatch(content_type):
+            return None  # aiohttp's own parse of the header decides (415 or not)
+        return answer(request)
+
+    return start
+
+
+# "application/json", any case, with parameters after it: what aiohttp reads as JSON too.
+_JSON_TYPE = re.compile(rb"application/json[ \t]*(?:;[\t\x20-\x7e]*)?", re.IGNORECASE)
+
+
+async def _submitted(
+    app: web.Application, body: SubmitRequest, session: SessionLike | None
+) -> tuple[int, dict[str, str]]:
+    """A validated submission verified and stored: (status, the reply's JSON)."""
+    result = await app[RECORDS].submit(
         body.typedData, body.signature, claimed_signer=body.signer, session=session
     )
-    if result.created and ANCHORER in request.app:
-        request.app[ANCHORER].note_new_record()
+    if result.created and ANCHORER in app:
+        app[ANCHORER].note_new_record()
     payload = {
         "id": result.id,
         "signer": checksum_address(result.signer),
         "receivedAt": rfc3339(result.received_at, timespec="milliseconds"),
     }
-    return json_response(payload, status=201 if result.created else 200)
+    return (201 if result.created else 200), payload
 
 
 @routes.get("/records")
@@ -257,6 +289,7 @@ async def records_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[RECORDS] = service
     app[RECORDS_LIMITER] = limiter_for(app)
+    register(app, "POST", "/records", submit_answerer(app))
     task = None
     account = anchor_account(settings.anchor)
     if settings.anchor.enabled and web3 is not None and account is not None:

@@ -13,7 +13,7 @@ from gateway.bodies import read_body
 from gateway.caller import Caller, anonymous, caller_of
 from gateway.config import SETTINGS
 from gateway.errors import Unavailable
-from gateway.lane import LaneReply, register
+from gateway.lane import LaneReply, LaneRequest, register
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
@@ -113,21 +113,21 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
     return _json(jsonrpc.batch_bytes(replies) if parsed.batch else replies[0])
 
 
-def cached_read_answerer(service: RpcService) -> Callable[[bytes, str], LaneReply | None]:
+def cached_read_answerer(service: RpcService) -> Callable[[LaneRequest], LaneReply | None]:
     """POST /rpc in the lane (``gateway.lane``): a single call the process's cache answers,
     from an anonymous caller, with the same reply, limits and counts as ``rpc_http``; None
     (aiohttp serves it) for anything else."""
     max_batch = service.settings.max_batch
 
-    def answer(body: bytes, client_ip: str) -> LaneReply | None:
+    def answer(request: LaneRequest) -> LaneReply | None:
         try:
-            parsed = jsonrpc.parse_body(body, max_batch=max_batch)
+            parsed = jsonrpc.parse_body(request.body, max_batch=max_batch)
         except (RpcParseError, RpcInvalidRequest):
             return None
         call = parsed.items[0]
         if parsed.batch or not isinstance(call, jsonrpc.Call):
             return None
-        caller = Caller(client_ip)
+        caller = Caller(request.client_ip)
         reply = service.cached_reply(call, caller)
         if reply is None:
             return None

@@ -4,8 +4,6 @@ have answered, on the same connections as everything aiohttp answers, in order."
 from __future__ import annotations
 
 import asyncio
-import json
-from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -13,67 +11,15 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.app import create_app
 from gateway.lane.protocol import GatewayRunner
-from tests.helpers.lane import LaneTestServer
+from tests.helpers.lane import Connection, LaneTestServer, answered, exchange, post
 from tests.helpers.metrics import sample
 
 CHAIN_ID = {"jsonrpc": "2.0", "id": 7, "method": "eth_chainId", "params": []}
 
 
-@dataclass
-class Reply:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def json(self):
-        return json.loads(self.body)
-
-
-def post(payload, *, headers: dict[str, str] | None = None, path: str = "/rpc") -> bytes:
-    body = json.dumps(payload).encode()
-    lines = [f"POST {path} HTTP/1.1", "Host: gateway", "Content-Type: application/json"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
 def call(method: str, params=None, call_id: int = 1, **kwargs) -> bytes:
     payload = {"jsonrpc": "2.0", "id": call_id, "method": method, "params": params or []}
     return post(payload, **kwargs)
-
-
-class Connection:
-    """One raw keep-alive connection: bytes written as given, replies read one by one."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def open(cls, server: LaneTestServer) -> Connection:
-        return cls(*await asyncio.open_connection(server.host, server.port))
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def reply(self) -> Reply:
-        head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), 10)
-        status_line, *lines = head[:-4].decode().split("\r\n")
-        _, status, reason = status_line.split(" ", 2)
-        headers = [tuple(line.split(": ", 1)) for line in lines]
-        reply = Reply(int(status), reason, headers, b"")  # type: ignore[arg-type]
-        reply.body = await self.reader.readexactly(int(reply.header("Content-Length") or 0))
-        return reply
-
-    async def closed(self) -> bool:
-        return await asyncio.wait_for(self.reader.read(1), 10) == b""
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 @pytest.fixture(name="start")
@@ -99,27 +45,9 @@ async def _start(anvil, make_settings, spans):
         await server.close()
 
 
-def answered(server: LaneTestServer) -> int:
-    runner = server.runner
-    assert isinstance(runner, GatewayRunner)
-    return runner.lane.answered if runner.lane is not None else 0
-
-
 async def metrics_text(server: LaneTestServer) -> str:
     async with aiohttp.ClientSession() as session, session.get(server.make_url("/metrics")) as r:
         return await r.text()
-
-
-async def exchange(server: LaneTestServer, *requests: bytes) -> list[Reply]:
-    connection = await Connection.open(server)
-    try:
-        replies = []
-        for raw in requests:
-            await connection.send(raw)
-            replies.append(await connection.reply())
-        return replies
-    finally:
-        connection.close()
 
 
 async def test_a_cached_read_gets_the_reply_aiohttp_would_give(start):
@@ -377,7 +305,7 @@ async def test_an_answerer_that_fails_leaves_the_request_to_aiohttp(start, logs)
     assert isinstance(runner, GatewayRunner)
     assert runner.lane is not None
 
-    def broken(body: bytes, client_ip: str):
+    def broken(request):
         raise RuntimeError("a bug")
 
     runner.lane.routes[(b"POST", b"/rpc")] = broken

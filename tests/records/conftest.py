@@ -12,6 +12,7 @@ from gateway.app import create_app
 from gateway.chain import DevChain
 from tests.conftest import backend_env
 from tests.helpers.chain import deploy
+from tests.helpers.lane import LaneTestServer
 
 ANCHOR_KEY_INDEX = 9
 MAIL_TYPES = {
@@ -84,7 +85,7 @@ def _records_env(chain, anchor_contract):
 @pytest.fixture(name="records_client")
 async def _records_client(aiohttp_client, chain, make_settings, records_env, spans):
     settings = make_settings(upstreams=[chain.url], **records_env)
-    return await aiohttp_client(create_app(settings, span_exporters=[spans]))
+    return await aiohttp_client(LaneTestServer(create_app(settings, span_exporters=[spans])))
 
 
 @pytest.fixture(name="database_env", params=["sqlite", "postgresql"])
