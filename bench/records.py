@@ -212,10 +212,16 @@ def verify_floor(work: Path, bodies: list[bytes], connections: int, seconds: int
 
 
 def store_rate(
-    work: Path, port: int, bodies: list[bytes], connections: int, seconds: int
+    work: Path,
+    port: int,
+    bodies: list[bytes],
+    connections: int,
+    seconds: int,
+    *,
+    database: str = "gw.db",
 ) -> tuple[float, str]:
     """One wrk run of distinct records at ``connections``: (records stored/s, detail)."""
-    db = work / "gw.db"
+    db = work / database
     with sqlite3.connect(db) as connection:
         before = connection.execute("SELECT count(*) FROM records").fetchone()[0]
     started = time.perf_counter()
@@ -290,6 +296,17 @@ def main() -> None:
                 c: store_rate(work, port, bodies, c, args.seconds)
                 for c, bodies in workloads.items()
             }
+        # The same gateway with every request on aiohttp's path (server.lane=false).
+        no_lane = {
+            **env,
+            **gateway_env(work, chain.url, "gw-no-lane.db"),
+            "GATEWAY_SERVER__LANE": "false",
+        }
+        with serving_gateway(port, no_lane, cpu=0, log=work / "gateway-no-lane.log"):
+            first = args.connections[0]
+            lane_off = store_rate(
+                work, port, workloads[first], first, args.seconds, database="gw-no-lane.db"
+            )
         print(f"{args.records} distinct signed EIP-712 records (16 signers) per row")
         print(f"{'':<46} {'records/s':>10} {'vs ceiling':>11}")
         print(f"{'verify only, in process (the ceiling)':<46} {ceiling:>10.0f} {1.0:>10.2f}x")
@@ -309,6 +326,9 @@ def main() -> None:
         for connections, (rate, detail) in rows.items():
             label = f"POST /records, verified + stored, {connections} conns"
             print(f"{label:<46} {rate:>10.0f} {rate / ceiling:>10.2f}x   {detail}")
+        rate, detail = lane_off
+        label = f"  the same, lane off, {args.connections[0]} conns"
+        print(f"{label:<46} {rate:>10.0f} {rate / ceiling:>10.2f}x   {detail}")
         if hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, {0, 1})
         asyncio.run(anchor_batch(chain, work, args.batch))

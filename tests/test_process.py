@@ -76,6 +76,59 @@ async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
     )
 
 
+async def test_sigterm_lets_a_record_in_the_lane_finish(slow_node, tmp_path):
+    """A record the lane is answering (its contract wallet asked of the slow node) is
+    answered before the process stops, as a request on aiohttp's path would be."""
+    from eth_account import Account  # only this test signs
+
+    from tests.records.conftest import mail, sign_typed
+
+    port = free_port()
+    process = gateway_process(
+        ["serve", "--port", str(port)],
+        {
+            "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slow_node.port}",
+            "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
+            "GATEWAY_LOG_FORMAT": "json",
+            "GATEWAY_CHAIN_ID": "31337",
+            "GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S": "5",
+        },
+        tmp_path / "gateway.log",
+    )
+    account = Account.create()
+    typed = mail(account.address)
+    wallet = "0x" + "ab" * 20  # a contract wallet: its check goes to the node
+    payload = {"typedData": typed, "signature": sign_typed(account, typed), "signer": wallet}
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz")
+        async with aiohttp.ClientSession() as session:
+            seen = len(slow_node.bodies)
+            in_flight = asyncio.create_task(
+                session.post(f"http://127.0.0.1:{port}/records", json=payload)
+            )
+            await eventually(
+                lambda: any(
+                    isinstance(body, dict) and body.get("method") != "eth_chainId"
+                    for body in slow_node.bodies[seen:]
+                ),
+                what="the wallet check at the node",
+            )
+            process.send_signal(signal.SIGTERM)
+            response = await in_flight
+            assert response.content_type == "application/json"
+            assert response.status < 500
+        assert await asyncio.to_thread(process.wait, 15) == 0
+    finally:
+        process.kill()
+    lines = [json.loads(l) for l in (tmp_path / "gateway.log").read_text().splitlines()]
+    events = [(l["event"], l.get("route")) for l in lines]
+    assert (
+        events.index(("shutting down", None))
+        < events.index(("request", "/records"))
+        < events.index(("stopped", None))
+    )
+
+
 def run_example(name: str, port: int) -> dict:
     """Run examples/<name> against the gateway on ``port``; its JSON output."""
     example = Path(__file__).resolve().parents[1] / "examples" / name
