@@ -12,10 +12,11 @@ access line, the hardening headers, and errors rendered as the API's JSON body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 
@@ -98,6 +99,7 @@ class Lane:
         self.routes = routes
         # How a request for one of the routes starts: "POST /rpc ".
         self.prefixes = tuple(method + b" " + path + b" " for method, path in routes)
+        self._names = {key: (key[0].decode(), key[1].decode()) for key in routes}
         self._telemetry = telemetry
         self._date = _HttpDate()
         self.answered = 0  # requests the lane answered (tests and benches read it)
@@ -120,14 +122,15 @@ class Lane:
     ) -> bytes | asyncio.Task[bytes] | None:
         """The whole HTTP response, a task that makes it, or None to let aiohttp serve the
         request."""
+        started = time.perf_counter()
         telemetry = self._telemetry
         if forwarded_for and telemetry.trust_forwarded_for:  # as ``caller.client_ip``
             request.client_ip = forwarded_ip(forwarded_for.decode("ascii"))
         scope = _Scope(
-            method.decode("ascii"),
-            path.decode("ascii"),
+            *self._names[(method, path)],
             request_id_from(None if request_id is None else request_id.decode("ascii")),
             request.client_ip,
+            started,
         )
         trace_id, sampled = telemetry.decider.decide(None)
         otel_token = None
@@ -206,15 +209,19 @@ class Lane:
     def _render(self, reply: LaneReply, request_id: str) -> bytes:
         """The bytes aiohttp would send for the same ``web.Response`` (header names and
         values; the order is aiohttp's too)."""
-        status = HTTPStatus(reply.status)
         extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
         head = (
-            f"HTTP/1.1 {status.value} {status.phrase}\r\n{extra}"
+            f"{_status_line(reply.status)}{extra}"
             f"Content-Type: {reply.content_type}\r\nX-Request-ID: {request_id}\r\n"
             "Server: gateway\r\nX-Content-Type-Options: nosniff\r\n"
-            f"Content-Length: {len(reply.body)}\r\n"
+            f"Content-Length: {len(reply.body)}\r\nDate: "
         )
-        return b"".join((head.encode(), b"Date: ", self._date.now(), b"\r\n\r\n", reply.body))
+        return b"".join((head.encode(), self._date.now(), b"\r\n\r\n", reply.body))
+
+
+@functools.cache
+def _status_line(status: int) -> str:
+    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
 
 
 @dataclass(slots=True)
@@ -225,7 +232,7 @@ class _Scope:
     route: str
     request_id: str
     client_ip: str
-    started: float = field(default_factory=time.perf_counter)
+    started: float
     trace_id: int = 0
     span_id: int = 0
     span: trace.Span | None = None
