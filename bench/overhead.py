@@ -32,6 +32,7 @@ from gateway.config import SETTINGS, LogSettings, Settings, load_settings
 from gateway.cors import cors_middleware
 from gateway.error_responses import render_exception
 from gateway.health import healthz
+from gateway.lane.framing import read_frame
 from gateway.ratelimit import Limit, MemoryRateLimiter
 from gateway.rpc import jsonrpc
 from gateway.rpc.cache import MemoryCache, cache_key, cache_rule
@@ -215,6 +216,8 @@ def part_two(work: Path) -> None:
         found = cache.get(cache_key("eth_chainId", []), head=0) if rule is not None else None
         return _reply_with_result(1, found) if found is not None else None
 
+    raw_post = http_post("/rpc", CHAIN_ID)
+
     pieces = [
         ("request id (random 128 bits, hex)", lambda: request_id_for(Req())),  # type: ignore[arg-type]
         ("trace decision, no parent", lambda: decider.decide(None)),
@@ -238,6 +241,10 @@ def part_two(work: Path) -> None:
         ("cache lookup: rule, key, get, reply with the caller's id", lookup),
         ("coalescing: a call nobody shares", coalesced),
         ("node body of a call (as the client sent it)", call.body),  # type: ignore[union-attr]
+        (
+            "lane: framing a request (strict HTTP/1.1, every request it sees)",
+            lambda: read_frame(raw_post, 0, max_body=1 << 20),
+        ),
     ]
 
     async def measured() -> list[tuple[str, float]]:
