@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.helpers.metrics import sample
 from tests.helpers.processes import free_port, gateway_process, wait_http
 from tests.helpers.waiting import eventually, wait_until
 
@@ -113,6 +114,10 @@ async def test_sigterm_lets_a_record_in_the_lane_finish(slow_node, tmp_path):
                 ),
                 what="the wallet check at the node",
             )
+            async with session.get(f"http://127.0.0.1:{port}/metrics") as scrape:
+                text = await scrape.text()
+            # The record in the lane and this scrape.
+            assert sample(text, "gateway_http_requests_in_flight") == 2
             process.send_signal(signal.SIGTERM)
             response = await in_flight
             assert response.content_type == "application/json"

@@ -160,6 +160,8 @@ class Lane:
                 otel_context.detach(otel_token)
 
     async def _finish_later(self, scope: _Scope, answer: Awaitable[LaneReply]) -> bytes:
+        metrics = self._telemetry.metrics
+        metrics.in_flight += 1  # as the middleware counts a request it waits for
         try:
             reply = await answer
         except GatewayError as error:
@@ -172,6 +174,8 @@ class Lane:
             body = GatewayError().to_body()
             body["error"]["requestId"] = scope.request_id
             reply = LaneReply(500, json.dumps(body).encode(), content_type=_ERROR_JSON)
+        finally:
+            metrics.in_flight -= 1
         return self._finish(scope, reply)
 
     def _finish(self, scope: _Scope, reply: LaneReply) -> bytes:

@@ -40,6 +40,7 @@ class LaneRequestHandler(RequestHandler):
         "_lane_on",
         "_max_body",
         "_owed",
+        "_paused_by_lane",
         "_peer_ip",
         "_pending",
     )
@@ -50,6 +51,7 @@ class LaneRequestHandler(RequestHandler):
         self._lane_on = True
         self._claimed = False  # the first request was for a lane route
         self._answering: asyncio.Task[bytes] | None = None  # an answer being made
+        self._paused_by_lane = False  # reading paused while requests queue behind it
         self._pending = b""  # the start of a request not all here yet
         self._owed = 0  # bytes of a request already handed to aiohttp, still to come
         self._max_body = max_body
@@ -65,6 +67,7 @@ class LaneRequestHandler(RequestHandler):
             self._pending += data
             if len(self._pending) > MAX_UNSENT_BYTES and self.transport is not None:
                 self.transport.pause_reading()
+                self._paused_by_lane = True
             return
         if self._owed:
             taken = min(self._owed, len(data))
@@ -146,7 +149,9 @@ class LaneRequestHandler(RequestHandler):
             transport.close()
             return
         self._sent(answer.result())
-        transport.resume_reading()
+        if self._paused_by_lane:
+            self._paused_by_lane = False
+            transport.resume_reading()
         if self._pending and not (self._force_close or self._close):
             data, self._pending = self._pending, b""
             self._serve(data)
