@@ -110,12 +110,10 @@ class Lane:
         routes = app.get(LANE_ROUTES)
         return cls(routes, app[TELEMETRY]) if routes else None
 
-    def answer(  # noqa: PLR0913  # the parts of one framed request
+    def answer(
         self,
-        answerer: Answerer,
+        route: tuple[bytes, bytes],
         *,
-        method: bytes,
-        path: bytes,
         request: LaneRequest,
         request_id: bytes | None,
         forwarded_for: bytes | None,
@@ -126,8 +124,9 @@ class Lane:
         telemetry = self._telemetry
         if forwarded_for and telemetry.trust_forwarded_for:  # as ``caller.client_ip``
             request.client_ip = forwarded_ip(forwarded_for.decode("ascii"))
+        answerer = self.routes[route]
         scope = _Scope(
-            *self._names[(method, path)],
+            *self._names[route],
             request_id_from(None if request_id is None else request_id.decode("ascii")),
             request.client_ip,
             started,
@@ -213,19 +212,34 @@ class Lane:
     def _render(self, reply: LaneReply, request_id: str) -> bytes:
         """The bytes aiohttp would send for the same ``web.Response`` (header names and
         values; the order is aiohttp's too)."""
-        extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers)
-        head = (
-            f"{_status_line(reply.status)}{extra}"
-            f"Content-Type: {reply.content_type}\r\nX-Request-ID: {request_id}\r\n"
-            "Server: gateway\r\nX-Content-Type-Options: nosniff\r\n"
-            f"Content-Length: {len(reply.body)}\r\nDate: "
+        body = reply.body
+        parts = [_status_line(reply.status)]
+        if reply.headers:
+            parts.append("".join(f"{name}: {value}\r\n" for name, value in reply.headers).encode())
+        parts += (
+            _content_type_line(reply.content_type),
+            request_id.encode(),
+            _SERVER_HEADERS,
+            str(len(body)).encode(),
+            b"\r\nDate: ",
+            self._date.now(),
+            b"\r\n\r\n",
+            body,
         )
-        return b"".join((head.encode(), self._date.now(), b"\r\n\r\n", reply.body))
+        return b"".join(parts)
+
+
+_SERVER_HEADERS = b"\r\nServer: gateway\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "
 
 
 @functools.cache
-def _status_line(status: int) -> str:
-    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
+def _status_line(status: int) -> bytes:
+    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
+
+
+@functools.cache
+def _content_type_line(content_type: str) -> bytes:
+    return f"Content-Type: {content_type}\r\nX-Request-ID: ".encode()
 
 
 @dataclass(slots=True)

@@ -7,9 +7,13 @@ stay in order; every other request is handed to aiohttp's parser whole, so the p
 always stands at a message boundary when the lane looks at the next one. Bytes outside the
 strict subset, an upgrade included, give the connection to aiohttp for good.
 
-This reads four pieces of ``RequestHandler`` state (``_waiter``, ``_messages``,
-``_request_in_progress``, the keep-alive clock) and is tested against the pinned aiohttp
-minor version; ``tests/lane/test_protocol.py`` fails if they move.
+An answer that awaits (a record) holds the connection's next requests until it is sent,
+and marks a request in progress for aiohttp, so that a graceful shutdown waits for it.
+
+This reads and sets ``RequestHandler`` state aiohttp keeps private (``_waiter``,
+``_messages``, ``_request_in_progress``, ``_handler_waiter``, the keep-alive clock, the
+request counts); aiohttp is pinned to one minor version, and
+``tests/lane/test_protocol.py`` fails first if any of them moves.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from gateway.config import SETTINGS
 from gateway.lane.answers import Lane, LaneRequest
-from gateway.lane.framing import UNFRAMED, Frame, read_frame
+from gateway.lane.framing import UNFRAMED, Frame, Framer
 
 # Past this much unsent reply data the lane lets aiohttp answer, which waits for the
 # client to read (a pipelining client that never reads must not grow memory).
@@ -36,9 +40,9 @@ class LaneRequestHandler(RequestHandler):
     __slots__ = (
         "_answering",
         "_claimed",
+        "_framer",
         "_lane",
         "_lane_on",
-        "_max_body",
         "_owed",
         "_paused_by_lane",
         "_peer_ip",
@@ -54,7 +58,7 @@ class LaneRequestHandler(RequestHandler):
         self._paused_by_lane = False  # reading paused while requests queue behind it
         self._pending = b""  # the start of a request not all here yet
         self._owed = 0  # bytes of a request already handed to aiohttp, still to come
-        self._max_body = max_body
+        self._framer = Framer(max_body)
         self._peer_ip: str | None = None
 
     def data_received(self, data: bytes) -> None:
@@ -101,7 +105,7 @@ class LaneRequestHandler(RequestHandler):
     def _serve(self, data: bytes) -> None:
         start, size = 0, len(data)
         while start < size:
-            frame = read_frame(data, start, max_body=self._max_body)
+            frame = self._framer.read(data, start)
             if frame is UNFRAMED:
                 self._lane_on = False
                 super().data_received(data[start:])
@@ -157,7 +161,7 @@ class LaneRequestHandler(RequestHandler):
             self._serve(data)
 
     def _answerable(self, frame: Frame) -> bool:
-        return frame.plain and (frame.method, frame.path) in self._lane.routes and self._idle()
+        return frame.plain and frame.route in self._lane.routes and self._idle()
 
     def _idle(self) -> bool:
         """aiohttp waits for the next request and holds none: an answer now is in order."""
@@ -178,9 +182,7 @@ class LaneRequestHandler(RequestHandler):
         request = LaneRequest(data[frame.body_start : frame.end], self._peer(), frame.content_type)
         try:
             return self._lane.answer(
-                self._lane.routes[(frame.method, frame.path)],
-                method=frame.method,
-                path=frame.path,
+                frame.route,
                 request=request,
                 request_id=frame.request_id,
                 forwarded_for=frame.forwarded_for,

@@ -11,7 +11,7 @@ from aiohttp.http_parser import HttpRequestParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.lane.framing import MAX_HEAD_BYTES, UNFRAMED, Frame, read_frame
+from gateway.lane.framing import MAX_HEAD_BYTES, UNFRAMED, Frame, Framer, read_frame
 
 LIMIT = 1 << 20
 
@@ -28,7 +28,7 @@ PLAIN = request(
 def test_a_plain_request_is_framed_whole():
     frame = read_frame(PLAIN, 0, max_body=LIMIT)
     assert isinstance(frame, Frame)
-    assert (frame.method, frame.path, frame.plain) == (b"POST", b"/rpc", True)
+    assert (frame.route, frame.plain) == ((b"POST", b"/rpc"), True)
     assert PLAIN[frame.body_start : frame.end] == b"{}"
     assert frame.end == len(PLAIN)
 
@@ -40,7 +40,11 @@ def test_pipelined_requests_are_framed_one_after_another():
     assert isinstance(first, Frame)
     following = read_frame(data, first.end, max_body=LIMIT)
     assert isinstance(following, Frame)
-    assert (following.path, following.request_id, following.end) == (b"/healthz", b"abc", len(data))
+    assert (following.route[1], following.request_id, following.end) == (
+        b"/healthz",
+        b"abc",
+        len(data),
+    )
 
 
 def test_a_request_not_all_here_waits_for_the_rest():
@@ -148,7 +152,7 @@ def test_frames_end_where_aiohttps_parser_ends_each_message(requests, chunk):
         frame = read_frame(data, start, max_body=LIMIT)
         assert isinstance(frame, Frame)
         framed.append(
-            (frame.method.decode(), frame.path.decode(), data[frame.body_start : frame.end])
+            (frame.route[0].decode(), frame.route[1].decode(), data[frame.body_start : frame.end])
         )
         start = frame.end
     assert framed == asyncio.run(_parsed(data, chunk))
@@ -164,3 +168,23 @@ async def _parsed(data: bytes, chunk: int) -> list[tuple[str, str, bytes]]:
     return [
         (message.method, message.path, payload.read_nowait(-1)) for message, payload in messages
     ]
+
+
+def test_a_connections_repeated_head_is_framed_as_the_first_was():
+    framer = Framer(LIMIT)
+    data = PLAIN + PLAIN
+    first = framer.read(data, 0)
+    again = framer.read(data, len(PLAIN))
+    assert isinstance(first, Frame)
+    assert isinstance(again, Frame)
+    assert (again.route, again.plain, again.end - again.body_start) == (
+        first.route,
+        first.plain,
+        first.end - first.body_start,
+    )
+    assert again.end == len(data)
+    longer = request("POST /rpc HTTP/1.1\nHost: gw\nContent-Length: 3\n", b"{} ")
+    assert framer.read(longer, 0).end == len(longer)  # type: ignore[union-attr]
+    chunked = request("POST /rpc HTTP/1.1\nHost: gw\nTransfer-Encoding: chunked\n")
+    assert framer.read(chunked, 0) is UNFRAMED
+    assert framer.read(PLAIN, 0).end == len(PLAIN)  # type: ignore[union-attr]

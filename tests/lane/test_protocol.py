@@ -346,6 +346,7 @@ def test_the_aiohttp_state_the_lane_reads_is_still_there():
         "_keepalive_handle",
         "_request_count",
         "_manager",
+        "_handler_waiter",
     ):
         assert name in slots, name
     assert callable(RequestHandler._process_keepalive)
