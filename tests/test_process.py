@@ -20,14 +20,13 @@ from tests.helpers.waiting import eventually, wait_until
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(name="slow_node")
-async def _slow_node(aiohttp_server):
-    """A node that takes 1.5 s to answer: a fault anvil will not produce on demand."""
+async def _node_answering_after(aiohttp_server, delay_s: float):
+    """A node that takes ``delay_s`` to answer: a fault anvil will not produce on demand."""
 
     async def rpc(request: web.Request) -> web.Response:
         body = await request.json()
         server.bodies.append(body)
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(delay_s)
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
 
     app = web.Application()
@@ -35,6 +34,16 @@ async def _slow_node(aiohttp_server):
     server = await aiohttp_server(app)
     server.bodies = []
     return server
+
+
+@pytest.fixture(name="slow_node")
+async def _slow_node(aiohttp_server):
+    return await _node_answering_after(aiohttp_server, 1.5)
+
+
+@pytest.fixture(name="slowish_node")
+async def _slowish_node(aiohttp_server):
+    return await _node_answering_after(aiohttp_server, 0.4)
 
 
 async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
@@ -77,7 +86,7 @@ async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
     )
 
 
-async def test_sigterm_lets_a_record_in_the_lane_finish(slow_node, tmp_path):
+async def test_sigterm_lets_a_record_in_the_lane_finish(slowish_node, tmp_path):
     """A record the lane is answering (its contract wallet asked of the slow node) is
     answered before the process stops, as a request on aiohttp's path would be."""
     from eth_account import Account  # only this test signs
@@ -88,7 +97,7 @@ async def test_sigterm_lets_a_record_in_the_lane_finish(slow_node, tmp_path):
     process = gateway_process(
         ["serve", "--port", str(port)],
         {
-            "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slow_node.port}",
+            "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slowish_node.port}",
             "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_CHAIN_ID": "31337",
@@ -103,14 +112,14 @@ async def test_sigterm_lets_a_record_in_the_lane_finish(slow_node, tmp_path):
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz")
         async with aiohttp.ClientSession() as session:
-            seen = len(slow_node.bodies)
+            seen = len(slowish_node.bodies)
             in_flight = asyncio.create_task(
                 session.post(f"http://127.0.0.1:{port}/records", json=payload)
             )
             await eventually(
                 lambda: any(
                     isinstance(body, dict) and body.get("method") != "eth_chainId"
-                    for body in slow_node.bodies[seen:]
+                    for body in slowish_node.bodies[seen:]
                 ),
                 what="the wallet check at the node",
             )
