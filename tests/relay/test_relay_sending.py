@@ -34,6 +34,16 @@ async def submitted(frontend: Frontend, request_id: str, attempts: int = 1) -> d
     return await eventually(check, what=f"{request_id} submitted, {attempts} attempt(s)")
 
 
+async def at_the_node(chain, tx_hash: str) -> None:
+    """Wait until the node holds ``tx_hash``: the relay stores a replacement before it
+    broadcasts it, so a block mined as soon as the store shows it could still take the
+    version it replaces."""
+    await eventually(
+        lambda: chain.rpc("eth_getTransactionByHash", [tx_hash]) is not None,
+        what=f"{tx_hash} at the node",
+    )
+
+
 async def stuck_request(
     make_relay_client, chain, note: str, **settings: str
 ) -> tuple[Frontend, Any, str, dict]:
@@ -134,6 +144,7 @@ async def test_a_deadline_passing_while_stuck_frees_the_nonce(make_relay_client,
         return versions[-1]["kind"] == "noop"
 
     await eventually(replaced_by_noop, timeout_s=15, what="the no-op replacement")
+    await at_the_node(chain, (await frontend.status(body["id"]))["transactions"][-1]["hash"])
     chain.rpc("evm_mine")
     final = await confirmed(frontend, body["id"])
     assert final["status"] == "expired", final
@@ -162,6 +173,7 @@ async def test_the_operator_cancels_a_request_not_mined(make_relay_client, chain
         return (await frontend.status(request_id))["transactions"][-1]["kind"] == "noop"
 
     await eventually(replaced_by_noop, what="the cancelling no-op")
+    await at_the_node(chain, (await frontend.status(request_id))["transactions"][-1]["hash"])
     chain.rpc("evm_mine")
     final = await confirmed(frontend, request_id)
     assert final["status"] == "canceled"
