@@ -46,18 +46,36 @@ async def _slowish_node(aiohttp_server):
     return await _node_answering_after(aiohttp_server, 0.4)
 
 
-async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
+def serve_on(node, tmp_path, **env: str) -> tuple[int, subprocess.Popen]:
+    """``gateway serve`` on a free port with ``node`` as its only upstream."""
     port = free_port()
     process = gateway_process(
         ["serve", "--port", str(port)],
         {
-            "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slow_node.port}",
+            "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{node.port}",
             "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
             "GATEWAY_LOG_FORMAT": "json",
             "GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S": "5",
+            **env,
         },
         tmp_path / "gateway.log",
     )
+    return port, process
+
+
+def assert_answered_while_stopping(tmp_path, route: str) -> None:
+    """The access line of ``route`` falls between "shutting down" and "stopped"."""
+    lines = [json.loads(l) for l in (tmp_path / "gateway.log").read_text().splitlines()]
+    events = [(l["event"], l.get("route")) for l in lines]
+    assert (
+        events.index(("shutting down", None))
+        < events.index(("request", route))
+        < events.index(("stopped", None))
+    )
+
+
+async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
+    port, process = serve_on(slow_node, tmp_path)
     try:
         await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/healthz")
         async with aiohttp.ClientSession() as session:
@@ -77,13 +95,7 @@ async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
         assert await asyncio.to_thread(process.wait, 15) == 0
     finally:
         process.kill()
-    lines = [json.loads(l) for l in (tmp_path / "gateway.log").read_text().splitlines()]
-    events = [(l["event"], l.get("route")) for l in lines]
-    assert (
-        events.index(("shutting down", None))
-        < events.index(("request", "/readyz"))
-        < events.index(("stopped", None))
-    )
+    assert_answered_while_stopping(tmp_path, "/readyz")
 
 
 async def test_sigterm_lets_a_record_in_the_lane_finish(slowish_node, tmp_path):
@@ -93,18 +105,7 @@ async def test_sigterm_lets_a_record_in_the_lane_finish(slowish_node, tmp_path):
 
     from tests.records.conftest import mail, sign_typed
 
-    port = free_port()
-    process = gateway_process(
-        ["serve", "--port", str(port)],
-        {
-            "GATEWAY_UPSTREAMS": f"http://127.0.0.1:{slowish_node.port}",
-            "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
-            "GATEWAY_LOG_FORMAT": "json",
-            "GATEWAY_CHAIN_ID": "31337",
-            "GATEWAY_UPSTREAM_POOL__READINESS_TIMEOUT_S": "5",
-        },
-        tmp_path / "gateway.log",
-    )
+    port, process = serve_on(slowish_node, tmp_path, GATEWAY_CHAIN_ID="31337")
     account = Account.create()
     typed = mail(account.address)
     wallet = "0x" + "ab" * 20  # a contract wallet: its check goes to the node
@@ -134,13 +135,7 @@ async def test_sigterm_lets_a_record_in_the_lane_finish(slowish_node, tmp_path):
         assert await asyncio.to_thread(process.wait, 15) == 0
     finally:
         process.kill()
-    lines = [json.loads(l) for l in (tmp_path / "gateway.log").read_text().splitlines()]
-    events = [(l["event"], l.get("route")) for l in lines]
-    assert (
-        events.index(("shutting down", None))
-        < events.index(("request", "/records"))
-        < events.index(("stopped", None))
-    )
+    assert_answered_while_stopping(tmp_path, "/records")
 
 
 def run_example(name: str, port: int) -> dict:
