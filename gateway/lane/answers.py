@@ -22,17 +22,14 @@ from http import HTTPStatus
 
 import structlog
 from aiohttp import web
-from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from gateway.caller import forwarded_ip
 from gateway.errors import GatewayError
 from gateway.telemetry import TELEMETRY, Telemetry
 from gateway.telemetry.logging import write_access_line
-from gateway.telemetry.middleware import end_server_span, request_id_from
-from gateway.telemetry.sampling import new_span_id
-from gateway.telemetry.state import CURRENT_REQUEST, RequestContext
+from gateway.telemetry.middleware import end_server_span, enter_request, request_id_from
 
 log = structlog.get_logger("gateway.lane")
 
@@ -99,7 +96,11 @@ class Lane:
         self.routes = routes
         # How a request for one of the routes starts: "POST /rpc ".
         self.prefixes = tuple(method + b" " + path + b" " for method, path in routes)
-        self._names = {key: (key[0].decode(), key[1].decode()) for key in routes}
+        # Each route's method, path and server span name, as str.
+        self._names = {
+            key: (key[0].decode(), key[1].decode(), f"{key[0].decode()} {key[1].decode()}")
+            for key in routes
+        }
         self._telemetry = telemetry
         self._date = _HttpDate()
         self.answered = 0  # requests the lane answered (tests and benches read it)
@@ -131,22 +132,8 @@ class Lane:
             request.client_ip,
             started,
         )
-        trace_id, sampled = telemetry.decider.decide(None)
-        otel_token = None
-        if sampled:
-            span = scope.span = telemetry.server_tracer.start_span(
-                f"{scope.method} {scope.route}",
-                kind=SpanKind.SERVER,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-            context = span.get_span_context()
-            trace_id, span_id = context.trace_id, context.span_id
-            otel_token = otel_context.attach(trace.set_span_in_context(span))
-        else:
-            span_id = new_span_id()
-        scope.trace_id, scope.span_id = trace_id, span_id
-        token = CURRENT_REQUEST.set(RequestContext(scope.request_id, trace_id, span_id, sampled))
+        traced = enter_request(telemetry, scope.name, scope.request_id)
+        scope.trace_id, scope.span_id, scope.span = traced.trace_id, traced.span_id, traced.span
         try:
             answer = answerer(request)
             if answer is None or isinstance(answer, LaneReply):
@@ -154,9 +141,7 @@ class Lane:
             # Made while the request's context is set: the task runs in a copy of it.
             return asyncio.ensure_future(self._finish_later(scope, answer))
         finally:
-            CURRENT_REQUEST.reset(token)
-            if otel_token is not None:
-                otel_context.detach(otel_token)
+            traced.leave()
 
     async def _finish_later(self, scope: _Scope, answer: Awaitable[LaneReply]) -> bytes:
         metrics = self._telemetry.metrics
@@ -248,6 +233,7 @@ class _Scope:
 
     method: str
     route: str
+    name: str  # the server span's
     request_id: str
     client_ip: str
     started: float

@@ -13,7 +13,9 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import Token
+from dataclasses import dataclass
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -25,8 +27,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from gateway.caller import client_ip
 from gateway.telemetry.logging import write_access_line
 from gateway.telemetry.metrics import HTTP_METHODS
-from gateway.telemetry.sampling import new_span_id, parse_traceparent
-from gateway.telemetry.state import CURRENT_REQUEST, REQUEST_ID, TELEMETRY, RequestContext
+from gateway.telemetry.sampling import Parent, new_span_id, parse_traceparent
+from gateway.telemetry.state import (
+    CURRENT_REQUEST,
+    REQUEST_ID,
+    TELEMETRY,
+    RequestContext,
+    Telemetry,
+)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 RenderError = Callable[[web.Request, Exception], web.StreamResponse]
@@ -71,23 +79,8 @@ def request_middleware(render_error: RenderError) -> Middleware:
         route = route_template(request)
         header = headers.get("traceparent")
         parent = parse_traceparent(header) if header is not None else None
-        trace_id, sampled = telemetry.decider.decide(parent)
-        span: trace.Span | None = None
-        otel_token = None
-        if sampled:
-            span = telemetry.server_tracer.start_span(
-                f"{method} {route}",
-                context=_PROPAGATOR.extract(headers) if parent is not None else None,
-                kind=SpanKind.SERVER,
-                record_exception=False,
-                set_status_on_exception=False,
-            )
-            span_context = span.get_span_context()
-            trace_id, span_id = span_context.trace_id, span_context.span_id
-            otel_token = otel_context.attach(trace.set_span_in_context(span))
-        else:
-            span_id = new_span_id()
-        token = CURRENT_REQUEST.set(RequestContext(request_id, trace_id, span_id, sampled))
+        traced = enter_request(telemetry, f"{method} {route}", request_id, parent, headers)
+        span, trace_id, span_id = traced.span, traced.trace_id, traced.span_id
         metrics.in_flight += 1
         started = time.perf_counter()
         response: web.StreamResponse | None = None
@@ -107,7 +100,7 @@ def request_middleware(render_error: RenderError) -> Middleware:
             elapsed = time.perf_counter() - started
             metrics.in_flight -= 1
             exemplar = None
-            if span is not None and otel_token is not None:
+            if span is not None:
                 end_server_span(
                     span,
                     method=method,
@@ -116,7 +109,6 @@ def request_middleware(render_error: RenderError) -> Middleware:
                     status=status,
                     request_id=request_id,
                 )
-                otel_context.detach(otel_token)
                 exemplar = {"trace_id": f"{trace_id:032x}"}
             metrics.observe_http(method, route, status, elapsed, exemplar)
             if telemetry.access_log:
@@ -132,10 +124,56 @@ def request_middleware(render_error: RenderError) -> Middleware:
                     trace_id=trace_id,
                     span_id=span_id,
                 )
-            CURRENT_REQUEST.reset(token)
+            traced.leave()
         return response
 
     return observe
+
+
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x
+class RequestTrace:
+    """A request's trace ids, its server span when sampled, and the contexts it entered."""
+
+    trace_id: int
+    span_id: int
+    span: trace.Span | None
+    _otel_token: object
+    _request_token: Token[RequestContext | None]
+
+    def leave(self) -> None:
+        CURRENT_REQUEST.reset(self._request_token)
+        if self._otel_token is not None:
+            otel_context.detach(self._otel_token)  # type: ignore[arg-type]  # attach's token
+
+
+def enter_request(
+    telemetry: Telemetry,
+    name: str,
+    request_id: str,
+    parent: Parent | None = None,
+    carrier: Mapping[str, str] | None = None,
+) -> RequestTrace:
+    """The request's trace decision (``parent``: its valid ``traceparent``, read from
+    ``carrier``), its server span when sampled, made current, and its RequestContext set
+    (``RequestTrace.leave`` undoes both)."""
+    trace_id, sampled = telemetry.decider.decide(parent)
+    span: trace.Span | None = None
+    otel_token = None
+    if sampled:
+        span = telemetry.server_tracer.start_span(
+            name,
+            context=_PROPAGATOR.extract(carrier) if parent is not None else None,
+            kind=SpanKind.SERVER,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+        span_context = span.get_span_context()
+        trace_id, span_id = span_context.trace_id, span_context.span_id
+        otel_token = otel_context.attach(trace.set_span_in_context(span))
+    else:
+        span_id = new_span_id()
+    token = CURRENT_REQUEST.set(RequestContext(request_id, trace_id, span_id, sampled))
+    return RequestTrace(trace_id, span_id, span, otel_token, token)
 
 
 def end_server_span(  # noqa: PLR0913  # the span's attributes
