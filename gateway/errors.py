@@ -148,8 +148,12 @@ class RateLimited(GatewayError):
         self.retry_after_s = retry_after_s
 
     def headers(self) -> dict[str, str]:
-        # Retry-After takes whole seconds; round up so a client that obeys it succeeds.
-        return {"Retry-After": str(max(1, int(-(-self.retry_after_s // 1))))}
+        return {"Retry-After": retry_after(self.retry_after_s)}
+
+
+def retry_after(wait_s: float) -> str:
+    """A Retry-After value: whole seconds, rounded up so a client that obeys it succeeds."""
+    return str(max(1, int(-(-wait_s // 1))))
 
 
 class Unavailable(GatewayError):

@@ -199,6 +199,10 @@ class UpstreamPool:
     def best_latest(self) -> int:
         return max((u.head.latest for u in self.upstreams if u.healthy and u.chain_ok), default=-1)
 
+    def head_number(self) -> int:
+        """The best head's number; -1 before any head is known."""
+        return self.head.number if self.head is not None else -1
+
     def finalized(self) -> int:
         """The highest block every healthy node calls finalized (safe to cache below)."""
         heads = [u.head.finalized for u in self.upstreams if u.healthy and u.chain_ok]

@@ -12,7 +12,7 @@ from gateway.background import running
 from gateway.bodies import read_body
 from gateway.caller import Caller, anonymous, caller_of
 from gateway.config import SETTINGS
-from gateway.errors import Unavailable
+from gateway.errors import Unavailable, retry_after
 from gateway.lane import LaneReply, LaneRequest, register
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import limiter_for
@@ -103,7 +103,7 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
         wait = await service.admit_one(call, caller)
         if wait > 0:
             return _json(
-                _limited_reply(call, wait), status=429, headers={"Retry-After": _retry_after(wait)}
+                _limited_reply(call, wait), status=429, headers={"Retry-After": retry_after(wait)}
             )
         reply = await service.execute(call, caller)
         return _json(reply) if not call.notification else web.Response(status=204)
@@ -133,7 +133,7 @@ def cached_read_answerer(service: RpcService) -> Callable[[LaneRequest], LaneRep
             return None
         wait = service.admit_now(call, caller)
         if wait > 0:
-            retry = (("Retry-After", _retry_after(wait)),)
+            retry = (("Retry-After", retry_after(wait)),)
             return LaneReply(429, _limited_reply(call, wait), retry)
         service.count_cached_reply(call, caller)
         return LaneReply(200, reply)
@@ -144,10 +144,6 @@ def cached_read_answerer(service: RpcService) -> Callable[[LaneRequest], LaneRep
 def _limited_reply(call: jsonrpc.Call, wait: float) -> bytes:
     data = {"retryAfterSeconds": round(wait, 3)}
     return jsonrpc.error_bytes(call.id, jsonrpc.LIMIT_EXCEEDED, "rate limit exceeded", data)
-
-
-def _retry_after(wait: float) -> str:
-    return str(max(1, int(-(-wait // 1))))
 
 
 @routes.get("/rpc")

@@ -103,12 +103,10 @@ class RpcService:
         return [await self.admit_one(call, caller) for call in calls]
 
     async def admit_one(self, call: Call, caller: Caller) -> float:
-        key, limit, cost = f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
         if self._local_limiter is not None:  # in process: no coroutine to create and await
-            wait = self._local_limiter.acquire_now(key, limit, cost)
-        else:
-            wait = await self.limiter.acquire(key, limit, cost)
-        return self._counted_wait(call, caller, wait)
+            return self.admit_now(call, caller)
+        key, limit, cost = f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
+        return self._counted_wait(call, caller, await self.limiter.acquire(key, limit, cost))
 
     def admit_now(self, call: Call, caller: Caller) -> float:
         """``admit_one`` with the limits in process (``answers_now`` says so)."""
@@ -173,7 +171,7 @@ class RpcService:
             key = cache_key(method, params)
         except GatewayError:  # refused params: execute answers with the error
             return None
-        head = self.pool.head.number if self.pool.head is not None else -1
+        head = self.pool.head_number()
         cached = self.cache.get(key, head=head)
         return None if cached is None else _reply_with_result(call.id, cached)
 
@@ -240,7 +238,7 @@ class RpcService:
         rule = None
         if self.cache is not None:
             rule = cache_rule(method, params, finalized=self.pool.finalized)
-        head = self.pool.head.number if self.pool.head is not None else -1
+        head = self.pool.head_number()
         coalesce = self.coalescer is not None and method in COALESCIBLE
         key = cache_key(method, params) if rule is not None or coalesce else b""
         if rule is not None:
