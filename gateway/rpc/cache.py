@@ -4,14 +4,16 @@ next head, are kept.
 Rules (``cache_rule``):
 - ``eth_chainId``, ``net_version``: for good;
 - state at a block hash (EIP-1898 ``{"blockHash": …}`` params, ``eth_getLogs`` with
-  ``blockHash``): for good (the state at a hash never changes);
+  ``blockHash``): until a reorg (the state at a hash never changes, but a block that left
+  the canonical chain is unknown to nodes, or refused with ``requireCanonical``);
 - by block number at or below the finalized block: while that block stays canonical;
 - a block by hash, a transaction or a receipt: once the answer names its block, while that
   block stays canonical (not at all while pending or unknown);
 - anything read at ``latest`` (explicit or implied): until the next head.
 
-Entries remember the block height they depend on. A reorg drops every entry that depends
-on a block (only the block-independent ones survive): reorgs are rare, and a full flush
+Entries remember the block height they depend on (or that they depend on a block named by
+hash). A reorg drops every entry that depends on a block (only the block-independent ones
+survive): reorgs are rare, and a full flush
 is right whatever their depth, even past "finalized" on a dev chain. The store is an LRU
 bounded in bytes; its interface (get/put/invalidate) is what a Redis backend implements.
 """
@@ -30,6 +32,7 @@ from redis.exceptions import RedisError
 from gateway.jsonexact import dumps_exact
 
 FOREVER = -1  # the entry's height: it depends on no block
+BY_HASH = -2  # the entry's height: it depends on a block named by its hash (kept until a reorg)
 
 # Methods whose last param is a block tag/number/EIP-1898 object.
 _BLOCK_PARAM_METHODS = {
@@ -37,6 +40,7 @@ _BLOCK_PARAM_METHODS = {
     "eth_getCode": 1,
     "eth_getTransactionCount": 1,
     "eth_getStorageAt": 2,
+    "eth_getStorageValues": 1,
     "eth_call": 1,
     "eth_getProof": 2,
     "eth_getBlockByNumber": 0,
@@ -52,14 +56,20 @@ _BY_HASH = {
     "eth_getUncleCountByBlockHash",
 }
 _BY_TX_HASH = {"eth_getTransactionByHash", "eth_getTransactionReceipt"}
-_LATEST_ONLY = {"eth_blockNumber", "eth_gasPrice", "eth_maxPriorityFeePerGas", "eth_blobBaseFee"}
+_LATEST_ONLY = {
+    "eth_blockNumber",
+    "eth_gasPrice",
+    "eth_maxPriorityFeePerGas",
+    "eth_blobBaseFee",
+    "eth_baseFee",
+}
 _FOREVER = {"eth_chainId", "net_version"}
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """How a call may be cached: ``height`` is FOREVER, a block number (kept while that
-    block is canonical) or None for "until the next head" (head-scoped)."""
+    """How a call may be cached: ``height`` is FOREVER, BY_HASH, a block number (kept while
+    that block is canonical) or None for "until the next head" (head-scoped)."""
 
     height: int | None
     from_result: bool = False  # the height is the block the answer names
@@ -69,7 +79,7 @@ def _block_ref(value: Any, *, finalized: Callable[[], int]) -> Rule | None:  # n
     """Cacheability of a block reference (tag, number or EIP-1898 object)."""
     if isinstance(value, dict):
         if "blockHash" in value:
-            return Rule(height=FOREVER)
+            return _UNTIL_REORG
         value = value.get("blockNumber")
     if value is None or value in {"latest", "pending"}:
         return Rule(height=None) if value != "pending" else None
@@ -85,6 +95,7 @@ def _block_ref(value: Any, *, finalized: Callable[[], int]) -> Rule | None:  # n
 
 
 _KEEP = Rule(height=FOREVER)
+_UNTIL_REORG = Rule(height=BY_HASH)
 _UNTIL_NEXT_HEAD = Rule(height=None)
 
 
@@ -112,7 +123,7 @@ def _logs_rule(params: list[Any], *, finalized: Callable[[], int]) -> Rule | Non
         return None
     query = params[0]
     if "blockHash" in query:
-        return Rule(height=FOREVER)
+        return _UNTIL_REORG
     to_rule = _block_ref(query.get("toBlock", "latest"), finalized=finalized)
     from_rule = _block_ref(query.get("fromBlock", "latest"), finalized=finalized)
     if to_rule is None or from_rule is None:
@@ -180,12 +191,14 @@ class MemoryCache:
             self._drop(oldest)
 
     def invalidate_from(self, height: int) -> int:
-        """Drop entries that depend on a block at or above ``height``, and every
-        head-scoped one (a reorg)."""
+        """Drop entries that depend on a block at or above ``height``, every head-scoped
+        one and every one read at a block hash (a reorg)."""
         doomed = [
             key
             for key, entry in self._entries.items()
-            if entry.height is None or (entry.height != FOREVER and entry.height >= height)
+            if entry.height is None
+            or entry.height == BY_HASH
+            or (entry.height != FOREVER and entry.height >= height)
         ]
         for key in doomed:
             self._drop(key)

@@ -1,4 +1,10 @@
-"""eth_getLogs over wide ranges: split into chunks, fetch them concurrently, merge in order."""
+"""eth_getLogs over wide ranges: split into chunks, fetch them concurrently, merge in order.
+
+A node answers a range that reaches past its head with the logs up to its head, and
+refuses one that starts past it; so chunks stop at the tip the gateway knows, and the last
+chunk keeps the query's own ``toBlock`` (a block mined since the last head poll is in it,
+as it would be in the node's answer). The range limit counts the blocks up to the tip.
+"""
 
 from __future__ import annotations
 
@@ -43,8 +49,9 @@ def plan(params: Any, *, latest: int, chunk_blocks: int, max_range: int) -> Logs
         return None
     start = _number(query.get("fromBlock"), latest=latest)
     end = _number(query.get("toBlock"), latest=latest)
-    if start is None or end is None or end < start:
-        return None
+    if start is None or end is None or end < start or start > latest:
+        return None  # the node's own answer (an empty or refused range)
+    end = min(end, latest)
     span = end - start + 1
     if span > max_range:
         raise LogRangeTooLarge(
@@ -60,8 +67,10 @@ def plan(params: Any, *, latest: int, chunk_blocks: int, max_range: int) -> Logs
     return LogsPlan(chunks)
 
 
-def chunk_params(params: list[Any], low: int, high: int) -> list[Any]:
+def chunk_params(params: list[Any], low: int, high: int, *, last: bool) -> list[Any]:
+    """The query of one chunk; the ``last`` one keeps the query's ``toBlock``."""
     query = dict(params[0])
     query["fromBlock"] = hex(low)
-    query["toBlock"] = hex(high)
+    if not last:
+        query["toBlock"] = hex(high)
     return [query, *params[1:]]

@@ -4,8 +4,11 @@
   ``max_lag_blocks`` behind the best head, in weighted random order.
 - Failover: a failed idempotent read moves to the next node, at most ``max_attempts``
   nodes; ``eth_sendRawTransaction`` moves on only when the first node never got it.
-- Heads: every ``health_interval_s`` each node reports latest/safe/finalized; a new head
-  whose parent is not the head we knew is a reorg, and the pool's listeners hear of both.
+- Heads: every ``health_interval_s`` each node reports latest/safe/finalized. The best
+  head is checked against the chain the pool knows (the last ``REORG_DEPTH`` canonical
+  hashes), however far it moved: the pool walks back by parent hash, on the node that
+  reported it, to the common ancestor; a known block the new head does not descend from
+  is a reorg from that height, and the pool's listeners hear of both.
 - The served tip never goes backwards: ``latest`` reads go to nodes at or past the highest
   block the gateway has answered with.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +35,7 @@ log = structlog.get_logger("gateway.rpc.pool")
 
 _BREAKER_NAMES = {Breaker.CLOSED: "closed", Breaker.HALF_OPEN: "half_open", Breaker.OPEN: "open"}
 NON_IDEMPOTENT = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
+REORG_DEPTH = 64  # canonical hashes remembered; a reorg deeper than this drops them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,7 @@ class UpstreamPool:
         self.metrics = metrics
         self.served_tip = -1
         self.head: NewHead | None = None  # the best head across nodes
+        self._chain: OrderedDict[int, str] = OrderedDict()  # number -> canonical hash
         self._listeners: list[HeadListener] = []
         self._task: asyncio.Task[None] | None = None
         # One head read at a time: two interleaved reads could make an older head look
@@ -130,15 +136,15 @@ class UpstreamPool:
         async with self._poll_lock:
             candidates = [u for u in self.upstreams if u.chain_ok]
             blocks = await asyncio.gather(*(self._read_head(u) for u in candidates))
-            best: dict[str, Any] | None = None
-            for block in blocks:
+            best: tuple[dict[str, Any], Upstream] | None = None
+            for block, upstream in zip(blocks, candidates, strict=True):
                 if block is not None and (
-                    best is None or _hex(block["number"]) > _hex(best["number"])
+                    best is None or _hex(block["number"]) > _hex(best[0]["number"])
                 ):
-                    best = block
+                    best = block, upstream
             self._update_lag()
             if best is not None:
-                await self._advance(best)
+                await self._advance(*best)
 
     def refresh_heads_soon(self) -> None:
         """A node announced a block: read the heads now rather than at the next poll. Reads
@@ -220,18 +226,17 @@ class UpstreamPool:
         best = self.best_latest() if best is None else best
         return best >= 0 and upstream.head.latest < best - self.settings.max_lag_blocks
 
-    async def _advance(self, block: dict[str, Any]) -> None:
+    async def _advance(self, block: dict[str, Any], source: Upstream) -> None:
         number, block_hash = _hex(block.get("number")), str(block.get("hash"))
         parent = str(block.get("parentHash"))
         previous = self.head
         if previous is not None and previous.hash == block_hash:
             return
-        reorg_from: int | None = None
-        if previous is not None:
-            if number <= previous.number:
-                reorg_from = number  # same height or lower with another hash
-            elif number == previous.number + 1 and parent != previous.hash:
-                reorg_from = previous.number
+        try:
+            reorg_from = await self._fork_point(number, block_hash, parent, source)
+        except UpstreamError as exc:  # the ancestry is unknown: try again at the next poll
+            log.warning("head ancestry unknown", upstream=source.name, detail=exc.detail)
+            return
         self.head = NewHead(number, block_hash, parent, reorg_from, block)
         if reorg_from is not None:
             log.warning("reorg", from_block=reorg_from, new_head=number, hash=block_hash)
@@ -242,6 +247,67 @@ class UpstreamPool:
             outcome = listener(self.head)
             if outcome is not None:
                 await outcome
+
+    async def _fork_point(
+        self, number: int, block_hash: str, parent: str, source: Upstream
+    ) -> int | None:
+        """The lowest known height whose block the new head does not descend from (None
+        when it extends or is on the known chain); the known chain becomes the head's.
+
+        Walks back from the head by parent hash on ``source`` (blocks of another branch
+        may be unknown to other nodes) until a known hash is the parent: one call per
+        block between the known tip and the head, none in the common case of one block.
+        """
+        known = self._chain.get(number)
+        if known == block_hash:  # a head we know (a lagging node's): nothing changed
+            return None
+        branch = {number: block_hash}
+        below = await self._walk_back(number, parent, source, branch)
+        fork = below if below is not None else (number if known is not None else None)
+        chain = self._chain
+        if fork is not None:
+            for height in [h for h in chain if h >= fork]:
+                del chain[height]
+        for height in sorted(branch):
+            chain[height] = branch[height]
+            chain.move_to_end(height)
+        while len(chain) > REORG_DEPTH:
+            chain.popitem(last=False)
+        return fork
+
+    async def _walk_back(
+        self, number: int, parent: str, source: Upstream, branch: dict[int, str]
+    ) -> int | None:
+        """The lowest known height below ``number`` that the new branch replaces, if any;
+        ``branch`` gets the new branch's hashes down to the common ancestor."""
+        chain = self._chain
+        lowest = next(iter(chain), number)
+        tip = next(reversed(chain), number)
+        cursor, cursor_parent = number, parent
+        if cursor - tip > REORG_DEPTH:  # far ahead: the blocks in between cannot be cached
+            above = await self._block(source, "eth_getBlockByNumber", hex(tip + 1))
+            cursor, cursor_parent = tip + 1, str(above.get("parentHash"))
+            branch[cursor] = str(above.get("hash"))
+        fork: int | None = None
+        while cursor - 1 >= lowest:
+            height = cursor - 1
+            known = chain.get(height)
+            if known == cursor_parent:
+                break  # the common ancestor
+            if known is not None:
+                fork = height
+            if height == lowest:  # deeper than the pool remembers: all of it is gone
+                break
+            ancestor = await self._block(source, "eth_getBlockByHash", cursor_parent)
+            branch[height] = cursor_parent
+            cursor, cursor_parent = height, str(ancestor.get("parentHash"))
+        return fork
+
+    async def _block(self, source: Upstream, method: str, ref: str) -> dict[str, Any]:
+        block = await source.call(method, [ref, False], timeout_s=self.settings.health_timeout_s)
+        if not isinstance(block, dict):
+            raise UpstreamError(detail=f"{source.name}: {method}({ref}) found no block")
+        return block
 
     def observe_tip(self, number: int) -> None:
         self.served_tip = max(self.served_tip, number)

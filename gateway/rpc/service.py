@@ -44,6 +44,7 @@ _LATEST_METHODS = {
     "eth_getCode",
     "eth_getTransactionCount",
     "eth_getStorageAt",
+    "eth_getStorageValues",
     "eth_estimateGas",
     "eth_getBlockByNumber",
     "eth_getLogs",
@@ -350,14 +351,20 @@ class RpcService:
     async def _logs_in_chunks(
         self, call: Call, planned: logs.LogsPlan, label: str
     ) -> tuple[bytes, str]:
-        async def chunk(low: int, high: int) -> dict[str, Any]:
+        last = len(planned.chunks) - 1
+
+        async def chunk(index: int, low: int, high: int) -> dict[str, Any]:
+            params = logs.chunk_params(list(call.params), low, high, last=index == last)
             async with self._logs_slots:
-                part = Call("eth_getLogs", logs.chunk_params(list(call.params), low, high), id=1)
-                reply, _ = await self._answer(part, label, trace.get_current_span())
+                reply, _ = await self._answer(
+                    Call("eth_getLogs", params, id=1), label, trace.get_current_span()
+                )
                 decoded: dict[str, Any] = orjson.loads(reply)
                 return decoded
 
-        parts = await asyncio.gather(*(chunk(low, high) for low, high in planned.chunks))
+        parts = await asyncio.gather(
+            *(chunk(index, low, high) for index, (low, high) in enumerate(planned.chunks))
+        )
         merged: list[Any] = []
         for part in parts:
             if "error" in part:
