@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 import sys
 import time
 from collections.abc import Mapping, MutableMapping
@@ -18,21 +20,15 @@ from gateway.config import LogSettings
 from gateway.telemetry.logsink import LogSink, SinkFactory
 from gateway.telemetry.state import CURRENT_REQUEST
 
-# Keys whose values are secrets or credentials: never logged in full.
-_SECRET_KEYS = frozenset(
-    {
-        "authorization",
-        "cookie",
-        "password",
-        "private_key",
-        "secret",
-        "signature",
-        "token",
-        "access_token",
-        "refresh_token",
-        "set-cookie",
-    }
+# Field names whose values are secrets or credentials: never logged. Matched anywhere in
+# the name (``access_token``, ``X-Operator-Token``, ``relayer_private_key``), at any depth
+# of a logged mapping (a ``headers`` dict), whatever logged the line.
+_SECRET_NAME = re.compile(
+    r"authorization|cookie|passw|passphrase|secret|token|private[_-]?key|api[_-]?key"
+    r"|mnemonic|seed_phrase|credential|signature|^relay\.",
+    re.IGNORECASE,
 )
+REDACTED = "[redacted]"
 _LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -41,20 +37,42 @@ _LEVELS = {
 }
 
 
-def redact(value: object) -> str:
-    """Keep a short prefix so operators can correlate, never the whole secret."""
-    text = str(value)
-    if len(text) <= 10:
-        return "***"
-    return f"{text[:6]}…({len(text)} chars)"
+@functools.lru_cache(maxsize=1024)
+def is_secret_name(name: str) -> bool:
+    return _SECRET_NAME.search(name) is not None
+
+
+def _scrub(value: object, depth: int = 0) -> object:
+    """``value`` with the values of secret-named keys replaced, in nested mappings and lists."""
+    if depth > 4:
+        return value
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED if is_secret_name(str(key)) else _scrub(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(item, depth + 1) for item in value]
+    return value
 
 
 def redact_secrets(
     _logger: object, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key in _SECRET_KEYS.intersection(event_dict):
-        event_dict[key] = redact(event_dict[key])
+    """The one redaction step of every line (structlog's and the standard library's)."""
+    for key, value in event_dict.items():
+        if is_secret_name(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, Mapping | list | tuple):
+            event_dict[key] = _scrub(value)
     return event_dict
+
+
+# Tracebacks name the frames and the exception, never the frames' locals: a local can hold
+# a request's headers or body (structlog renders locals by default).
+_dict_tracebacks = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
 
 
 def add_trace_context(
@@ -247,7 +265,9 @@ def configure_logging(
     level = _LEVELS[settings.level]
     shared = _shared_processors()
     if console:
-        renderer: Any = structlog.dev.ConsoleRenderer()
+        renderer: Any = structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.plain_traceback  # no locals (rich shows them)
+        )
         encode: Any = str.encode
     else:
         renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
@@ -257,7 +277,7 @@ def configure_logging(
     _Active.fast_access_json = not console and level <= logging.INFO
     final = [renderer] if encode is None else [renderer, lambda _l, _n, text: encode(text)]
     structlog.configure(
-        processors=[*shared, *([] if console else [structlog.processors.dict_tracebacks]), *final],
+        processors=[*shared, *([] if console else [_dict_tracebacks]), *final],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=SinkFactory(sink),
         cache_logger_on_first_use=cache,
@@ -266,7 +286,7 @@ def configure_logging(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *([] if console else [structlog.processors.dict_tracebacks]),
+            *([] if console else [_dict_tracebacks]),
             structlog.processors.JSONRenderer(
                 serializer=lambda event, **_: orjson.dumps(event, default=str).decode()
             )

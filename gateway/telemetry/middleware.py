@@ -10,6 +10,7 @@ call. Each of these was measured against the form it replaced (see the README's 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import time
@@ -44,6 +45,18 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}")
 _PROPAGATOR = TraceContextTextMapPropagator()
 _UNMATCHED = "unmatched"
+# A client that hung up before its answer (nginx's code): its own doing, counted and logged
+# as one access line, never as a server error.
+CLIENT_CLOSED = 499
+# What reading a request raises once its client is gone (aiohttp fails the body's stream
+# with a ConnectionResetError; a body cut short is an IncompleteReadError).
+_HANG_UP = (ConnectionError, asyncio.IncompleteReadError)
+
+
+def client_gone(request: web.Request) -> bool:
+    """Whether the request's connection is closed or closing."""
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def request_id_for(request: web.Request) -> str:
@@ -88,8 +101,15 @@ def request_middleware(render_error: RenderError) -> Middleware:
         try:
             try:
                 response = await handler(request)
+            except asyncio.CancelledError:
+                if client_gone(request):
+                    status = CLIENT_CLOSED
+                raise
             except Exception as exc:  # noqa: BLE001  # rendered: the client gets JSON, never a trace
-                response = render_error(request, exc)
+                if client_gone(request) and isinstance(exc, _HANG_UP):
+                    response = web.Response(status=CLIENT_CLOSED, reason="Client Closed Request")
+                else:
+                    response = render_error(request, exc)
             status = response.status
             if not response.prepared:  # streamed responses set it themselves (set_request_id)
                 _set_headers(response, request_id)

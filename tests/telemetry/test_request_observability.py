@@ -127,13 +127,24 @@ async def test_secrets_in_log_fields_are_redacted(logs):
     import structlog
 
     structlog.get_logger("t").info(
-        "auth", token="eyJhbGciOiJFUzI1NiJ9.payload.sig", signature="0x" + "ab" * 65, password="pw"
+        "auth",
+        token="eyJhbGciOiJFUzI1NiJ9.payload.sig",
+        signature="0x" + "ab" * 65,
+        password="pw",
+        headers={"Cookie": "session=abc", "X-Operator-Token": "op-secret", "Accept": "*/*"},
+        relayer_private_key="0x" + "11" * 32,
+        batch=[{"access_token": "tok-123"}],
+        **{"relay.relayer_key": "0x" + "22" * 32},
     )
     (line,) = logs.events("auth")
-    assert line["token"].startswith("eyJhbG")
-    assert "payload" not in line["token"]
-    assert "abababab" not in line["signature"]
-    assert line["password"] == "***"
+    for field in ("token", "signature", "password", "relayer_private_key", "relay.relayer_key"):
+        assert line[field] == "[redacted]", field
+    assert line["headers"] == {
+        "Cookie": "[redacted]",
+        "X-Operator-Token": "[redacted]",
+        "Accept": "*/*",
+    }
+    assert line["batch"] == [{"access_token": "[redacted]"}]
 
 
 async def test_every_response_hides_the_server_version_and_forbids_sniffing(gateway):
