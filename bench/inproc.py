@@ -30,6 +30,13 @@ class _Transport(asyncio.Transport):
         self.buffer = bytearray()
         self.waiter: asyncio.Future[bytes] | None = None
         self._closing = False
+        self.protocol: Any = None  # whichever protocol the connection has now
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
 
     def write(self, data: Any) -> None:  # bytes-like
         self.buffer += data
@@ -98,6 +105,7 @@ class Driver:
         assert runner.server is not None
         protocol = runner.server()
         transport = _Transport()
+        transport.set_protocol(protocol)
         protocol.connection_made(transport)
         return cls(runner, protocol, transport)
 
@@ -106,18 +114,19 @@ class Driver:
         assert self.runner.server is not None
         protocol = self.runner.server()
         transport = _Transport()
+        transport.set_protocol(protocol)
         protocol.connection_made(transport)
         return Driver(self.runner, protocol, transport)
 
     async def close(self) -> None:
-        self.protocol.connection_lost(None)
+        self.transport.protocol.connection_lost(None)
         await self.runner.cleanup()
 
     async def request(self, raw: bytes) -> bytes:
         waiter = asyncio.get_running_loop().create_future()
         self.transport.waiter = waiter
         # As a socket's bytes arrive: in a callback of their own, after what is ready.
-        asyncio.get_running_loop().call_soon(self.protocol.data_received, raw)
+        asyncio.get_running_loop().call_soon(self.transport.protocol.data_received, raw)
         return await waiter
 
 

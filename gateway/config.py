@@ -398,6 +398,17 @@ class Settings(_Section):
                 "make their own signing keys and refuse each other's session tokens (401 at "
                 "random behind a load balancer); mount one key ring at an absolute path"
             )
+        tracing = self.tracing
+        if (
+            tracing.enabled
+            and tracing.exporter_endpoint
+            and tracing.sampler in {"always_on", "parentbased_always_on"}
+        ):
+            found.append(
+                f"tracing.sampler is {tracing.sampler} with an exporter: every request is "
+                "traced and exported; in production sample a share of them: "
+                "OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=0.1"
+            )
         return found
 
     def masked(self) -> dict[str, Any]:

@@ -7,9 +7,10 @@ error to add its headers).
 
 from __future__ import annotations
 
+import json
+
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestPayloadError
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 
@@ -27,8 +28,32 @@ from gateway.telemetry.state import REQUEST_ID
 log = structlog.get_logger("gateway.errors")
 
 
+ERROR_CONTENT_TYPE = "application/json; charset=utf-8"
+
+
+def error_body(error: GatewayError) -> bytes:
+    """A refusal's JSON body, as every transport sends it (5xx ones logged once here)."""
+    if error.http_status >= 500:
+        log.warning("request failed", code=error.code, detail=error.detail or error.message)
+    return json.dumps(error.to_body()).encode()
+
+
+def unhandled_body(exc: BaseException, request_id: str | None) -> bytes:
+    """The 500's body for an error nothing else caught: the stack is logged, never shown."""
+    log.error("unhandled error", exc_info=exc)
+    body = GatewayError().to_body()
+    body["error"]["requestId"] = request_id
+    return json.dumps(body).encode()
+
+
 def error_response(error: GatewayError) -> web.Response:
-    return web.json_response(error.to_body(), status=error.http_status, headers=error.headers())
+    return web.Response(
+        body=error_body(error),
+        status=error.http_status,
+        headers=error.headers(),
+        content_type="application/json",
+        charset="utf-8",
+    )
 
 
 def _from_http_exception(request: web.Request, exc: web.HTTPException) -> GatewayError:
@@ -50,21 +75,21 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> Gatewa
 def render_exception(request: web.Request, exc: Exception) -> web.StreamResponse:
     """The response for an exception a handler raised; re-raises a redirect or a 2xx."""
     if isinstance(exc, GatewayError):
-        if exc.http_status >= 500:
-            log.warning("request failed", code=exc.code, detail=exc.detail or exc.message)
         return error_response(exc)
     if isinstance(exc, web.HTTPException):
         if exc.status < 400:  # redirects and 204s raised as exceptions pass through
             raise exc
         return error_response(_from_http_exception(request, exc))
-    if isinstance(exc, RequestPayloadError):  # raised while reading the body: a broken deflate
+    if isinstance(exc, web.RequestPayloadError):  # raised while reading the body: a broken deflate
         reason = str(exc).replace("\n", " ")[:200]
         return error_response(BadBodyEncoding(f"request body cannot be read: {reason}"))
     # The catch-all boundary: log the stack, hide it from the client.
-    log.error("unhandled error", exc_info=exc)
     span = trace.get_current_span()
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-    body = GatewayError().to_body()
-    body["error"]["requestId"] = request.get(REQUEST_ID)
-    return web.json_response(body, status=500)
+    return web.Response(
+        body=unhandled_body(exc, request.get(REQUEST_ID)),
+        status=500,
+        content_type="application/json",
+        charset="utf-8",
+    )

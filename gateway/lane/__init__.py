@@ -7,7 +7,7 @@ everything else, and anything the lane is not sure of, is served by aiohttp as b
 See ``bench/rpc_http.py`` for what it saves.
 """
 
-from gateway.lane.answers import LaneReply, LaneRequest, error_reply, register
+from gateway.lane.answers import Answer, LaneReply, LaneRequest, error_reply, register
 from gateway.lane.protocol import GatewayRunner
 
-__all__ = ["GatewayRunner", "LaneReply", "LaneRequest", "error_reply", "register"]
+__all__ = ["Answer", "GatewayRunner", "LaneReply", "LaneRequest", "error_reply", "register"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,19 +21,17 @@ from http import HTTPStatus
 
 import structlog
 from aiohttp import web
-from opentelemetry import trace
-from opentelemetry.trace import Status, StatusCode
 
 from gateway.caller import forwarded_ip
+from gateway.error_responses import ERROR_CONTENT_TYPE, error_body, unhandled_body
 from gateway.errors import GatewayError
+from gateway.lane.framing import Frame
 from gateway.telemetry import TELEMETRY, Telemetry
-from gateway.telemetry.logging import write_access_line
-from gateway.telemetry.middleware import end_server_span, enter_request, request_id_from
+from gateway.telemetry.scope import CLIENT_CLOSED, RequestScope, open_scope, request_id_from
 
 log = structlog.get_logger("gateway.lane")
 
 JSON = "application/json"
-_ERROR_JSON = "application/json; charset=utf-8"  # what aiohttp's json_response says
 
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x
@@ -54,13 +51,8 @@ class LaneReply:
 
 def error_reply(error: GatewayError) -> LaneReply:
     """A refusal as ``error_responses.error_response`` renders it, byte for byte."""
-    if error.http_status >= 500:
-        log.warning("request failed", code=error.code, detail=error.detail or error.message)
     return LaneReply(
-        error.http_status,
-        json.dumps(error.to_body()).encode(),
-        tuple(error.headers().items()),
-        _ERROR_JSON,
+        error.http_status, error_body(error), tuple(error.headers().items()), ERROR_CONTENT_TYPE
     )
 
 
@@ -96,11 +88,8 @@ class Lane:
         self.routes = routes
         # How a request for one of the routes starts: "POST /rpc ".
         self.prefixes = tuple(method + b" " + path + b" " for method, path in routes)
-        # Each route's method, path and server span name, as str.
-        self._names = {
-            key: (key[0].decode(), key[1].decode(), f"{key[0].decode()} {key[1].decode()}")
-            for key in routes
-        }
+        # Each route's method and path, as str.
+        self._names = {key: (key[0].decode(), key[1].decode()) for key in routes}
         self._telemetry = telemetry
         self._date = _HttpDate()
         self.answered = 0  # requests the lane answered (tests and benches read it)
@@ -121,77 +110,72 @@ class Lane:
     ) -> bytes | asyncio.Task[bytes] | None:
         """The whole HTTP response, a task that makes it, or None to let aiohttp serve the
         request."""
-        started = time.perf_counter()
         telemetry = self._telemetry
         if forwarded_for and telemetry.trust_forwarded_for:  # as ``caller.client_ip``
             request.client_ip = forwarded_ip(forwarded_for.decode("ascii"))
         answerer = self.routes[route]
-        scope = _Scope(
-            *self._names[route],
-            request_id_from(None if request_id is None else request_id.decode("ascii")),
-            request.client_ip,
-            started,
+        method, path = self._names[route]
+        scope = open_scope(
+            telemetry,
+            method=method,
+            method_label=method,
+            route=path,
+            path=path,
+            request_id=request_id_from(None if request_id is None else request_id.decode("ascii")),
         )
-        traced = enter_request(telemetry, scope.name, scope.request_id)
-        scope.trace_id, scope.span_id, scope.span = traced.trace_id, traced.span_id, traced.span
+        finished = False
         try:
             answer = answerer(request)
-            if answer is None or isinstance(answer, LaneReply):
-                return None if answer is None else self._finish(scope, answer)
+            if answer is None:
+                return None
+            if isinstance(answer, LaneReply):
+                finished = True
+                return self._finish(scope, answer, request.client_ip)
             # Made while the request's context is set: the task runs in a copy of it.
-            return asyncio.ensure_future(self._finish_later(scope, answer))
+            finished = True
+            return asyncio.ensure_future(self._finish_later(scope, answer, request.client_ip))
         finally:
-            traced.leave()
+            scope.leave()
+            if not finished:  # aiohttp serves it (or the answerer raised): no trace of it here
+                telemetry.metrics.in_flight -= 1
+                if scope.span is not None:
+                    scope.span.end()  # not exported as an answer: a sampled span is ended
 
-    async def _finish_later(self, scope: _Scope, answer: Awaitable[LaneReply]) -> bytes:
-        metrics = self._telemetry.metrics
-        metrics.in_flight += 1  # as the middleware counts a request it waits for
+    def hung_up(self, frame: Frame, client_ip: str) -> None:
+        """A client left with a lane request's head sent and its body not: a 499, counted
+        and logged as aiohttp's path does."""
+        method, path = self._names[frame.route]
+        scope = open_scope(
+            self._telemetry,
+            method=method,
+            method_label=method,
+            route=path,
+            path=path,
+            request_id=request_id_from(
+                None if frame.request_id is None else frame.request_id.decode("ascii")
+            ),
+        )
+        scope.leave()
+        scope.finish(CLIENT_CLOSED, 0, client_ip)
+
+    async def _finish_later(
+        self, scope: RequestScope, answer: Awaitable[LaneReply], client_ip: str
+    ) -> bytes:
         try:
             reply = await answer
         except GatewayError as error:
             reply = error_reply(error)
-        except Exception as exc:  # as render_exception: logged, never shown
-            log.exception("unhandled error", exc_info=exc)
-            if scope.span is not None:
-                scope.span.record_exception(exc)
-                scope.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-            body = GatewayError().to_body()
-            body["error"]["requestId"] = scope.request_id
-            reply = LaneReply(500, json.dumps(body).encode(), content_type=_ERROR_JSON)
-        finally:
-            metrics.in_flight -= 1
-        return self._finish(scope, reply)
+        except Exception as exc:  # noqa: BLE001  # as render_exception: logged, never shown
+            scope.fail(exc)
+            reply = LaneReply(
+                500, unhandled_body(exc, scope.request_id), content_type=ERROR_CONTENT_TYPE
+            )
+        return self._finish(scope, reply, client_ip)
 
-    def _finish(self, scope: _Scope, reply: LaneReply) -> bytes:
+    def _finish(self, scope: RequestScope, reply: LaneReply, client_ip: str) -> bytes:
         """The response's bytes, after its span, metrics and access line."""
         self.answered += 1
-        telemetry = self._telemetry
-        elapsed = time.perf_counter() - scope.started
-        exemplar = None
-        if scope.span is not None:
-            end_server_span(
-                scope.span,
-                method=scope.method,
-                route=scope.route,
-                path=scope.route,
-                status=reply.status,
-                request_id=scope.request_id,
-            )
-            exemplar = {"trace_id": f"{scope.trace_id:032x}"}
-        telemetry.metrics.observe_http(scope.method, scope.route, reply.status, elapsed, exemplar)
-        if telemetry.access_log:
-            write_access_line(
-                method=scope.method,
-                route=scope.route,
-                path=scope.route,
-                status=reply.status,
-                duration_s=elapsed,
-                body_bytes=len(reply.body),
-                client_ip=scope.client_ip,
-                request_id=scope.request_id,
-                trace_id=scope.trace_id,
-                span_id=scope.span_id,
-            )
+        scope.finish(reply.status, len(reply.body), client_ip)
         return self._render(reply, scope.request_id)
 
     def _render(self, reply: LaneReply, request_id: str) -> bytes:
@@ -225,18 +209,3 @@ def _status_line(status: int) -> bytes:
 @functools.cache
 def _content_type_line(content_type: str) -> bytes:
     return f"Content-Type: {content_type}\r\nX-Request-ID: ".encode()
-
-
-@dataclass(slots=True)
-class _Scope:
-    """One answered request's telemetry, from its start to its response."""
-
-    method: str
-    route: str
-    name: str  # the server span's
-    request_id: str
-    client_ip: str
-    started: float
-    trace_id: int = 0
-    span_id: int = 0
-    span: trace.Span | None = None

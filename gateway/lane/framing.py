@@ -8,6 +8,8 @@ let one request smuggle another. It therefore accepts only a narrow, unambiguous
 - lines ended by CRLF only (no bare CR or LF, no folded lines), header names that are
   tokens, header values of visible ASCII, space and tab;
 - at most one ``Content-Length`` of plain digits, within the body limit;
+- the whole head within aiohttp's line limit, and fewer fields than aiohttp's
+  ``max_headers`` (aiohttp answers 400 "Too many headers" past it);
 - none of the headers that change how a message is framed or what follows it
   (``Transfer-Encoding``, ``Connection``, ``Upgrade``, ``Expect``, ``TE``, …).
 
@@ -89,9 +91,11 @@ class _Unframed:
 UNFRAMED: Final = _Unframed()
 
 
-def read_frame(data: bytes, start: int, *, max_body: int) -> Frame | _Unframed | None:
+def read_frame(
+    data: bytes, start: int, *, max_body: int, max_headers: int = 128
+) -> Frame | _Unframed | None:
     """The request starting at ``data[start]``; None when its head has not all arrived."""
-    return Framer(max_body).read(data, start)
+    return Framer(max_body, max_headers=max_headers).read(data, start)
 
 
 class Framer:
@@ -99,10 +103,11 @@ class Framer:
     the same head again (same headers, same length): a head equal to the last one is not
     parsed again (a byte comparison instead of two regular expressions)."""
 
-    __slots__ = ("_last", "_last_head", "_max_body")
+    __slots__ = ("_last", "_last_head", "_max_body", "_max_headers")
 
-    def __init__(self, max_body: int) -> None:
+    def __init__(self, max_body: int, *, max_headers: int = 128) -> None:
         self._max_body = max_body
+        self._max_headers = max_headers
         self._last_head = b""
         self._last: _Head | None = None
 
@@ -116,7 +121,7 @@ class Framer:
         if raw == self._last_head and self._last is not None:
             head = self._last
         else:
-            parsed = _parse_head(raw, self._max_body)
+            parsed = _parse_head(raw, self._max_body, self._max_headers)
             if parsed is UNFRAMED:
                 return UNFRAMED
             assert isinstance(parsed, _Head)  # noqa: S101  # for the type checker
@@ -143,15 +148,18 @@ class _Head:
     content_type: bytes | None
 
 
-def _parse_head(raw: bytes, max_body: int) -> _Head | _Unframed:  # noqa: C901  # one pass over the headers
+def _parse_head(raw: bytes, max_body: int, max_headers: int) -> _Head | _Unframed:  # noqa: C901, PLR0912  # one pass over the headers
     head = _HEAD.fullmatch(raw)
     if head is None:
+        return UNFRAMED
+    fields = _FIELD.findall(head.group(3))
+    if len(fields) >= max_headers:  # aiohttp's to judge (it refuses more than it takes)
         return UNFRAMED
     length = -1
     plain = True
     seen: set[bytes] = set()
     request_id = forwarded_for = content_type = None
-    for name, value in _FIELD.findall(head.group(3)):
+    for name, value in fields:
         lowered = name.lower()
         if lowered in _ONCE:
             if lowered in seen:  # aiohttp refuses most of them twice; the lane all of them

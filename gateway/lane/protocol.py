@@ -1,182 +1,153 @@
-"""The lane inside aiohttp's connection protocol, and the runner that installs it.
+"""The lane's connection protocol, and the runner whose sites make it.
 
-``LaneRequestHandler`` is aiohttp's ``RequestHandler`` with ``data_received`` in front:
-each request's bytes are framed strictly (``framing``); a request the lane may answer is
-answered right there, when aiohttp has nothing in progress on the connection, so replies
-stay in order; every other request is handed to aiohttp's parser whole, so the parser
-always stands at a message boundary when the lane looks at the next one. Bytes outside the
-strict subset, an upgrade included, give the connection to aiohttp for good.
+Every new connection starts with a ``LaneProtocol`` of the gateway's own. It frames each
+request strictly (``framing``) and answers those the lane may answer, in order, one at a
+time. The first request that is not the lane's (another route, a header outside the plain
+set, bytes outside the strict subset, an upgrade) hands the connection, for good and at
+that request's first byte, to the protocol aiohttp's documented low-level ``web.Server``
+makes: asyncio's public ``Transport.set_protocol``, then that protocol's
+``connection_made`` and ``data_received`` with every byte not yet answered. Nothing here
+reads or writes aiohttp's private state; aiohttp serves what it is given as it would on a
+connection of its own.
 
-An answer that awaits (a record) holds the connection's next requests until it is sent,
-and marks a request in progress for aiohttp, so that a graceful shutdown waits for it.
-
-This reads and sets ``RequestHandler`` state aiohttp keeps private (``_waiter``,
-``_messages``, ``_request_in_progress``, ``_handler_waiter``, the keep-alive clock, the
-request counts); aiohttp is pinned to one minor version, and
-``tests/lane/test_protocol.py`` fails first if any of them moves.
+The lane never accepts what aiohttp's parser would refuse: its subset is narrower (the
+whole head within aiohttp's line limit, at most ``max_headers`` fields), and anything
+outside it is aiohttp's to judge.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import structlog
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
 
 from gateway.config import SETTINGS
 from gateway.lane.answers import Lane, LaneRequest
 from gateway.lane.framing import UNFRAMED, Frame, Framer
 
-# Past this much unsent reply data the lane lets aiohttp answer, which waits for the
-# client to read (a pipelining client that never reads must not grow memory).
+# Past this much unsent reply data, or this much received and not yet answered, the lane
+# stops reading until the client reads (a pipelining client that never reads must not grow
+# memory).
 MAX_UNSENT_BYTES = 1 << 20
+KEEPALIVE_S = 75.0  # aiohttp's default keepalive_timeout
+MAX_HEADERS = 128  # aiohttp's default max_headers
 
 log = structlog.get_logger("gateway.lane")
 
 
-class LaneRequestHandler(RequestHandler):
+class LaneProtocol(asyncio.Protocol):
+    """One connection, the lane's until a request is not its own (see the module)."""
+
     __slots__ = (
         "_answering",
-        "_claimed",
+        "_closing",
         "_framer",
+        "_keepalive",
         "_lane",
-        "_lane_on",
-        "_owed",
-        "_paused_by_lane",
+        "_paused_reading",
+        "_paused_writing",
         "_peer_ip",
         "_pending",
+        "_server",
+        "transport",
     )
 
-    def __init__(self, manager: web.Server, *, lane: Lane, max_body: int, **kwargs: Any) -> None:  # noqa: ANN401  # aiohttp's handler arguments
-        super().__init__(manager, **kwargs)
-        self._lane = lane
-        self._lane_on = True
-        self._claimed = False  # the first request was for a lane route
+    def __init__(self, server: LaneServer) -> None:
+        self._server = server
+        self._lane = server.lane
+        self._framer = Framer(server.max_body, max_headers=server.max_headers)
+        self.transport: asyncio.Transport | None = None
+        self._pending = b""  # received, not yet answered nor handed over
         self._answering: asyncio.Task[bytes] | None = None  # an answer being made
-        self._paused_by_lane = False  # reading paused while requests queue behind it
-        self._pending = b""  # the start of a request not all here yet
-        self._owed = 0  # bytes of a request already handed to aiohttp, still to come
-        self._framer = Framer(max_body)
+        self._paused_reading = False
+        self._paused_writing = False
+        self._closing = False  # shutting down: close once the answer in progress is sent
+        self._keepalive: asyncio.TimerHandle | None = None
         self._peer_ip: str | None = None
 
-    def data_received(self, data: bytes) -> None:
-        if not self._lane_on or not data:  # b"": aiohttp re-parsing what it holds
-            super().data_received(data)
-            return
-        if self._force_close or self._close:
-            return
-        if self._answering is not None:  # what follows waits for the answer before it
-            self._pending += data
-            if len(self._pending) > MAX_UNSENT_BYTES and self.transport is not None:
-                self.transport.pause_reading()
-                self._paused_by_lane = True
-            return
-        if self._owed:
-            taken = min(self._owed, len(data))
-            self._owed -= taken
-            super().data_received(data[:taken])
-            data = data[taken:]
-            if not data:
-                return
-        if self._pending:
-            data = self._pending + data
-            self._pending = b""
-        if not self._claimed and not self._claim(data):
-            return
-        self._serve(data)
+    # --- asyncio's protocol ---------------------------------------------------------
 
-    def _claim(self, data: bytes) -> bool:
-        """Whether the lane keeps a new connection: only one whose first request is for a
-        lane route. The others (probes, records, browsers' preflights) never pay for the
-        framing of their requests."""
-        prefixes = self._lane.prefixes
-        if data.startswith(prefixes):
-            self._claimed = True
-            return True
-        if len(data) < max(map(len, prefixes)) and any(p.startswith(data) for p in prefixes):
-            self._pending = data  # too short to tell yet
-            return False
-        self._lane_on = False
-        super().data_received(data)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # noqa: S101  # a stream server's
+        self.transport = transport
+        self._server.connections.add(self)
+        self._idle_from_now()
+
+    def data_received(self, data: bytes) -> None:
+        self._pending = self._pending + data if self._pending else data
+        if self._answering is not None or self._paused_writing:
+            self._hold_if_too_much()
+            return
+        self._serve()
+
+    def eof_received(self) -> bool:
+        """The client will send no more: an answer in progress is still sent."""
+        if self._answering is not None:
+            self._closing = True
+            return True  # keep the transport open for the reply
         return False
 
-    def _serve(self, data: bytes) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:  # noqa: ARG002  # asyncio's signature
+        self._server.connections.discard(self)
+        self._cancel_keepalive()
+        if self._pending and self.transport is not None:  # a request cut short?
+            frame = self._framer.read(self._pending, 0)
+            if isinstance(frame, Frame) and frame.plain and frame.route in self._lane.routes:
+                self._lane.hung_up(frame, self._peer())
+        self._pending = b""
+        self.transport = None
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._answering is None and self._pending:
+            self._serve()
+
+    # --- serving --------------------------------------------------------------------
+
+    def _serve(self) -> None:  # noqa: PLR0911  # one exit per way a request can end
+        """Answer the whole requests received, in order, until one must wait or is not the
+        lane's."""
+        data, self._pending = self._pending, b""
         start, size = 0, len(data)
-        while start < size:
-            frame = self._framer.read(data, start)
-            if frame is UNFRAMED:
-                self._lane_on = False
-                super().data_received(data[start:])
+        transport = self.transport
+        while start < size and transport is not None and not self._closing:
+            if transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+                self._pending = data[start:]
+                self._hold_if_too_much()
                 return
+            frame = self._framer.read(data, start)
             if frame is None:  # the head is not all here
                 self._pending = data[start:]
                 return
-            assert isinstance(frame, Frame)  # noqa: S101  # for the type checker
-            if frame.end > size:  # the body is not all here
-                if self._answerable(frame):
-                    self._pending = data[start:]
-                else:  # aiohttp's: hand it over now, and the rest as it comes
-                    self._owed = frame.end - size
-                    super().data_received(data[start:])
+            if frame is UNFRAMED:
+                self._hand_over(data[start:])
                 return
-            reply = self._answer(frame, data) if self._answerable(frame) else None
+            assert isinstance(frame, Frame)  # noqa: S101  # for the type checker
+            if not (frame.plain and frame.route in self._lane.routes):
+                self._hand_over(data[start:])
+                return
+            if frame.end > size:  # the body is not all here
+                self._pending = data[start:]
+                return
+            reply = self._answer(frame, data)
             if reply is None:
-                super().data_received(data[start : frame.end])
-            elif isinstance(reply, bytes):
-                self._sent(reply)
-            else:
-                self._pending = data[frame.end :]
-                self._wait_for(reply)
+                self._hand_over(data[start:])
                 return
             start = frame.end
-
-    def _wait_for(self, answer: asyncio.Task[bytes]) -> None:
-        """An answer being made: the connection's next requests wait for it, and aiohttp
-        sees a request in progress (a graceful shutdown waits for it too)."""
-        self._answering = answer
-        self._request_in_progress = True
-        self._restart_keepalive()
-        answer.add_done_callback(self._answered)
-
-    def _answered(self, answer: asyncio.Task[bytes]) -> None:
-        self._answering = None
-        self._request_in_progress = False
-        if self._handler_waiter is not None and not self._handler_waiter.done():
-            self._handler_waiter.set_result(None)
-        transport = self.transport
-        if transport is None or transport.is_closing() or answer.cancelled():
+            if isinstance(reply, bytes):
+                transport.write(reply)
+                continue
+            self._pending = data[start:]
+            self._answering = reply
+            reply.add_done_callback(self._answered)
             return
-        if answer.exception() is not None:  # a bug in the lane itself: nothing sane to send
-            log.error("lane answer failed", exc_info=answer.exception())
-            transport.close()
-            return
-        self._sent(answer.result())
-        if self._paused_by_lane:
-            self._paused_by_lane = False
-            transport.resume_reading()
-        if self._pending and not (self._force_close or self._close):
-            data, self._pending = self._pending, b""
-            self._serve(data)
-
-    def _answerable(self, frame: Frame) -> bool:
-        return frame.plain and frame.route in self._lane.routes and self._idle()
-
-    def _idle(self) -> bool:
-        """aiohttp waits for the next request and holds none: an answer now is in order."""
-        waiter = self._waiter
-        transport = self.transport
-        return (
-            waiter is not None
-            and not waiter.done()
-            and not self._messages
-            and not self._request_in_progress
-            and self._payload_parser is None
-            and not self._upgraded
-            and transport is not None
-            and transport.get_write_buffer_size() < MAX_UNSENT_BYTES
-        )
+        self._idle_from_now()
 
     def _answer(self, frame: Frame, data: bytes) -> bytes | asyncio.Task[bytes] | None:
         request = LaneRequest(data[frame.body_start : frame.end], self._peer(), frame.content_type)
@@ -191,6 +162,50 @@ class LaneRequestHandler(RequestHandler):
             log.exception("lane answer failed; served by aiohttp")
             return None
 
+    def _answered(self, answer: asyncio.Task[bytes]) -> None:
+        self._answering = None
+        transport = self.transport
+        if transport is None or transport.is_closing() or answer.cancelled():
+            return
+        if answer.exception() is not None:  # a bug in the lane itself: nothing sane to send
+            log.error("lane answer failed", exc_info=answer.exception())
+            transport.close()
+            return
+        transport.write(answer.result())
+        if self._closing:
+            transport.close()
+            return
+        if self._paused_reading:
+            self._paused_reading = False
+            transport.resume_reading()
+        if self._pending:
+            self._serve()
+        else:
+            self._idle_from_now()
+
+    def _hand_over(self, data: bytes) -> None:
+        """The connection is aiohttp's from ``data`` on (a request's first byte)."""
+        transport = self.transport
+        assert transport is not None  # noqa: S101  # only while connected
+        self._server.connections.discard(self)
+        self._cancel_keepalive()
+        if self._paused_reading:
+            self._paused_reading = False
+            transport.resume_reading()
+        protocol = self._server.aiohttp_server()  # web.Server: aiohttp's protocol factory
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._paused_writing:
+            protocol.pause_writing()
+        protocol.data_received(data)
+        self.transport = None
+
+    def _hold_if_too_much(self) -> None:
+        too_much = len(self._pending) > MAX_UNSENT_BYTES
+        if too_much and not self._paused_reading and self.transport is not None:
+            self.transport.pause_reading()
+            self._paused_reading = True
+
     def _peer(self) -> str:
         """The client ip as ``request.remote`` gives it."""
         if self._peer_ip is None:
@@ -198,59 +213,122 @@ class LaneRequestHandler(RequestHandler):
             self._peer_ip = str(peer[0]) if isinstance(peer, (list, tuple)) else str(peer or "")
         return self._peer_ip
 
-    def _sent(self, reply: bytes) -> None:
-        assert self.transport is not None  # noqa: S101  # _idle checked it
-        self.transport.write(reply)
-        self._request_count += 1
-        if self._manager is not None:
-            self._manager.requests_count += 1
-        self._restart_keepalive()  # idle from now
+    # --- keep-alive and shutdown ----------------------------------------------------
 
-    def _restart_keepalive(self) -> None:
-        if self._keepalive_timeout > 0:
-            loop = self._loop
-            self._next_keepalive_close_time = loop.time() + self._keepalive_timeout
-            if self._keepalive_handle is None:
-                self._keepalive_handle = loop.call_at(
-                    self._next_keepalive_close_time, self._process_keepalive
-                )
+    def _idle_from_now(self) -> None:
+        """Close the connection if no whole request arrives within the keep-alive time
+        (a partial request included: a body that never comes does not hold it open)."""
+        self._cancel_keepalive()
+        timeout = self._server.keepalive_s
+        if timeout > 0 and self.transport is not None:
+            self._keepalive = asyncio.get_running_loop().call_later(timeout, self._expire)
+
+    def _cancel_keepalive(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.cancel()
+            self._keepalive = None
+
+    def _expire(self) -> None:
+        self._keepalive = None
+        if self._answering is None and self.transport is not None:
+            self.transport.close()
+
+    async def shutdown(self) -> None:
+        """Close once the answer in progress, if any, is sent; an idle connection now."""
+        self._closing = True
+        answering = self._answering
+        if answering is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(answering)
+            await asyncio.sleep(0)  # its done callback has written the reply
+        if self.transport is not None:
+            self.transport.close()
 
 
-class LaneServer(web.Server):
-    """aiohttp's low-level server, making ``LaneRequestHandler`` connections."""
+class LaneServer:
+    """The protocol factory the runner's sites listen with: a ``LaneProtocol`` per
+    connection, which hands over to ``aiohttp_server`` (aiohttp's own factory)."""
 
-    def __init__(self, server: web.Server, lane: Lane, *, max_body: int) -> None:
-        super().__init__(
-            server.request_handler,
-            request_factory=server.request_factory,
-            handler_cancellation=server.handler_cancellation,
-            loop=server._loop,  # noqa: SLF001  # the loop the server was made on
-            **server._kwargs,  # noqa: SLF001  # the handler arguments given to the runner
+    def __init__(  # the limits the lane shares with aiohttp
+        self,
+        aiohttp_server: web.Server,
+        lane: Lane,
+        *,
+        max_body: int,
+        max_headers: int,
+        keepalive_s: float,
+    ) -> None:
+        self.aiohttp_server = aiohttp_server
+        self.lane = lane
+        self.max_body = max_body
+        self.max_headers = max_headers
+        self.keepalive_s = keepalive_s
+        self.connections: set[LaneProtocol] = set()
+
+    def __call__(self) -> LaneProtocol:
+        return LaneProtocol(self)
+
+    async def shutdown(self, timeout_s: float) -> None:
+        """Every lane connection closed once its answer in progress is sent (at most
+        ``timeout_s``); aiohttp's own connections are aiohttp's to close."""
+        connections = list(self.connections)
+        if not connections:
+            return
+        _, late = await asyncio.wait(
+            [asyncio.ensure_future(c.shutdown()) for c in connections], timeout=timeout_s
         )
-        self._lane = lane
-        self._max_body = max_body
-
-    def __call__(self) -> RequestHandler:
-        return LaneRequestHandler(
-            self, lane=self._lane, max_body=self._max_body, loop=self._loop, **self._kwargs
-        )
+        for task in late:
+            task.cancel()
+        for connection in connections:
+            if connection.transport is not None:
+                connection.transport.abort()
 
 
 class GatewayRunner(web.AppRunner):
-    """``web.AppRunner`` whose connections have the lane of the routes the app's features
-    registered, unless its settings turn the lane off (``server.lane``)."""
+    """``web.AppRunner`` whose sites listen with the lane of the routes the app's features
+    registered (``server``), unless its settings turn the lane off (``server.lane``)."""
 
     def __init__(self, app: web.Application, **kwargs: Any) -> None:  # noqa: ANN401  # AppRunner's arguments
         super().__init__(app, **kwargs)
+        # The handler limits given to aiohttp are the lane's too.
+        self.handler_kwargs = kwargs
         self.lane: Lane | None = None
+        self.lane_server: LaneServer | None = None
 
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
+    async def setup(self) -> None:
+        await super().setup()
+        aiohttp_server = super().server
+        assert aiohttp_server is not None  # noqa: S101  # setup made it
         settings = self.app[SETTINGS].server
         self.lane = Lane.of(self.app) if settings.lane else None
-        if self.lane is None:
-            return server
-        return LaneServer(server, self.lane, max_body=settings.max_body_bytes)
+        if self.lane is not None:
+            kwargs = self.handler_kwargs
+            self.lane_server = LaneServer(
+                aiohttp_server,
+                self.lane,
+                max_body=settings.max_body_bytes,
+                max_headers=min(int(kwargs.get("max_headers", MAX_HEADERS)), MAX_HEADERS),
+                keepalive_s=float(kwargs.get("keepalive_timeout", KEEPALIVE_S)),
+            )
+
+    @property
+    def server(self) -> web.Server | None:
+        """The protocol factory sites listen with: the lane's, else aiohttp's."""
+        if self.lane_server is not None and super().server is not None:
+            return self.lane_server  # type: ignore[return-value]  # a protocol factory, as sites use it
+        return super().server
+
+    async def shutdown(self) -> None:
+        """Called by ``cleanup`` once the sites stopped: the lane's connections finish the
+        answers they are making (within the shutdown timeout), then the app's hooks run."""
+        if self.lane_server is not None:
+            timeout = self.handler_kwargs.get("shutdown_timeout", 60.0)
+            await self.lane_server.shutdown(float(timeout))
+        await super().shutdown()
+
+    async def cleanup(self) -> None:
+        await super().cleanup()
+        self.lane_server = None
 
 
-__all__ = ["GatewayRunner", "LaneRequestHandler", "LaneServer"]
+__all__ = ["GatewayRunner", "LaneProtocol", "LaneServer"]

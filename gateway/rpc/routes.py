@@ -13,7 +13,7 @@ from gateway.bodies import read_body
 from gateway.caller import Caller, anonymous, caller_of
 from gateway.config import SETTINGS
 from gateway.errors import Unavailable, retry_after
-from gateway.lane import LaneReply, LaneRequest, register
+from gateway.lane import Answer, LaneReply, LaneRequest, register
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
@@ -94,49 +94,63 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
     caller = await rpc_caller(request)
     service = request.app[RPC]
     body = await read_body(request)
+    answer = await rpc_answer(service, body, caller)
+    if answer.status == 204:
+        return web.Response(status=204)
+    if answer.headers:
+        return _json(answer.body, status=answer.status, headers=dict(answer.headers))
+    return _json(answer.body, status=answer.status)
+
+
+async def rpc_answer(service: RpcService, body: bytes, caller: Caller) -> LaneReply:
+    """The answer to a POST /rpc body, whichever transport received it."""
     try:
         parsed = jsonrpc.parse_body(body, max_batch=service.settings.max_batch)
     except (RpcParseError, RpcInvalidRequest) as error:
-        return _json(jsonrpc.error_bytes(None, error.rpc_code, error.message))
+        return LaneReply(200, jsonrpc.error_bytes(None, error.rpc_code, error.message))
+    return await _answer_parsed(service, parsed, caller)
+
+
+async def _answer_parsed(service: RpcService, parsed: jsonrpc.Parsed, caller: Caller) -> LaneReply:
     if not parsed.batch and isinstance(parsed.items[0], jsonrpc.Call):
         call = parsed.items[0]
         wait = await service.admit_one(call, caller)
         if wait > 0:
-            return _json(
-                _limited_reply(call, wait), status=429, headers={"Retry-After": retry_after(wait)}
-            )
+            return LaneReply(429, _limited_reply(call, wait), (("Retry-After", retry_after(wait)),))
         reply = await service.execute(call, caller)
-        return _json(reply) if not call.notification else web.Response(status=204)
+        return LaneReply(204, b"") if call.notification else LaneReply(200, reply)
     replies = await service.run(parsed, caller)
     if not replies:
-        return web.Response(status=204)
-    return _json(jsonrpc.batch_bytes(replies) if parsed.batch else replies[0])
+        return LaneReply(204, b"")
+    return LaneReply(200, jsonrpc.batch_bytes(replies) if parsed.batch else replies[0])
 
 
-def cached_read_answerer(service: RpcService) -> Callable[[LaneRequest], LaneReply | None]:
-    """POST /rpc in the lane (``gateway.lane``): a single call the process's cache answers,
-    from an anonymous caller, with the same reply, limits and counts as ``rpc_http``; None
-    (aiohttp serves it) for anything else."""
+def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
+    """POST /rpc in the lane (``gateway.lane``), for an anonymous caller: a single call the
+    process's cache answers at once, any other call or batch by the same code as
+    ``rpc_http``. A request of notifications only is aiohttp's (its 204 has no body)."""
     max_batch = service.settings.max_batch
 
-    def answer(request: LaneRequest) -> LaneReply | None:
+    def answer(request: LaneRequest) -> Answer:
         try:
             parsed = jsonrpc.parse_body(request.body, max_batch=max_batch)
-        except (RpcParseError, RpcInvalidRequest):
-            return None
-        call = parsed.items[0]
-        if parsed.batch or not isinstance(call, jsonrpc.Call):
+        except (RpcParseError, RpcInvalidRequest) as error:
+            return LaneReply(200, jsonrpc.error_bytes(None, error.rpc_code, error.message))
+        items = parsed.items
+        if all(isinstance(item, jsonrpc.Call) and item.notification for item in items):
             return None
         caller = Caller(request.client_ip)
-        reply = service.cached_reply(call, caller)
-        if reply is None:
-            return None
-        wait = service.admit_now(call, caller)
-        if wait > 0:
-            retry = (("Retry-After", retry_after(wait)),)
-            return LaneReply(429, _limited_reply(call, wait), retry)
-        service.count_cached_reply(call, caller)
-        return LaneReply(200, reply)
+        call = items[0]
+        if service.answers_now and not parsed.batch and isinstance(call, jsonrpc.Call):
+            reply = service.cached_reply(call, caller)
+            if reply is not None:
+                wait = service.admit_now(call, caller)
+                if wait > 0:
+                    retry = (("Retry-After", retry_after(wait)),)
+                    return LaneReply(429, _limited_reply(call, wait), retry)
+                service.count_cached_reply(call, caller)
+                return LaneReply(200, reply)
+        return _answer_parsed(service, parsed, caller)
 
     return answer
 
@@ -174,8 +188,7 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )
-    if service.answers_now:
-        register(app, "POST", "/rpc", cached_read_answerer(service))
+    register(app, "POST", "/rpc", rpc_answerer(service))
     pool = app[POOL]
     hub = SubscriptionHub(
         pool,

@@ -23,7 +23,7 @@ from gateway.telemetry.state import (
     Telemetry,
     is_sampled,
 )
-from gateway.telemetry.tracing import build_tracer_provider, decided_provider
+from gateway.telemetry.tracing import build_tracer_providers, spans_consumed
 
 __all__ = [
     "CURRENT_REQUEST",
@@ -48,15 +48,17 @@ async def telemetry_ctx(app: web.Application) -> AsyncIterator[None]:
     """Metrics registry and tracer provider; on cleanup, buffered spans are flushed."""
     settings: Settings = app[SETTINGS]
     version = build_version()
-    provider = build_tracer_provider(
-        settings.tracing, version=version, exporters=app.get(SPAN_EXPORTERS, ())
-    )
+    exporters = app.get(SPAN_EXPORTERS, ())
+    providers = build_tracer_providers(settings.tracing, version=version, exporters=exporters)
+    provider = providers.main
     app[TELEMETRY] = Telemetry(
         metrics=Metrics.create(version=version, commit=build_commit()),
         tracer_provider=provider,
         tracer=provider.get_tracer("gateway", version),
-        server_tracer=decided_provider(provider).get_tracer("gateway", version),
-        decider=TraceDecider(settings.tracing),
+        server_tracer=providers.decided.get_tracer("gateway", version),
+        decider=TraceDecider(
+            settings.tracing, consumed=spans_consumed(settings.tracing, exporters=exporters)
+        ),
         access_log=settings.log.access_log,
         trust_forwarded_for=settings.server.trust_forwarded_for,
     )

@@ -12,8 +12,8 @@ from typing import Any, BinaryIO, ClassVar
 
 import orjson
 import structlog
-from aiohttp.http_exceptions import HttpProcessingError
-from aiohttp.web_protocol import RequestPayloadError
+from aiohttp import web
+from aiohttp.http import HttpProcessingError
 from opentelemetry import trace
 
 from gateway.config import LogSettings
@@ -316,7 +316,7 @@ class MalformedHttp(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
             reason = f"{type(exc).__name__}: {str(exc.message)[:200]}"
-        elif isinstance(exc, RequestPayloadError):  # a body that does not decompress
+        elif isinstance(exc, web.RequestPayloadError):  # a body that does not decompress
             reason = "unreadable body: " + str(exc).replace("\n", " ")[:200]
         else:
             return True

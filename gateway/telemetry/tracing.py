@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -39,9 +40,25 @@ def parse_headers(raw: str) -> dict[str, str]:
     return {unquote(key.strip()): unquote(value.strip()) for key, _, value in pairs}
 
 
-def build_tracer_provider(
+def spans_consumed(settings: TracingSettings, *, exporters: Sequence[SpanExporter] = ()) -> bool:
+    """Whether finished spans go anywhere: tracing on and an OTLP endpoint or an exporter."""
+    return settings.enabled and (bool(settings.exporter_endpoint) or bool(exporters))
+
+
+@dataclass(frozen=True, slots=True)
+class Providers:
+    """``main``: the app's provider, with the configured sampler, which owns the span
+    processors and flushes them on shutdown. ``decided``: for spans already decided to be
+    sampled (see ``sampling.TraceDecider``): the same resource and processors, a sampler
+    that always records, never shut down itself."""
+
+    main: TracerProvider
+    decided: TracerProvider
+
+
+def build_tracer_providers(
     settings: TracingSettings, *, version: str, exporters: Sequence[SpanExporter] = ()
-) -> TracerProvider:
+) -> Providers:
     """OTLP/HTTP export when an endpoint is configured; ``exporters`` are added synchronously
     (tests pass an in-memory exporter)."""
     resource = Resource.create(
@@ -51,15 +68,14 @@ def build_tracer_provider(
             SERVICE_VERSION: version,
         }
     )
-    sampler = build_sampler(settings) if settings.enabled else ALWAYS_OFF
-    provider = TracerProvider(resource=resource, sampler=sampler)
+    processors: list[SpanProcessor] = []
     if settings.enabled and settings.exporter_endpoint:
         headers = (
             parse_headers(settings.exporter_headers.get_secret_value())
             if settings.exporter_headers
             else None
         )
-        provider.add_span_processor(
+        processors.append(
             BatchSpanProcessor(
                 OTLPSpanExporter(
                     endpoint=settings.exporter_endpoint,
@@ -68,18 +84,13 @@ def build_tracer_provider(
                 )
             )
         )
-    for exporter in exporters:
-        provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider
-
-
-def decided_provider(provider: TracerProvider) -> TracerProvider:
-    """A provider for spans already decided to be sampled (see ``sampling.TraceDecider``):
-    the same resource and span processors as ``provider``, a sampler that always records.
-    ``provider`` owns the processors and flushes them on shutdown."""
-    return TracerProvider(
-        sampler=ALWAYS_ON,
-        resource=provider.resource,
-        shutdown_on_exit=False,
-        active_span_processor=provider._active_span_processor,  # noqa: SLF001  # shared, by design
+    processors += [SimpleSpanProcessor(exporter) for exporter in exporters]
+    consumed = spans_consumed(settings, exporters=exporters)
+    main = TracerProvider(
+        resource=resource, sampler=build_sampler(settings) if consumed else ALWAYS_OFF
     )
+    decided = TracerProvider(sampler=ALWAYS_ON, resource=resource, shutdown_on_exit=False)
+    for processor in processors:
+        main.add_span_processor(processor)
+        decided.add_span_processor(processor)
+    return Providers(main, decided)

@@ -4,7 +4,9 @@ HTTP/1.1 connection to write requests to it byte for byte and read its replies."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +19,25 @@ from gateway.lane import GatewayRunner
 class LaneTestServer(TestServer):
     async def _make_runner(self, **kwargs: Any) -> BaseRunner:
         return GatewayRunner(self.app, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def started_servers() -> AsyncIterator[Callable[..., Awaitable[LaneTestServer]]]:
+    """``start(app, kind=LaneTestServer, **runner_kwargs)``: a running test server, closed
+    on exit with every other one started."""
+    servers: list[LaneTestServer] = []
+
+    async def start(app, *, kind: type[LaneTestServer] = LaneTestServer, **kwargs: Any):
+        server = kind(app)
+        await server.start_server(**kwargs)
+        servers.append(server)
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            await server.close()
 
 
 @dataclass

@@ -11,7 +11,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import LogSettings
 from gateway.telemetry import configure_logging
-from tests.helpers.lane import Connection, LaneTestServer
+from tests.helpers.lane import Connection, LaneTestServer, started_servers
 from tests.lane.test_protocol import metrics_text
 
 pytestmark = pytest.mark.integration
@@ -52,21 +52,18 @@ class ServedLikeProduction(LaneTestServer):
 
 @pytest.fixture(name="start")
 async def _start(anvil, make_settings):
-    servers = []
+    async with started_servers() as start_server:
 
-    async def start(*, lane: bool, cancel_handlers: bool = False) -> LaneTestServer:
-        settings = make_settings(
-            upstreams=[anvil.url], GATEWAY_CHAIN_ID="31337", GATEWAY_SERVER__LANE=str(lane).lower()
-        )
-        kind = LaneTestServer if cancel_handlers else ServedLikeProduction
-        server = kind(create_app(settings))
-        await server.start_server()
-        servers.append(server)
-        return server
+        async def start(*, lane: bool, cancel_handlers: bool = False) -> LaneTestServer:
+            settings = make_settings(
+                upstreams=[anvil.url],
+                GATEWAY_CHAIN_ID="31337",
+                GATEWAY_SERVER__LANE=str(lane).lower(),
+            )
+            kind = LaneTestServer if cancel_handlers else ServedLikeProduction
+            return await start_server(create_app(settings), kind=kind)
 
-    yield start
-    for server in servers:
-        await server.close()
+        yield start
 
 
 @pytest.fixture(name="console")
