@@ -169,7 +169,7 @@ async def concurrent_rate(
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     finally:
         for driver in drivers[1:]:
-            driver.protocol.connection_lost(None)
+            driver.transport.protocol.connection_lost(None)
         await first.close()
     return len(requests) / wall, cpu / len(requests) * 1e6
 

@@ -45,7 +45,7 @@ from gateway.telemetry import Metrics, configure_logging, request_middleware, te
 from gateway.telemetry.logging import active_sink, write_access_line
 from gateway.telemetry.middleware import request_id_for
 from gateway.telemetry.sampling import TraceDecider, parse_traceparent
-from gateway.telemetry.tracing import build_tracer_provider, decided_provider
+from gateway.telemetry.tracing import build_tracer_providers
 
 CHAIN_ID = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
 ORIGIN = "https://app.example"
@@ -161,8 +161,8 @@ def part_two(work: Path) -> None:
     settings = settings_for(work, **PRODUCTION)
     metrics = Metrics.create(version="bench", commit="bench")
     decider = TraceDecider(settings.tracing)
-    provider = build_tracer_provider(settings.tracing, version="bench")
-    server_tracer = decided_provider(provider).get_tracer("bench")
+    providers = build_tracer_providers(settings.tracing, version="bench")
+    server_tracer = providers.decided.get_tracer("bench")
     header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
     class Req:
@@ -258,7 +258,7 @@ def part_two(work: Path) -> None:
     for name, cost in loop.run_until_complete(measured()):
         print(f"  {name:<64} {cost:>8.2f}")
     loop.close()
-    provider.shutdown()
+    providers.main.shutdown()
 
 
 async def part_three(work: Path, count: int, repeats: int) -> None:

@@ -10,7 +10,7 @@ defaults a user gets (``gateway serve`` with only its upstream set: access log o
 default sampler, no exporter), and again at the README's production sampling (ratio 0.1).
 ``eth_blockNumber`` and the uncached ``eth_call`` go to a gateway with its cache off, as the
 peers pass them through. Peers not built are skipped with the command that builds them.
-Rounds interleave the servers; the best round of each is kept (the machine is shared).
+Each server runs alone while it is measured; rounds interleave the servers and the best\nround of each is kept (the machine is shared).
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -37,7 +39,7 @@ BUILD = (
     "github.com/ethereum-optimism/infra> ../shared/tools/peers/build.sh erpc proxyd"
 )
 WRK_SCRIPT = (
-    'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [[%s]]\n'
+    'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = [==[%s]==]\n'
 )
 
 
@@ -102,47 +104,43 @@ def cases(chain: DevChain) -> dict[str, tuple[object, bool]]:
     }
 
 
-def main() -> None:  # noqa: PLR0912, PLR0915  # one run: every server, every case
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--rounds", type=int, default=2)
-    args = parser.parse_args()
-    for key in [k for k in os.environ if k.startswith(("GATEWAY_", "OTEL_"))]:
-        del os.environ[key]  # the gateway at its defaults, whatever this shell has set
-    work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
-    logs = work / "logs"
-    logs.mkdir()
-    with ExitStack() as stack:
-        chain = stack.enter_context(DevChain.start(log_dir=logs))
-        chain.rpc("anvil_mine", ["0x80"])  # anvil calls latest - 64 finalized: block 1 is
-        servers: dict[str, tuple[str, object]] = {"anvil direct": (chain.url, None)}
+Launcher = Callable[[ExitStack], tuple[str, "subprocess.Popen[bytes] | None"]]
 
-        def gateway(name: str, **env: str) -> None:
+
+def launchers(chain: DevChain, work: Path, logs: Path) -> dict[str, Launcher]:
+    """Each server the bench measures: started into an ExitStack, its URL and process."""
+    found: dict[str, Launcher] = {"anvil direct": lambda _stack: (chain.url, None)}
+
+    def gateway(name: str, **env: str) -> Launcher:
+        def launch(stack: ExitStack) -> tuple[str, subprocess.Popen[bytes]]:
             port = free_port()
             environ = {
                 "GATEWAY_UPSTREAMS": chain.url,
-                "GATEWAY_DATABASE_URL": f"sqlite:///{work / (name + '.db')}",
+                "GATEWAY_DATABASE_URL": f"sqlite:///{work / 'gateway.db'}",
                 "GATEWAY_IDENTITY__KEYS_DIR": str(work / "keys"),
                 "GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "1000000",  # no limits, as the peers
                 "GATEWAY_RPC__ANONYMOUS__BURST": "1000000",
                 **env,
             }
-            process = stack.enter_context(
-                serving_gateway(port, environ, cpu=0, log=logs / f"{name}.log")
-            )
-            servers[name] = (f"http://127.0.0.1:{port}/rpc", process)
+            log = logs / f"{name}.log"
+            process = stack.enter_context(serving_gateway(port, environ, cpu=0, log=log))
+            return f"http://127.0.0.1:{port}/rpc", process
 
-        gateway("gateway (defaults)")
-        gateway(
-            "gateway (sampling 0.1)",
-            OTEL_TRACES_SAMPLER="parentbased_traceidratio",
-            OTEL_TRACES_SAMPLER_ARG="0.1",
-        )
-        gateway("gateway (defaults, cache off)", GATEWAY_RPC__CACHE_ENABLED="false")
+        return launch
 
-        erpc = PEERS_HOME / "erpc-server"
-        if erpc.exists():
+    found["gateway (defaults)"] = gateway("gateway (defaults)")
+    found["gateway (sampling 0.1)"] = gateway(
+        "gateway (sampling 0.1)",
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0.1",
+    )
+    found["gateway (defaults, cache off)"] = gateway(
+        "gateway (cache off)", GATEWAY_RPC__CACHE_ENABLED="false"
+    )
+    erpc = PEERS_HOME / "erpc-server"
+    if erpc.exists():
+
+        def launch_erpc(stack: ExitStack) -> tuple[str, subprocess.Popen[bytes]]:
             port, metrics = free_port(), free_port()
             env = {
                 "ERPC_PORT": str(port),
@@ -150,25 +148,24 @@ def main() -> None:  # noqa: PLR0912, PLR0915  # one run: every server, every ca
                 "ERPC_LOG_LEVEL": "warn",
                 "ANVIL_URL": chain.url,
             }
-            process = start([str(erpc), str(PEERS_CONFIG / "erpc.yaml")], env, 0, logs / "erpc.log")
-            stack.callback(process.terminate)
+            config = str(PEERS_CONFIG / "erpc.yaml")
+            process = start([str(erpc), config], env, 0, logs / "erpc.log")
+            stack.callback(_stop, process)
             url = f"http://127.0.0.1:{port}/main/evm/31337"
             wait_answering(url)
-            servers["eRPC 0.1.2"] = (url, process)
-        else:
-            print(f"eRPC skipped: not built ({BUILD})", file=sys.stderr)
+            return url, process
 
-        proxyd = PEERS_HOME / "proxyd"
-        redis = shutil.which("redis-server")
-        if proxyd.exists() and redis:
+        found["eRPC 0.1.2"] = launch_erpc
+    else:
+        print(f"eRPC skipped: not built ({BUILD})", file=sys.stderr)
+    proxyd = PEERS_HOME / "proxyd"
+    redis = shutil.which("redis-server")
+    if proxyd.exists() and redis:
+
+        def launch_proxyd(stack: ExitStack) -> tuple[str, subprocess.Popen[bytes]]:
             redis_port, port, metrics = free_port(), free_port(), free_port()
-            redis_process = start(
-                [redis, "--port", str(redis_port), "--save", "", "--appendonly", "no"],
-                {},
-                None,
-                logs / "redis.log",
-            )
-            stack.callback(redis_process.terminate)
+            args = [redis, "--port", str(redis_port), "--save", "", "--appendonly", "no"]
+            stack.callback(_stop, start(args, {}, None, logs / "redis.log"))
             config = (PEERS_CONFIG / "proxyd.toml").read_text()
             for key, value in {
                 "PROXYD_PORT": port,
@@ -179,45 +176,76 @@ def main() -> None:  # noqa: PLR0912, PLR0915  # one run: every server, every ca
                 config = config.replace("${" + key + "}", str(value))
             (work / "proxyd.toml").write_text(config)
             process = start([str(proxyd), str(work / "proxyd.toml")], {}, 0, logs / "proxyd.log")
-            stack.callback(process.terminate)
+            stack.callback(_stop, process)
             url = f"http://127.0.0.1:{port}/"
-            time.sleep(0.5)
             wait_answering(url)
-            servers["proxyd v4.30.0"] = (url, process)
-        else:
-            print(f"proxyd skipped: not built or no redis-server ({BUILD})", file=sys.stderr)
+            return url, process
 
-        results: dict[tuple[str, str], Result] = {}
-        for case, (body, cache_off) in cases(chain).items():
-            script = work / "body.lua"
-            script.write_text(WRK_SCRIPT % json.dumps(body))
-            names = [
-                name
-                for name in servers
-                if not name.startswith("gateway") or ("cache off" in name) == cache_off
-            ]
-            for name in names:  # warm: caches filled, connections made
-                post(servers[name][0], body)
-            for _ in range(args.rounds):
-                for name in names:
-                    result = run_wrk(
-                        name,
-                        servers[name][0],
-                        seconds=args.seconds,
-                        connections=args.connections,
-                        cpu=1,
-                        script=script,
-                    )
-                    best = results.get((case, name))
-                    if best is None or result.requests_per_s > best.requests_per_s:
-                        results[(case, name)] = result
-            _print_case(case, names, results)
-        print("\npeak RSS (MiB):", end="")
-        for name, (_, process) in servers.items():
-            if process is not None:
-                rss = peak_rss_mib(process.pid)  # type: ignore[attr-defined]
-                print(f"  {name} {rss:.0f}" if rss is not None else f"  {name} ?", end="")
-        print()
+        found["proxyd v4.30.0"] = launch_proxyd
+    else:
+        print(f"proxyd skipped: not built or no redis-server ({BUILD})", file=sys.stderr)
+    return found
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--case", default="", help="only the cases whose name has this")
+    parser.add_argument("--server", default="", help="only the servers whose name has this")
+    args = parser.parse_args()
+    for key in [k for k in os.environ if k.startswith(("GATEWAY_", "OTEL_"))]:
+        del os.environ[key]  # the gateway at its defaults, whatever this shell has set
+    work = Path(tempfile.mkdtemp(prefix="bench-peers-"))
+    logs = work / "logs"
+    logs.mkdir()
+    results: dict[tuple[str, str], Result] = {}
+    rss: dict[str, float] = {}
+    with DevChain.start(log_dir=logs) as chain:
+        chain.rpc("anvil_mine", ["0x80"])  # anvil calls latest - 64 finalized: block 1 is
+        table = {name: case for name, case in cases(chain).items() if args.case in name}
+        servers = {
+            name: launch
+            for name, launch in launchers(chain, work, logs).items()
+            if any(part in name for part in args.server.split(","))
+        }
+        for _ in range(args.rounds):  # each server alone on its core while it is measured
+            for name, launch in servers.items():
+                with ExitStack() as stack:
+                    url, process = launch(stack)
+                    for case, (body, cache_off) in table.items():
+                        if name.startswith("gateway") and ("cache off" in name) != cache_off:
+                            continue
+                        script = work / "body.lua"
+                        script.write_text(WRK_SCRIPT % json.dumps(body))
+                        post(url, body)  # warm: caches filled
+                        result = run_wrk(
+                            name,
+                            url,
+                            seconds=args.seconds,
+                            connections=args.connections,
+                            cpu=1,
+                            script=script,
+                        )
+                        best = results.get((case, name))
+                        if best is None or result.requests_per_s > best.requests_per_s:
+                            results[(case, name)] = result
+                    if process is not None:
+                        peak = peak_rss_mib(process.pid) or 0.0
+                        rss[name] = max(rss.get(name, 0.0), peak)
+    for case in table:
+        _print_case(case, [n for n in servers if (case, n) in results], results)
+    print("\npeak RSS (MiB): " + ", ".join(f"{name} {value:.0f}" for name, value in rss.items()))
 
 
 def _print_case(case: str, names: list[str], results: dict[tuple[str, str], Result]) -> None:

@@ -42,6 +42,7 @@ class LaneProtocol(asyncio.Protocol):
     """One connection, the lane's until a request is not its own (see the module)."""
 
     __slots__ = (
+        "_active_at",
         "_answering",
         "_closing",
         "_framer",
@@ -66,6 +67,7 @@ class LaneProtocol(asyncio.Protocol):
         self._paused_writing = False
         self._closing = False  # shutting down: close once the answer in progress is sent
         self._keepalive: asyncio.TimerHandle | None = None
+        self._active_at = 0.0  # when the last whole request was answered
         self._peer_ip: str | None = None
 
     # --- asyncio's protocol ---------------------------------------------------------
@@ -217,11 +219,15 @@ class LaneProtocol(asyncio.Protocol):
 
     def _idle_from_now(self) -> None:
         """Close the connection if no whole request arrives within the keep-alive time
-        (a partial request included: a body that never comes does not hold it open)."""
-        self._cancel_keepalive()
+        (a partial request included: a body that never comes does not hold it open). One
+        timer a connection, moved on lazily: a request only notes the time."""
         timeout = self._server.keepalive_s
-        if timeout > 0 and self.transport is not None:
-            self._keepalive = asyncio.get_running_loop().call_later(timeout, self._expire)
+        if timeout <= 0 or self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._active_at = loop.time()
+        if self._keepalive is None:
+            self._keepalive = loop.call_at(self._active_at + timeout, self._expire)
 
     def _cancel_keepalive(self) -> None:
         if self._keepalive is not None:
@@ -230,8 +236,17 @@ class LaneProtocol(asyncio.Protocol):
 
     def _expire(self) -> None:
         self._keepalive = None
-        if self._answering is None and self.transport is not None:
-            self.transport.close()
+        if self.transport is None:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._active_at + self._server.keepalive_s
+        if self._answering is not None or deadline > loop.time():  # active since: wait on
+            self._keepalive = loop.call_at(
+                max(deadline, loop.time() + 0.1) if self._answering is None else loop.time() + 1,
+                self._expire,
+            )
+            return
+        self.transport.close()
 
     async def shutdown(self) -> None:
         """Close once the answer in progress, if any, is sent; an idle connection now."""

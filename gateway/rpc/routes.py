@@ -130,18 +130,18 @@ def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
     process's cache answers at once, any other call or batch by the same code as
     ``rpc_http``. A request of notifications only is aiohttp's (its 204 has no body)."""
     max_batch = service.settings.max_batch
+    answers_now = service.answers_now
 
     def answer(request: LaneRequest) -> Answer:
         try:
             parsed = jsonrpc.parse_body(request.body, max_batch=max_batch)
         except (RpcParseError, RpcInvalidRequest) as error:
             return LaneReply(200, jsonrpc.error_bytes(None, error.rpc_code, error.message))
-        items = parsed.items
-        if all(isinstance(item, jsonrpc.Call) and item.notification for item in items):
+        call = parsed.items[0]
+        if _notifications_only(parsed):
             return None
         caller = Caller(request.client_ip)
-        call = items[0]
-        if service.answers_now and not parsed.batch and isinstance(call, jsonrpc.Call):
+        if answers_now and not parsed.batch and isinstance(call, jsonrpc.Call):
             reply = service.cached_reply(call, caller)
             if reply is not None:
                 wait = service.admit_now(call, caller)
@@ -153,6 +153,13 @@ def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
         return _answer_parsed(service, parsed, caller)
 
     return answer
+
+
+def _notifications_only(parsed: jsonrpc.Parsed) -> bool:
+    if not parsed.batch:  # the common case, without a generator
+        call = parsed.items[0]
+        return isinstance(call, jsonrpc.Call) and call.notification
+    return all(isinstance(item, jsonrpc.Call) and item.notification for item in parsed.items)
 
 
 def _limited_reply(call: jsonrpc.Call, wait: float) -> bytes:
