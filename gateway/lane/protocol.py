@@ -116,21 +116,19 @@ class LaneProtocol(asyncio.Protocol):
         """Answer the whole requests received, in order, until one must wait or is not the
         lane's."""
         data, self._pending = self._pending, b""
+        frames = self._frames(data)
+        if frames is None:
+            self._hand_over(data)  # aiohttp's parser answers all of it, as it would alone
+            return
         start, size = 0, len(data)
         transport = self.transport
-        while start < size and transport is not None and not self._closing:
+        for frame in frames:
+            if transport is None or self._closing:
+                return
             if transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
                 self._pending = data[start:]
                 self._hold_if_too_much()
                 return
-            frame = self._framer.read(data, start)
-            if frame is None:  # the head is not all here
-                self._pending = data[start:]
-                return
-            if frame is UNFRAMED:
-                self._hand_over(data[start:])
-                return
-            assert isinstance(frame, Frame)  # noqa: S101  # for the type checker
             if not (frame.plain and frame.route in self._lane.routes):
                 self._hand_over(data[start:])
                 return
@@ -142,14 +140,34 @@ class LaneProtocol(asyncio.Protocol):
                 self._hand_over(data[start:])
                 return
             start = frame.end
-            if isinstance(reply, bytes):
-                transport.write(reply)
-                continue
+            if not isinstance(reply, bytes):
+                self._pending = data[start:]
+                self._answering = reply
+                reply.add_done_callback(self._answered)
+                return
+            transport.write(reply)
+        if start < size:  # a head not all here
             self._pending = data[start:]
-            self._answering = reply
-            reply.add_done_callback(self._answered)
-            return
         self._idle_from_now()
+
+    def _frames(self, data: bytes) -> list[Frame] | None:
+        """The requests whose heads are all in ``data`` (the last one's body may not be);
+        None when bytes outside the strict subset follow. aiohttp parses every message a
+        read brings before it serves one, and a parse error drops them all for its 400:
+        the lane then answers none of them either, so both send the same bytes."""
+        frames: list[Frame] = []
+        start, size = 0, len(data)
+        framer = self._framer
+        while start < size:
+            frame = framer.read(data, start)
+            if frame is None:
+                break
+            if frame is UNFRAMED:
+                return None
+            assert isinstance(frame, Frame)  # noqa: S101  # for the type checker
+            frames.append(frame)
+            start = frame.end
+        return frames
 
     def _answer(self, frame: Frame, data: bytes) -> bytes | asyncio.Task[bytes] | None:
         request = LaneRequest(data[frame.body_start : frame.end], self._peer(), frame.content_type)

@@ -212,12 +212,13 @@ async def test_ambiguous_framing_is_refused_by_aiohttp_and_ends_the_connection(s
     await exchange(server, post(CHAIN_ID))
     connection = await Connection.open(server)
     await connection.send(post(CHAIN_ID) + smuggled + post(CHAIN_ID))
-    first, refused = await connection.reply(), await connection.reply()
-    assert first.status == 200
+    # aiohttp parses all that one read brings before it answers any, and its 400 drops the
+    # rest: the lane answers none of these either (test_differential_framing.py).
+    refused = await connection.reply()
     assert refused.status == 400
     assert await connection.closed()
     connection.close()
-    assert answered(server) == 2  # the warm-up and the first of this connection
+    assert answered(server) == 1  # the warm-up only
 
 
 async def test_an_oversized_body_gets_aiohttps_413(start):
