@@ -19,6 +19,7 @@ from gateway.records.routes import ANCHORER
 from gateway.storage import STORAGE
 from gateway.storage.schema import record_nonces, records
 from tests.helpers.chain import call, deploy
+from tests.helpers.lane import LaneTestServer
 from tests.identity.conftest import SignInFlow
 from tests.records.conftest import MAIL_TYPES, mail, sign_typed
 
@@ -323,7 +324,7 @@ async def test_submissions_are_rate_limited_per_caller(
         GATEWAY_RECORDS__SUBMIT_BURST="2",
         **records_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     alice = Account.create()
     statuses = []
     for index in range(3):
@@ -360,7 +361,9 @@ async def test_schema_and_session_policies(aiohttp_client, chain, make_settings,
         "GATEWAY_RECORDS__REQUIRE_SESSION_SIGNER": "true",
         "GATEWAY_RECORDS__FRESH_NONCE": "true",
     }
-    client = await aiohttp_client(create_app(make_settings(upstreams=[chain.url], **env)))
+    client = await aiohttp_client(
+        LaneTestServer(create_app(make_settings(upstreams=[chain.url], **env)))
+    )
     alice = Account.create()
     token = (await SignInFlow(client).sign_in(alice))["token"]
     auth = {"Authorization": f"Bearer {token}"}
@@ -425,7 +428,9 @@ async def test_private_records_are_read_by_signer_and_recipient_only(
     aiohttp_client, chain, make_settings, records_env
 ):
     env = {**records_env, "GATEWAY_RECORDS__VISIBILITY": "private"}
-    client = await aiohttp_client(create_app(make_settings(upstreams=[chain.url], **env)))
+    client = await aiohttp_client(
+        LaneTestServer(create_app(make_settings(upstreams=[chain.url], **env)))
+    )
     alice, bob, eve = Account.create(), Account.create(), Account.create()
     typed = mail(alice.address, to=bob.address)
     record_id = (

@@ -10,6 +10,7 @@ from gateway.app import create_app
 from gateway.records.routes import ANCHORER
 from gateway.storage import STORAGE
 from gateway.storage.schema import anchor_batches
+from tests.helpers.lane import LaneTestServer
 from tests.helpers.waiting import eventually
 from tests.records.conftest import ANCHOR_KEY_INDEX, mail, sign_typed
 
@@ -27,8 +28,12 @@ def _postgres_only(postgres):
 async def test_one_anchor_per_batch_while_two_replicas_race(
     aiohttp_client, chain, make_settings, records_env
 ):
-    first = await aiohttp_client(create_app(make_settings(upstreams=[chain.url], **records_env)))
-    second = await aiohttp_client(create_app(make_settings(upstreams=[chain.url], **records_env)))
+    first = await aiohttp_client(
+        LaneTestServer(create_app(make_settings(upstreams=[chain.url], **records_env)))
+    )
+    second = await aiohttp_client(
+        LaneTestServer(create_app(make_settings(upstreams=[chain.url], **records_env)))
+    )
     alice = Account.create()
     for index in range(6):
         typed = mail(alice.address, contents=f"replica {index}")
@@ -51,8 +56,12 @@ async def test_one_anchor_per_batch_while_two_replicas_race(
 async def test_another_replica_takes_over_when_the_leader_dies(
     aiohttp_client, chain, make_settings, records_env
 ):
-    first = await aiohttp_client(create_app(make_settings(upstreams=[chain.url], **records_env)))
-    second = await aiohttp_client(create_app(make_settings(upstreams=[chain.url], **records_env)))
+    first = await aiohttp_client(
+        LaneTestServer(create_app(make_settings(upstreams=[chain.url], **records_env)))
+    )
+    second = await aiohttp_client(
+        LaneTestServer(create_app(make_settings(upstreams=[chain.url], **records_env)))
+    )
     alice = Account.create()
     typed = mail(alice.address)
     assert (

@@ -9,6 +9,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.rpc.coalesce import Coalescer
 from tests.helpers.fake_node import fake_node_app
+from tests.helpers.lane import LaneTestServer
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -52,7 +53,7 @@ def _make_client(aiohttp_client, make_settings, rpc_env, slow_node):
             GATEWAY_RPC__PUSH_HEADS="false",
             **{**rpc_env, **env},
         )
-        return await aiohttp_client(create_app(settings))
+        return await aiohttp_client(LaneTestServer(create_app(settings)))
 
     return make
 

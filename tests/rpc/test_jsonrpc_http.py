@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from gateway.app import create_app
+from tests.helpers.lane import LaneTestServer
 from tests.helpers.metrics import sample
 
 pytestmark = pytest.mark.integration
@@ -164,7 +165,7 @@ async def test_batch_over_the_limit(aiohttp_client, anvil, make_settings, rpc_en
     from gateway.app import create_app
 
     settings = make_settings(upstreams=[anvil.url], GATEWAY_RPC__MAX_BATCH="3", **rpc_env)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     calls = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(4)]
     reply = await (await client.post("/rpc", json=calls)).json()
     assert reply["error"]["code"] == -32600
@@ -187,7 +188,7 @@ async def test_a_body_just_over_a_small_limit_is_413(aiohttp_client, anvil, make
     settings = make_settings(
         upstreams=[anvil.url], GATEWAY_SERVER__MAX_BODY_BYTES="2048", **rpc_env
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     payload = orjson.dumps(
         {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": ["x" * 3000]}
     )

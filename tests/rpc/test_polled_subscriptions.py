@@ -7,6 +7,7 @@ import pytest
 from gateway.app import create_app
 from gateway.rpc.polled import ChainFollower
 from gateway.rpc.routes import HUB
+from tests.helpers.lane import LaneTestServer
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,7 @@ async def _http_only_gateway(aiohttp_client, fresh_anvil, make_settings, rpc_env
         GATEWAY_RPC__SUBSCRIPTION_POLL_S="0.2",
         **rpc_env,
     )
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(LaneTestServer(create_app(settings)))
 
 
 async def _next(ws, timeout=10):

@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.rpc.context import POOL
 from tests.helpers.fake_node import fake_node_app
+from tests.helpers.lane import LaneTestServer
 from tests.identity.conftest import SignInFlow
 from tests.rpc.conftest import Rpc
 
@@ -24,7 +25,7 @@ async def test_signed_in_callers_get_their_own_policy(
         GATEWAY_RPC__ANONYMOUS__ALLOW='["eth_chainId"]',
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     assert (await rpc.call("eth_blockNumber"))["error"]["code"] == -32601
     from eth_account import Account
@@ -65,7 +66,7 @@ async def _hedging_client(aiohttp_client, slow_reader_node, fresh_anvil, make_se
         GATEWAY_RPC__MAX_LAG_BLOCKS="1000",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     slow = next(u for u in client.app[POOL].upstreams if str(slow_reader_node.port) in u.url)
     slow.weight = 1_000_000  # tried first
     slow.latencies.extend([0.02] * 50)  # its usual p95: 20 ms

@@ -6,6 +6,7 @@ from opentelemetry.trace import SpanKind
 
 from gateway.app import create_app
 from tests.helpers.fake_node import fake_node_app
+from tests.helpers.lane import LaneTestServer
 from tests.rpc.conftest import Rpc
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ async def test_traceparent_reaches_the_node(
         GATEWAY_RPC__CACHE_ENABLED="false",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings, span_exporters=[spans]))
+    client = await aiohttp_client(LaneTestServer(create_app(settings, span_exporters=[spans])))
     recording_node.seen.clear()
     headers = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-{flags}"}
     await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"], headers=headers)
@@ -68,7 +69,7 @@ async def test_an_unsampled_request_still_gives_the_node_its_trace(
         OTEL_TRACES_SAMPLER_ARG="0",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings, span_exporters=[spans]))
+    client = await aiohttp_client(LaneTestServer(create_app(settings, span_exporters=[spans])))
     recording_node.seen.clear()
     spans.clear()
     await Rpc(client).call("eth_getBalance", ["0x" + "00" * 20, "latest"])

@@ -10,6 +10,7 @@ from gateway.app import create_app
 from gateway.chain import DevChain
 from gateway.rpc.context import POOL
 from tests.helpers.fake_node import fake_node_app
+from tests.helpers.lane import LaneTestServer
 from tests.helpers.metrics import sample
 from tests.helpers.waiting import eventually
 from tests.rpc.conftest import Rpc
@@ -23,7 +24,7 @@ async def test_killing_a_node_during_reads_is_invisible(
     settings = make_settings(
         upstreams=[fresh_anvil.url, second_anvil.url], **rpc_env, GATEWAY_RPC__CACHE_ENABLED="false"
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     address = fresh_anvil.accounts[1].address
     errors = []
@@ -66,7 +67,7 @@ def _mining_and_paused(aiohttp_client, fresh_anvil, paused_anvil, make_settings,
             GATEWAY_RPC__CACHE_ENABLED="false",
             **rpc_env,
         )
-        return await aiohttp_client(create_app(settings))
+        return await aiohttp_client(LaneTestServer(create_app(settings)))
 
     return gateway
 
@@ -111,7 +112,7 @@ async def test_node_on_another_chain_is_refused_at_start(
         settings = make_settings(
             upstreams=[other.url, fresh_anvil.url], GATEWAY_CHAIN_ID="31337", **rpc_env
         )
-        client = await aiohttp_client(create_app(settings))
+        client = await aiohttp_client(LaneTestServer(create_app(settings)))
         pool = client.app[POOL]
         refused = next(u for u in pool.upstreams if u.url == other.url)
         assert refused.chain_ok is False
@@ -147,7 +148,7 @@ async def test_raw_transaction_is_never_sent_twice(
         **rpc_env,
     )
     app = create_app(settings)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(LaneTestServer(app))
     pool = app[POOL]
     fake = next(u for u in pool.upstreams if str(swallowing_node.port) in u.url)
     real = next(u for u in pool.upstreams if u.url == fresh_anvil.url)
@@ -180,7 +181,7 @@ async def test_raw_transaction_fails_over_when_the_first_node_is_unreachable(
         upstreams=[f"http://127.0.0.1:{free_port()}", fresh_anvil.url], **rpc_env
     )
     app = create_app(settings)
-    client = await aiohttp_client(app)
+    client = await aiohttp_client(LaneTestServer(app))
     dead = next(u for u in app[POOL].upstreams if u.url != fresh_anvil.url)
     dead.healthy, dead.weight = True, 1_000_000  # pretend it was up: it is tried first
     sender = Account.from_key(fresh_anvil.accounts[4].private_key)
@@ -208,7 +209,7 @@ async def test_breaker_opens_after_repeated_failures(
         GATEWAY_RPC__CACHE_ENABLED="false",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     upstream = client.app[POOL].upstreams[0]
     fresh_anvil.stop()

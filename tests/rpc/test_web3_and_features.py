@@ -10,6 +10,7 @@ from gateway.app import create_app
 from gateway.rpc.context import CACHE, POOL
 from gateway.rpc.routes import HUB
 from tests.helpers.chain import deploy, transact
+from tests.helpers.lane import LaneTestServer
 from tests.helpers.waiting import eventually
 from tests.rpc.conftest import Rpc
 
@@ -59,7 +60,7 @@ async def test_rate_limit_429_single_and_32005_in_batch(
 
         redis_sync.Redis.from_url(env["GATEWAY_REDIS_URL"]).flushdb()
     settings = make_settings(upstreams=[anvil.url], **env)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     batch = [{"jsonrpc": "2.0", "id": i, "method": "eth_chainId"} for i in range(5)]
     replies = await (await rpc.post(batch)).json()
@@ -95,7 +96,7 @@ async def test_get_logs_is_chunked_and_merged_in_order(
         GATEWAY_RPC__LOGS_MAX_RANGE="50",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     query = {"fromBlock": "0x0", "toBlock": "latest", "address": factory}
     direct = fresh_anvil.rpc("eth_getLogs", [query])
@@ -121,7 +122,7 @@ async def test_latest_value_is_not_served_after_a_new_block(
     aiohttp_client, fresh_anvil, make_settings, rpc_env
 ):
     settings = make_settings(upstreams=[fresh_anvil.url], **rpc_env)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     pool = client.app[POOL]
     first = await rpc.result("eth_blockNumber")
@@ -143,7 +144,7 @@ async def test_a_new_block_announced_over_websocket_ends_latest_answers_at_once(
         GATEWAY_RPC__PUSH_HEADS=str(push).lower(),
         **env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     hub = client.app[HUB]
     await eventually(  # the gateway's own newHeads subscription is live (when pushed)
@@ -165,7 +166,7 @@ async def test_a_new_block_announced_over_websocket_ends_latest_answers_at_once(
 async def test_reorg_invalidates_cached_blocks(aiohttp_client, fresh_anvil, make_settings, rpc_env):
     fresh_anvil.rpc("anvil_mine", ["0x64"])  # 100 blocks: anvil finalizes latest - 64
     settings = make_settings(upstreams=[fresh_anvil.url], **rpc_env)
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     rpc = Rpc(client)
     pool, cache = client.app[POOL], client.app[CACHE]
     await pool.poll_heads()
@@ -223,7 +224,11 @@ async def test_a_redis_rate_limit_holds_across_replicas(
         "GATEWAY_RPC__ANONYMOUS__BURST": "10",
     }
     replicas = [
-        Rpc(await aiohttp_client(create_app(make_settings(upstreams=[anvil.url], **env))))
+        Rpc(
+            await aiohttp_client(
+                LaneTestServer(create_app(make_settings(upstreams=[anvil.url], **env)))
+            )
+        )
         for _ in range(2)
     ]
     accepted = 0
@@ -247,7 +252,11 @@ async def test_replicas_share_final_answers_through_redis(
     fresh_anvil.rpc("anvil_mine", ["0x64"])  # block 0x10 is finalized (latest - 64)
     env = {**rpc_env, "GATEWAY_REDIS_URL": url}
     first, second = [
-        Rpc(await aiohttp_client(create_app(make_settings(upstreams=[fresh_anvil.url], **env))))
+        Rpc(
+            await aiohttp_client(
+                LaneTestServer(create_app(make_settings(upstreams=[fresh_anvil.url], **env)))
+            )
+        )
         for _ in range(2)
     ]
     block = await first.result("eth_getBlockByNumber", ["0x10", False])

@@ -10,6 +10,7 @@ from web3 import AsyncWeb3, WebSocketProvider
 
 from gateway.app import create_app
 from gateway.rpc.routes import HUB
+from tests.helpers.lane import LaneTestServer
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(name="ws_gateway")
 async def _ws_gateway(aiohttp_client, fresh_anvil, make_settings, rpc_env):
     settings = make_settings(upstreams=[f"{fresh_anvil.url}|{fresh_anvil.ws_url}"], **rpc_env)
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(LaneTestServer(create_app(settings)))
 
 
 async def _next(ws, timeout=10):
@@ -161,7 +162,7 @@ async def test_a_message_over_the_body_cap_closes_the_connection(
         GATEWAY_SERVER__MAX_BODY_BYTES="4096",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     async with client.ws_connect("/rpc") as ws:
         await ws.send_str('{"jsonrpc":"2.0","id":1,"method":"eth_chainId"}')
         assert (await _next(ws))["result"] == "0x7a69"
@@ -184,7 +185,7 @@ async def test_distinct_upstream_subscriptions_are_capped_for_the_gateway(
         GATEWAY_RPC__PUSH_HEADS="false",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     async with client.ws_connect("/rpc") as ws:
         for index in range(3):
             topic = "0x" + f"{index:064x}"
@@ -211,7 +212,7 @@ async def test_subscription_cap(aiohttp_client, fresh_anvil, make_settings, rpc_
         GATEWAY_RPC__WS_MAX_SUBSCRIPTIONS="2",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     async with client.ws_connect("/rpc") as ws:
         await _subscribe(ws, call_id=1)
         await _subscribe(ws, call_id=2)
@@ -230,7 +231,7 @@ async def test_subscription_moves_to_another_node(
         GATEWAY_RPC__MAX_LAG_BLOCKS="1000",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     async with client.ws_connect("/rpc") as ws:
         subscription = await _subscribe(ws)
         hub = client.app[HUB]
@@ -257,7 +258,7 @@ async def test_slow_reader_is_disconnected(
         GATEWAY_RPC__WS_SEND_QUEUE="8",
         **rpc_env,
     )
-    client = await aiohttp_client(create_app(settings))
+    client = await aiohttp_client(LaneTestServer(create_app(settings)))
     hub = client.app[HUB]
     async with client.ws_connect("/rpc", max_msg_size=0) as slow, client.ws_connect("/rpc") as fast:
         for call_id in range(20):  # twenty copies of every header for the one that never reads
