@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from web3 import AsyncWeb3
 
-from gateway.chain.web3 import WEB3, open_web3
+from gateway.chain.web3 import WEB3
 from gateway.config import SETTINGS
 from gateway.rpc.cache import MemoryCache
 from gateway.rpc.pool import NewHead, UpstreamPool
+from gateway.rpc.provider import PoolProvider
 from gateway.rpc.upstream import Upstream
 from gateway.telemetry import TELEMETRY
 
@@ -54,18 +56,10 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         app[CACHE] = cache
         await pool.start()
         try:
-            # The gateway's own chain work (contract wallets, anchoring) uses web3.py on
-            # the first node on the right chain; without nodes there is none to do.
-            nodes = [u for u in pool.upstreams if u.chain_ok] or pool.upstreams
-            if not nodes:
-                yield
-                return
-            async with open_web3(
-                nodes[0].url,
-                timeout_s=nodes[0].settings.timeout_s,
-                tracer_provider=telemetry.tracer_provider,
-            ) as w3:
-                app[WEB3] = w3
-                yield
+            # The gateway's own chain work (contract wallets, anchoring, the relay) goes
+            # through the pool too; without nodes there is none to do.
+            if pool.upstreams:
+                app[WEB3] = AsyncWeb3(PoolProvider(pool))
+            yield
         finally:
             await pool.stop()

@@ -51,6 +51,7 @@ HeadListener = Callable[[NewHead], Awaitable[None] | None]
 
 
 class NoUpstream(UpstreamError):
+    http_status = 503
     code = "upstream.unavailable"
     default_message = "no upstream node is available"
 

@@ -178,8 +178,9 @@ class RpcService:
 
     def count_cached_reply(self, call: Call, caller: Caller) -> None:
         """What ``execute`` records for a cache hit: the counts, and the rpc span."""
-        self.metrics.rpc_cache_requests.labels("hit").inc()
-        self.metrics.rpc_requests.labels(self.method_label(call.method), caller.tier, "ok").inc()
+        metrics = self.metrics
+        metrics.child(metrics.rpc_cache_requests, "hit").inc()
+        metrics.child(metrics.rpc_requests, self.method_label(call.method), caller.tier, "ok").inc()
         if is_sampled():
             self.tracer.start_span(
                 f"rpc {call.method}",
@@ -218,7 +219,7 @@ class RpcService:
             # An unsampled trace exports nothing: skipping its span changes no output, and
             # the node still gets this trace's traceparent (flag 00).
             reply, outcome = await self._answer_or_error(call, label, INVALID_SPAN)
-        self.metrics.rpc_requests.labels(label, caller.tier, outcome).inc()
+        self.metrics.child(self.metrics.rpc_requests, label, caller.tier, outcome).inc()
         return reply
 
     async def _answer_or_error(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
@@ -319,7 +320,7 @@ class RpcService:
             if cached is not None:  # another replica fetched it: keep it here too
                 self.cache.put(key, cached, height=rule.height, head=head)
         result = "hit" if cached is not None else "miss"
-        self.metrics.rpc_cache_requests.labels(result).inc()
+        self.metrics.child(self.metrics.rpc_cache_requests, result).inc()
         if span.is_recording():
             span.set_attribute("gateway.cache", result)
         return cached

@@ -192,6 +192,12 @@ async def storage_errors() -> AsyncIterator[None]:
         yield
     except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError) as exc:
         raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+    except sa.exc.DBAPIError as exc:
+        # A connection lost mid-query (asyncpg's ConnectionDoesNotExistError, a backend
+        # terminated) is a plain DBAPIError that SQLAlchemy marks as a disconnect.
+        if exc.connection_invalidated:
+            raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
+        raise
 
 
 def observe_storage(metrics: Metrics, backend: str, op: str, outcome: str, started: float) -> None:
