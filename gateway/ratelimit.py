@@ -14,7 +14,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.config import SETTINGS
-from gateway.errors import RateLimited
+from gateway.errors import RateLimited, Unavailable
 from gateway.storage.redis import REDIS
 from gateway.telemetry import TELEMETRY
 from gateway.telemetry.metrics import Metrics
@@ -102,9 +102,20 @@ return tostring(wait)
 """
 
 
+class RateLimiterUnavailable(Unavailable):
+    """Fail-closed limits that cannot be checked: the caller's quota is not the reason."""
+
+    code = "ratelimit.unavailable"
+    default_message = "the rate limiter cannot be reached; try again shortly"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class RedisRateLimiter:
     """Token buckets in Redis: one limit across every replica. When Redis does not answer,
-    requests pass (``fail_open``) or wait a second, and the metric says so."""
+    requests pass (``fail_open``) or are refused with 503 ``ratelimit.unavailable``
+    (RateLimiterUnavailable), and the metric says so."""
 
     def __init__(self, client: aioredis.Redis, metrics: Metrics, *, fail_open: bool) -> None:
         self._take = client.register_script(_TAKE)
@@ -120,7 +131,9 @@ class RedisRateLimiter:
             outcome = "open" if self._fail_open else "closed"
             self._metrics.child(self._metrics.rate_limiter_failures, outcome).inc()
             log.warning("rate limiter unavailable", fail=outcome, error=str(exc)[:200])
-            return 0.0 if self._fail_open else 1.0
+            if self._fail_open:
+                return 0.0
+            raise RateLimiterUnavailable(detail=str(exc)[:200]) from exc
         return float(wait)
 
 

@@ -19,6 +19,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from gateway.caller import Caller
 from gateway.config import SETTINGS
 from gateway.errors import RateLimited
+from gateway.ratelimit import RateLimiterUnavailable
 from gateway.rpc import jsonrpc
 from gateway.rpc.jsonrpc import Call, RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import RpcService
@@ -85,11 +86,18 @@ class Connection:
             self.deliver(jsonrpc.error_bytes(None, error.rpc_code, error.message))
             return
         calls = [item for item in parsed.items if isinstance(item, Call)]
-        if any(call.method in {"eth_subscribe", "eth_unsubscribe"} for call in calls):
-            replies = [await self._one(item) for item in parsed.items]
-            replies_out = [r for r in replies if r is not None]
-        else:
-            replies_out = await self.service.run(parsed, self.caller, transport="ws")
+        try:
+            if any(call.method in {"eth_subscribe", "eth_unsubscribe"} for call in calls):
+                replies = [await self._one(item) for item in parsed.items]
+                replies_out = [r for r in replies if r is not None]
+            else:
+                replies_out = await self.service.run(parsed, self.caller, transport="ws")
+        except RateLimiterUnavailable as error:  # fail-closed limits: each call refused, said why
+            replies_out = [
+                jsonrpc.error_bytes(call.id, error.rpc_code, error.message, {"code": error.code})
+                for call in calls
+                if not call.notification
+            ]
         if replies_out:
             self.deliver(jsonrpc.batch_bytes(replies_out) if parsed.batch else replies_out[0])
 
