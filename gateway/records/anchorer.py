@@ -22,6 +22,7 @@ from opentelemetry import trace
 from web3 import AsyncWeb3
 from web3.exceptions import Web3Exception
 
+from gateway.background import Rounds
 from gateway.chain.artifacts import load_artifact
 from gateway.chain.txsender import TxSender
 from gateway.config import AnchorSettings
@@ -29,6 +30,7 @@ from gateway.records.anchor_store import AnchorStore
 from gateway.records.merkle import MerkleTree, leaf_of
 from gateway.storage import Database
 from gateway.telemetry import Metrics
+from gateway.telemetry.metrics import failures_counter
 
 log = structlog.get_logger("gateway.anchor")
 
@@ -49,6 +51,7 @@ class Anchorer:
         self.settings = settings
         self.store = AnchorStore(database)
         self.sender = TxSender(w3, account, chain_id)
+        self.round_health = Rounds("anchoring", log, failures_counter(metrics, "anchoring"))
         self.w3 = w3
         self.account = account
         self.contract_address = AsyncWeb3.to_checksum_address(contract)
@@ -79,8 +82,9 @@ class Anchorer:
                     await self.resume()
                 else:
                     await self.anchor_once()
-            except Exception:  # the loop outlives a failed round
-                log.exception("anchoring round failed")
+                self.round_health.succeeded()
+            except Exception as exc:  # noqa: BLE001  # the loop outlives a failed round
+                self.round_health.failed(exc)
                 self.metrics.child(self.metrics.anchor_batches, "error").inc()
             first = False
             self.resumed.set()

@@ -318,7 +318,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         tracer=telemetry.tracer,
     )
     async with aiohttp.ClientSession() as session:
-        webhooks = Webhooks(relay, store, session)
+        webhooks = Webhooks(relay, store, session, app[TELEMETRY].metrics)
         sender = RelaySender(
             relay,
             store=store,

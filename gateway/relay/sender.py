@@ -35,6 +35,7 @@ from web3 import AsyncWeb3
 from web3.contract import AsyncContract
 from web3.exceptions import Web3Exception
 
+from gateway.background import Rounds
 from gateway.chain import rawrpc
 from gateway.chain.txsender import Signed, TxSender
 from gateway.config import RelaySettings
@@ -46,6 +47,7 @@ from gateway.relay.reverts import decode_revert
 from gateway.relay.store import QUEUED, Events, RelayStore
 from gateway.relay.webhooks import Webhooks
 from gateway.telemetry import Metrics
+from gateway.telemetry.metrics import failures_counter
 from gateway.telemetry.sampling import parse_traceparent
 
 log = structlog.get_logger("gateway.relay")
@@ -74,6 +76,7 @@ class RelaySender:
         self.store = store
         self.w3 = w3
         self.account = account
+        self.round_health = Rounds("relay", log, failures_counter(metrics, "relay"))
         self.relayer = account.address.lower()
         self.tx = TxSender(w3, account, chain_id)
         self.forwarder = forwarder
@@ -95,8 +98,9 @@ class RelaySender:
                 async with self.store.leadership() as leader:
                     if leader:
                         await self.round()
-            except Exception:  # the loop outlives a failed round
-                log.exception("relay round failed")
+                self.round_health.succeeded()
+            except Exception as exc:  # noqa: BLE001  # the loop outlives a failed round
+                self.round_health.failed(exc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.poll_interval_s):
                     await self.wake.wait()

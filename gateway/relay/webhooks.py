@@ -19,10 +19,13 @@ import aiohttp
 import orjson
 import structlog
 
+from gateway.background import Rounds
 from gateway.chain.signatures import checksum_address
 from gateway.clock import rfc3339
 from gateway.config import RelaySettings
 from gateway.relay.store import WEBHOOK_LOCK, Events, RelayStore
+from gateway.telemetry import Metrics
+from gateway.telemetry.metrics import failures_counter
 
 log = structlog.get_logger("gateway.relay.webhooks")
 
@@ -38,11 +41,16 @@ def signature(secret: bytes, timestamp: str, body: bytes) -> str:
 
 class Webhooks:
     def __init__(
-        self, settings: RelaySettings, store: RelayStore, session: aiohttp.ClientSession
+        self,
+        settings: RelaySettings,
+        store: RelayStore,
+        session: aiohttp.ClientSession,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.store = store
         self.session = session
+        self.round_health = Rounds("webhook", log, failures_counter(metrics, "webhooks"))
         secret = settings.webhook_secret
         self.secret = secret.get_secret_value().encode() if secret is not None else b""
 
@@ -69,8 +77,9 @@ class Webhooks:
                 async with self.store.leadership(WEBHOOK_LOCK) as leader:
                     if leader:
                         await self.deliver_due()
-            except Exception:  # the loop outlives a failed round
-                log.exception("webhook round failed")
+                self.round_health.succeeded()
+            except Exception as exc:  # noqa: BLE001  # the loop outlives a failed round
+                self.round_health.failed(exc)
             await asyncio.sleep(poll_interval_s)
 
     async def deliver_due(self) -> None:

@@ -5,6 +5,7 @@ Dashboards and alert rules (grafana/, observability/) query only the names in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -282,6 +283,13 @@ class Metrics:
             ["fail"],
             registry=r,
         )
+        self.background_failures = Counter(
+            "gateway_background_failures",
+            "Failed rounds of a background loop (anchoring, relay, webhooks), by loop and "
+            "reason (unavailable: a dependency is down; error: a bug).",
+            ["loop", "reason"],
+            registry=r,
+        )
         # labels() takes a lock and builds a tuple on every call; the hot path reuses children.
         self._http_children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
@@ -322,3 +330,8 @@ class Metrics:
         metrics = cls(registry)
         metrics.build_info.info({"version": version, "commit": commit})
         return metrics
+
+
+def failures_counter(metrics: Metrics, loop: str) -> Callable[[str], None]:
+    """``count(reason)`` for a background loop's failed rounds."""
+    return lambda reason: metrics.child(metrics.background_failures, loop, reason).inc()
