@@ -212,6 +212,9 @@ class StorageSettings(_Section):
     # auto: migrate the embedded SQLite database at start; PostgreSQL (shared by replicas)
     # only through `gateway db upgrade`, unless set to always.
     migrate_on_start: Literal["auto", "always", "never"] = "auto"
+    # PostgreSQL: the longest one storage operation or connection attempt may take (503
+    # storage.unavailable past it), so a network partition cannot hold requests for minutes.
+    statement_timeout_s: PositiveFloat = 5.0
 
     @field_validator("database_url")
     @classmethod

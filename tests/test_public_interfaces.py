@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from pathlib import Path
 
 GATEWAY = Path(__file__).resolve().parents[1] / "gateway"
@@ -128,14 +129,12 @@ def _gateway_trees() -> dict[str, ast.Module]:
 
 # The one use left, to be removed: aiosqlite has no public way to run a callable in its
 # connection's thread, which the records' SQLite group commit needs (one hop a group).
-KNOWN = {
-    "gateway.storage.database:160: driver._execute",
-    "gateway.storage.database:160: driver._conn",
-}
+KNOWN = {"gateway.storage.database: driver._execute", "gateway.storage.database: driver._conn"}
 
 
 def test_gateway_reads_no_library_private_state():
-    assert set(violations(_gateway_trees())) == KNOWN
+    found = {re.sub(r":\d+:", ":", item) for item in violations(_gateway_trees())}
+    assert found == KNOWN
 
 
 def test_the_check_finds_each_kind_of_violation():

@@ -20,7 +20,9 @@ log = structlog.get_logger("gateway.storage")
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     """Open the database and make sure its schema is the one this code needs."""
     settings = app[SETTINGS].storage
-    database = Database.open(settings.database_url.get_secret_value())
+    database = Database.open(
+        settings.database_url.get_secret_value(), deadline_s=settings.statement_timeout_s
+    )
     database.metrics = app[TELEMETRY].metrics
     try:
         mode = settings.migrate_on_start

@@ -92,20 +92,37 @@ class Database:
         self.writer = writer or engine
         self.backend = backend
         self.path = path  # a SQLite file's (None: PostgreSQL, or SQLite in memory)
+        self.deadline_s: float | None = None  # of one operation (see ``open``)
         self._writes: GroupCommit[Callable[[AsyncConnection], Awaitable[Any]], Any] = GroupCommit(
             self._commit_writes, name="sqlite-group-commit"
         )
 
     @classmethod
-    def open(cls, url: str) -> Database:
+    def open(cls, url: str, *, deadline_s: float | None = None) -> Database:
+        """``deadline_s``: on PostgreSQL, how long one operation (``operation``) and one
+        connection attempt may take, so that a partition is a 503 within it rather than a
+        wait until TCP gives up. SQLite is a local file: no deadline."""
         backend = "sqlite" if url.startswith("sqlite") else "postgresql"
         if backend == "sqlite":
             path = _sqlite_path(url)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(sqlalchemy_url(url), pool_pre_ping=backend != "sqlite")
         if backend != "sqlite":
-            return cls(engine, backend=backend)
+            # asyncpg's own deadlines, half the operation's each: a stale connection's ping
+            # and the new connection after it, or a query and the rollback after it, both
+            # fit in the operation's deadline (``gateway db upgrade`` opens with none).
+            connect_args = (
+                {"timeout": deadline_s / 2, "command_timeout": deadline_s / 2}
+                if deadline_s is not None
+                else {}
+            )
+            engine = create_async_engine(
+                sqlalchemy_url(url), pool_pre_ping=True, connect_args=connect_args
+            )
+            database = cls(engine, backend=backend)
+            database.deadline_s = deadline_s
+            return database
+        engine = create_async_engine(sqlalchemy_url(url))
         writer = create_async_engine(
             sqlalchemy_url(url), pool_size=1, max_overflow=0, pool_timeout=30
         )
@@ -167,7 +184,7 @@ class Database:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            async with storage_errors():
+            async with storage_errors(), asyncio.timeout(self.deadline_s):
                 yield
         except StorageUnavailable:
             outcome = "unavailable"

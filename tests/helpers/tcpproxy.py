@@ -1,6 +1,7 @@
-"""A TCP proxy on loopback in front of a real node, for faults between the gateway and it:
-``forward`` (bytes pass), ``reset`` (every connection is reset at once, open ones too), or
-stopped (nothing listens: connection refused)."""
+"""A TCP proxy on loopback in front of a real server (a node, PostgreSQL), for faults
+between the gateway and it: ``forward`` (bytes pass), ``reset`` (every connection is reset
+at once, open ones too), ``blackhole`` (a partition: connections stay open, every byte is
+dropped, new connections are accepted and go nowhere), or stopped (connection refused)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class TcpProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._stranded: set[asyncio.StreamWriter] = set()
 
     @property
     def url(self) -> str:
@@ -44,9 +46,25 @@ class TcpProxy:
             _reset(writer)
         self._open.clear()
 
+    def partition(self) -> None:
+        self.mode = "blackhole"
+
+    def heal(self) -> None:
+        """Bytes pass again; connections opened during the partition are reset."""
+        self.mode = "forward"
+        for writer in list(self._stranded):
+            _reset(writer)
+        self._stranded.clear()
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.mode == "reset":
             _reset(writer)
+            return
+        if self.mode == "blackhole":
+            self._stranded.add(writer)
+            with contextlib.suppress(ConnectionError, OSError):
+                while await reader.read(65536):
+                    pass
             return
         try:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
@@ -54,8 +72,21 @@ class TcpProxy:
             _reset(writer)
             return
         self._open.update({writer, up_writer})
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         self._open.difference_update({writer, up_writer})
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if self.mode == "blackhole":
+                    continue  # dropped, as a partition drops packets
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
 
 
 def _reset(writer: asyncio.StreamWriter) -> None:
@@ -64,15 +95,3 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        with contextlib.suppress(Exception):
-            writer.close()
