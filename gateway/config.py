@@ -120,6 +120,9 @@ class RpcSettings(_Section):
     """The JSON-RPC gateway: batches, failover, heads, cache, eth_getLogs, limits."""
 
     max_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
+    # X-Gateway-Cache, -Upstream, -Attempts, -Block and Server-Timing on every JSON-RPC
+    # HTTP reply (rpc/explain.py).
+    explain_headers: bool = True
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     health_interval_s: PositiveFloat = 2.0
     # Also follow new blocks as a node announces them (newHeads over its WebSocket URL):

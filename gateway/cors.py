@@ -24,7 +24,12 @@ ALLOW_METHODS = "GET, POST, DELETE, OPTIONS"
 ALLOW_HEADERS = (
     "Authorization, Content-Type, X-Request-ID, X-Operator-Token, traceparent, tracestate"
 )
-EXPOSE_HEADERS = "X-Request-ID, Retry-After"
+# What a page may read of an answer: its request id, when to retry, and how a JSON-RPC
+# answer was made (``rpc/explain.py``).
+EXPOSE_HEADERS = (
+    "X-Request-ID, Retry-After, X-Gateway-Cache, X-Gateway-Upstream, X-Gateway-Attempts, "
+    "X-Gateway-Block, Server-Timing"
+)
 MAX_AGE_S = "600"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 
 import structlog
@@ -19,6 +20,7 @@ from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
 from gateway.rpc.cache import RedisCache
 from gateway.rpc.context import CACHE, POOL, UPSTREAM_SESSION
+from gateway.rpc.explain import Explain, headers_of
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
 from gateway.rpc.service import RpcService
 from gateway.rpc.subscriptions import SubscriptionHub, SubscriptionRefused
@@ -104,25 +106,38 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
 
 async def rpc_answer(service: RpcService, body: bytes, caller: Caller) -> LaneReply:
     """The answer to a POST /rpc body, whichever transport received it."""
+    started = time.perf_counter()
     try:
         parsed = jsonrpc.parse_body(body, max_batch=service.settings.max_batch)
     except (RpcParseError, RpcInvalidRequest) as error:
         return LaneReply(200, jsonrpc.error_bytes(None, error.rpc_code, error.message))
-    return await _answer_parsed(service, parsed, caller)
+    return await _answer_parsed(service, parsed, caller, started)
 
 
-async def _answer_parsed(service: RpcService, parsed: jsonrpc.Parsed, caller: Caller) -> LaneReply:
+async def _answer_parsed(
+    service: RpcService, parsed: jsonrpc.Parsed, caller: Caller, started: float
+) -> LaneReply:
+    explained = service.settings.explain_headers
     if not parsed.batch and isinstance(parsed.items[0], jsonrpc.Call):
         call = parsed.items[0]
         wait = await service.admit_one(call, caller)
         if wait > 0:
             return LaneReply(429, _limited_reply(call, wait), (("Retry-After", retry_after(wait)),))
-        reply = await service.execute(call, caller)
-        return LaneReply(204, b"") if call.notification else LaneReply(200, reply)
-    replies = await service.run(parsed, caller)
+        explain = Explain()
+        reply = await service.execute(call, caller, explain=explain)
+        if call.notification:
+            return LaneReply(204, b"")
+        return LaneReply(
+            200, reply, headers_of([explain], started, batch=False) if explained else ()
+        )
+    explains: list[Explain] = []
+    replies = await service.run(parsed, caller, explains=explains)
     if not replies:
         return LaneReply(204, b"")
-    return LaneReply(200, jsonrpc.batch_bytes(replies) if parsed.batch else replies[0])
+    body = jsonrpc.batch_bytes(replies) if parsed.batch else replies[0]
+    return LaneReply(
+        200, body, headers_of(explains, started, batch=parsed.batch) if explained else ()
+    )
 
 
 def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
@@ -131,8 +146,10 @@ def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
     ``rpc_http``. A request of notifications only is aiohttp's (its 204 has no body)."""
     max_batch = service.settings.max_batch
     answers_now = service.answers_now
+    explained = service.settings.explain_headers
 
     def answer(request: LaneRequest) -> Answer:
+        started = time.perf_counter()
         try:
             parsed = jsonrpc.parse_body(request.body, max_batch=max_batch)
         except (RpcParseError, RpcInvalidRequest) as error:
@@ -142,15 +159,17 @@ def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
             return None
         caller = Caller(request.client_ip)
         if answers_now and not parsed.batch and isinstance(call, jsonrpc.Call):
-            reply = service.cached_reply(call, caller)
+            explain = Explain()
+            reply = service.cached_reply(call, caller, explain)
             if reply is not None:
                 wait = service.admit_now(call, caller)
                 if wait > 0:
                     retry = (("Retry-After", retry_after(wait)),)
                     return LaneReply(429, _limited_reply(call, wait), retry)
                 service.count_cached_reply(call, caller)
-                return LaneReply(200, reply)
-        return _answer_parsed(service, parsed, caller)
+                explanation = headers_of([explain], started, batch=False) if explained else ()
+                return LaneReply(200, reply, explanation)
+        return _answer_parsed(service, parsed, caller, started)
 
     return answer
 

@@ -6,6 +6,7 @@ Transport-independent: the HTTP handler and the WebSocket session both call ``ex
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from gateway.rpc.cache import (
     result_height,
 )
 from gateway.rpc.coalesce import COALESCIBLE, Coalescer
+from gateway.rpc.explain import Explain
 from gateway.rpc.jsonrpc import Call, Invalid, Parsed
 from gateway.rpc.policy import DENIED_CODE, MethodPolicy
 from gateway.rpc.pool import UpstreamPool
@@ -124,8 +126,16 @@ class RpcService:
             ).inc()
         return wait
 
-    async def run(self, parsed: Parsed, caller: Caller, *, transport: str = "http") -> list[bytes]:
-        """Replies of a parsed request, in order; notifications get none."""
+    async def run(
+        self,
+        parsed: Parsed,
+        caller: Caller,
+        *,
+        transport: str = "http",
+        explains: list[Explain] | None = None,
+    ) -> list[bytes]:
+        """Replies of a parsed request, in order; notifications get none. ``explains``
+        gets how each executed call was answered."""
         calls = [item for item in parsed.items if isinstance(item, Call)]
         waits = dict(zip(map(id, calls), await self.admit(calls, caller), strict=True))
 
@@ -141,7 +151,10 @@ class RpcService:
                     {"retryAfterSeconds": round(waits[id(item)], 3)},
                 )
             else:
-                reply = await self.execute(item, caller, transport=transport)
+                explain = Explain()
+                if explains is not None:
+                    explains.append(explain)
+                reply = await self.execute(item, caller, transport=transport, explain=explain)
             return None if item.notification else reply
 
         replies = await asyncio.gather(*(one(item) for item in parsed.items))
@@ -155,9 +168,12 @@ class RpcService:
         limits in this process."""
         return self.cache is not None and self._local_limiter is not None
 
-    def cached_reply(self, call: Call, caller: Caller) -> bytes | None:
+    def cached_reply(  # noqa: PLR0911  # one exit per reason a call is not a hit
+        self, call: Call, caller: Caller, explain: Explain | None = None
+    ) -> bytes | None:
         """The reply the process's cache holds for an allowed call, found with no effect
-        on counts or limits; None for anything ``execute`` must answer."""
+        on counts or limits; None for anything ``execute`` must answer. ``explain`` is told
+        of a hit."""
         method, params = call.method, call.params
         if self.cache is None or method in WS_ONLY or call.notification:
             return None
@@ -174,7 +190,13 @@ class RpcService:
             return None
         head = self.pool.head_number()
         cached = self.cache.get(key, head=head)
-        return None if cached is None else _reply_with_result(call.id, cached)
+        if cached is None:
+            return None
+        if explain is not None:
+            explain.cache = "hit"
+            if rule.height is None:  # a latest read: answered at this head
+                explain.block = head
+        return _reply_with_result(call.id, cached)
 
     def count_cached_reply(self, call: Call, caller: Caller) -> None:
         """What ``execute`` records for a cache hit: the counts, and the rpc span."""
@@ -194,8 +216,17 @@ class RpcService:
 
     # --- one call -------------------------------------------------------------------
 
-    async def execute(self, call: Call, caller: Caller, *, transport: str = "http") -> bytes:
-        """The reply (bytes, with the call's id) for one admitted call."""
+    async def execute(
+        self,
+        call: Call,
+        caller: Caller,
+        *,
+        transport: str = "http",
+        explain: Explain | None = None,
+    ) -> bytes:
+        """The reply (bytes, with the call's id) for one admitted call; ``explain`` is
+        told how it was answered (cache, node, attempts, the node's time)."""
+        explain = explain if explain is not None else Explain()
         label = self.method_label(call.method)
         denied = self.policies[caller.tier].check(call.method)
         if denied is None and call.method in WS_ONLY and transport != "ws":
@@ -211,26 +242,30 @@ class RpcService:
             )
             token = otel_context.attach(trace.set_span_in_context(span))
             try:
-                reply, outcome = await self._answer_or_error(call, label, span)
+                reply, outcome = await self._answer_or_error(call, label, span, explain)
             finally:
                 span.end()
                 otel_context.detach(token)
         else:
             # An unsampled trace exports nothing: skipping its span changes no output, and
             # the node still gets this trace's traceparent (flag 00).
-            reply, outcome = await self._answer_or_error(call, label, INVALID_SPAN)
+            reply, outcome = await self._answer_or_error(call, label, INVALID_SPAN, explain)
         self.metrics.child(self.metrics.rpc_requests, label, caller.tier, outcome).inc()
         return reply
 
-    async def _answer_or_error(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
+    async def _answer_or_error(
+        self, call: Call, label: str, span: trace.Span, explain: Explain
+    ) -> tuple[bytes, str]:
         try:
-            return await self._answer(call, label, span)
+            return await self._answer(call, label, span, explain)
         except GatewayError as error:
             span.set_attribute("gateway.error", error.code)
             reply = jsonrpc.error_bytes(call.id, error.rpc_code, error.message, error.data)
             return reply, "invalid" if error.http_status < 500 else "upstream_error"
 
-    async def _answer(self, call: Call, label: str, span: trace.Span) -> tuple[bytes, str]:
+    async def _answer(
+        self, call: Call, label: str, span: trace.Span, explain: Explain
+    ) -> tuple[bytes, str]:
         method, params = call.method, call.params
         if method == "eth_getLogs":
             planned = self._logs_plan(params)
@@ -244,10 +279,16 @@ class RpcService:
         coalesce = self.coalescer is not None and method in COALESCIBLE
         key = cache_key(method, params) if rule is not None or coalesce else b""
         if rule is not None:
+            if rule.height is None:  # a latest read: answered at this head
+                explain.block = head
             cached = await self._cached(key, rule, head, span)
             if cached is not None:  # the stored result's bytes, the caller's id around them
+                explain.cache = "hit"
                 return _reply_with_result(call.id, cached), "ok"
-        reply, decoded, upstream = await self._fetch(call, label, span, (key, head), coalesce)
+            explain.cache = "miss"
+        reply, decoded, upstream = await self._fetch(
+            call, label, span, (key, head), coalesce, explain=explain
+        )
         if "error" in decoded:
             return reply, "node_error"
         result = decoded.get("result")
@@ -266,28 +307,37 @@ class RpcService:
             max_range=self.settings.logs_max_range,
         )
 
-    async def _fetch(
-        self, call: Call, label: str, span: trace.Span, key: tuple[bytes, int], coalesce: bool
+    async def _fetch(  # noqa: PLR0913  # a call and how to ask for it
+        self,
+        call: Call,
+        label: str,
+        span: trace.Span,
+        key: tuple[bytes, int],
+        coalesce: bool,
+        *,
+        explain: Explain,
     ) -> tuple[bytes, dict[str, Any], Upstream]:
         """The node's reply, asked once for identical reads in flight together (same call,
         same head); every caller gets it under its own id."""
         if not coalesce or self.coalescer is None:
-            return await self._forward(call, label, span)
+            return await self._forward(call, label, span, explain)
         (reply, decoded, upstream), shared = await self.coalescer.run(
-            key, lambda: self._forward(call, label, span)
+            key, lambda: self._forward(call, label, span, explain)
         )
         if shared:
+            explain.cache, explain.upstream = "coalesced", upstream.name
             self.metrics.rpc_coalesced.labels(label).inc()
             span.set_attribute("gateway.coalesced", value=True)
             reply = jsonrpc.with_id(reply, decoded, call.id)
         return reply, decoded, upstream
 
     async def _forward(
-        self, call: Call, label: str, span: trace.Span
+        self, call: Call, label: str, span: trace.Span, explain: Explain
     ) -> tuple[bytes, dict[str, Any], Upstream]:
         min_head = self.pool.served_tip if call.method in _LATEST_METHODS else -1
 
         def on_attempt(upstream: Upstream, attempt: int) -> None:
+            explain.attempts = attempt
             span.set_attribute("gateway.attempt", attempt)
             span.set_attribute("gateway.upstream", upstream.name)
 
@@ -296,9 +346,14 @@ class RpcService:
             if not call.notification
             else jsonrpc.encode_call(Call(call.method, call.params, id=0))
         )  # a notification still needs an answer from the node to know it worked
-        reply, upstream = await self.pool.forward(
-            body, method=label, min_head=min_head, attempt_hook=on_attempt
-        )
+        started = time.perf_counter()
+        try:
+            reply, upstream = await self.pool.forward(
+                body, method=label, min_head=min_head, attempt_hook=on_attempt
+            )
+        finally:
+            explain.node_s = time.perf_counter() - started
+        explain.upstream = upstream.name
         decoded = decode_reply(upstream.name, reply)
         return jsonrpc.with_id(reply, decoded, call.id), decoded, upstream
 
@@ -358,7 +413,7 @@ class RpcService:
             params = logs.chunk_params(list(call.params), low, high, last=index == last)
             async with self._logs_slots:
                 reply, _ = await self._answer(
-                    Call("eth_getLogs", params, id=1), label, trace.get_current_span()
+                    Call("eth_getLogs", params, id=1), label, trace.get_current_span(), Explain()
                 )
                 decoded: dict[str, Any] = orjson.loads(reply)
                 return decoded
