@@ -213,7 +213,11 @@ def main() -> None:
     rss: dict[str, float] = {}
     with DevChain.start(log_dir=logs) as chain:
         chain.rpc("anvil_mine", ["0x80"])  # anvil calls latest - 64 finalized: block 1 is
-        table = {name: case for name, case in cases(chain).items() if args.case in name}
+        table = {
+            name: case
+            for name, case in cases(chain).items()
+            if any(part in name for part in args.case.split(","))
+        }
         servers = {
             name: launch
             for name, launch in launchers(chain, work, logs).items()
