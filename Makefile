@@ -33,8 +33,9 @@ web: setup
 screenshot: setup
 	GATEWAY_SCREENSHOT=docs/app-page.png $(BIN)/pytest tests/browser -k whole_journey -q
 
+# PORT=8181 make dev, make dev PORT=8181 (GATEWAY_PORT works too): the gateway's port.
 dev: setup
-	$(BIN)/gateway dev
+	$(BIN)/gateway dev $(if $(PORT),--port $(PORT))
 
 lint: setup
 	$(BIN)/ruff check gateway tests bench examples grafana

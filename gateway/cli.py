@@ -41,13 +41,15 @@ def _parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="start anvil and the gateway on it (embedded defaults)")
     common(dev)
-    dev.add_argument("--port", type=int, default=8080, help="gateway port (default 8080)")
+    dev.add_argument("--host", help="overrides GATEWAY_HOST (default 127.0.0.1)")
+    dev.add_argument("--port", type=int, help="overrides GATEWAY_PORT (default 8080)")
     dev.add_argument("--anvil-port", type=int, default=0, help="anvil port (default: free)")
     dev.add_argument(
         "--block-time",
         type=float,
-        default=None,
-        help="mine a block every N seconds (default: on each transaction)",
+        default=2.0,
+        help="mine a block every N seconds, so pages and subscriptions are live (default 2; "
+        "0: only on each transaction)",
     )
 
     check = commands.add_parser("check-config", help="validate settings and print them, masked")
@@ -106,17 +108,26 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     from gateway.chain import DevChain, DevChainError  # noqa: PLC0415  # dev only
 
     state = Path(".gateway")
+    # As `serve`: the flag, else the environment, else the dev default.
+    host = args.host or environ.get("GATEWAY_HOST") or "127.0.0.1"
+    try:
+        port = args.port if args.port is not None else int(environ.get("GATEWAY_PORT") or 8080)
+    except ValueError:
+        print("gateway dev: GATEWAY_PORT must be a port number", file=sys.stderr)
+        return 2
     try:
         chain_ctx = DevChain.start(
-            port=args.anvil_port, block_time_s=args.block_time, log_dir=state / "anvil"
+            port=args.anvil_port,
+            block_time_s=args.block_time or None,
+            log_dir=state / "anvil",
         )
         with chain_ctx as chain:
             settings = _settings(
                 args,
                 environ,
                 {
-                    "GATEWAY_HOST": "127.0.0.1",
-                    "GATEWAY_PORT": str(args.port),
+                    "GATEWAY_HOST": host,
+                    "GATEWAY_PORT": str(port),
                     "GATEWAY_UPSTREAMS": f"{chain.url}|{chain.ws_url}",
                     "GATEWAY_CHAIN_ID": str(chain.chain_id),
                     "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
@@ -136,7 +147,7 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
                     # a dApp's dev server (localhost:3000, :5173, …) may call it from a browser
                     "GATEWAY_CORS_ORIGINS": environ.get("GATEWAY_CORS_ORIGINS", "*"),
                     "GATEWAY_SIWE_DOMAINS": environ.get(
-                        "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{args.port},localhost:{args.port}"
+                        "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{port},localhost:{port}"
                     ),
                 },
             )

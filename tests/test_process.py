@@ -185,6 +185,40 @@ def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
     wait_until(lambda: not _answers(anvil_url), what="anvil to stop with the gateway")
 
 
+async def test_gateway_dev_takes_its_port_from_the_environment_and_its_chain_is_live(tmp_path):
+    """GATEWAY_PORT as `serve` takes it; the dev chain mines every 2 s, so a newHeads
+    subscription hears of a block within 3 s with no transaction sent."""
+    import aiohttp
+
+    port = free_port()
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "dev", "--log-format", "json"],
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "GATEWAY_PORT": str(port)},
+        )
+    try:
+        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(f"http://127.0.0.1:{port}/rpc") as ws,
+        ):
+            await ws.send_json(
+                {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+            )
+            assert "result" in await ws.receive_json(timeout=10)
+            heard = await ws.receive_json(timeout=3)
+            assert heard["method"] == "eth_subscription"
+            assert int(heard["params"]["result"]["number"], 16) > 0
+        process.send_signal(signal.SIGINT)
+        assert process.wait(20) == 0
+    finally:
+        process.kill()
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=2):
