@@ -3,7 +3,9 @@
 - Routing: healthy nodes on the right chain whose breaker allows, not lagging more than
   ``max_lag_blocks`` behind the best head, in weighted random order.
 - Failover: a failed idempotent read moves to the next node, at most ``max_attempts``
-  nodes; ``eth_sendRawTransaction`` moves on only when the first node never got it.
+  nodes. ``eth_sendRawTransaction`` goes to every healthy node at once (``broadcast``):
+  the first that takes it answers, and a node that already has it ("already known",
+  "nonce too low" with the transaction there) counts as taking it.
 - Heads: every ``health_interval_s`` each node reports latest/safe/finalized. The best
   head is checked against the chain the pool knows (the last ``REORG_DEPTH`` canonical
   hashes), however far it moved: the pool walks back by parent hash, on the node that
@@ -23,12 +25,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
+from eth_hash.auto import keccak
 
 from gateway.background import cancel
 from gateway.config import RpcSettings
 from gateway.errors import UpstreamError
-from gateway.rpc.upstream import Breaker, Upstream, UpstreamFailed
+from gateway.rpc.upstream import Breaker, Upstream, UpstreamFailed, decode_reply
 from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.rpc.pool")
@@ -36,6 +40,14 @@ log = structlog.get_logger("gateway.rpc.pool")
 _BREAKER_NAMES = {Breaker.CLOSED: "closed", Breaker.HALF_OPEN: "half_open", Breaker.OPEN: "open"}
 NON_IDEMPOTENT = frozenset({"eth_sendRawTransaction", "eth_sendTransaction"})
 REORG_DEPTH = 64  # canonical hashes remembered; a reorg deeper than this drops them all
+# What a node says of a transaction it may already have (geth, reth, erigon, anvil wordings).
+_ALREADY_THERE = (
+    "already known",
+    "nonce too low",
+    "already imported",
+    "replacement transaction underpriced",
+    "known transaction",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +95,7 @@ class UpstreamPool:
         self._poll_lock = asyncio.Lock()
         self._refresh: asyncio.Task[None] | None = None
         self._refresh_again = False
+        self._broadcasts: set[asyncio.Future[tuple[str, bytes | UpstreamError]]] = set()
         for upstream in upstreams:  # every series exists from the start, at zero
             metrics.upstream_up.labels(upstream.name).set(0)
             metrics.upstream_breaker_state.labels(upstream.name).set(Breaker.CLOSED)
@@ -100,7 +113,9 @@ class UpstreamPool:
         self._task = asyncio.create_task(self._poll_forever(), name="upstream-heads")
 
     async def stop(self) -> None:
-        await cancel(*(task for task in (self._task, self._refresh) if task is not None))
+        tasks = [task for task in (self._task, self._refresh) if task is not None]
+        tasks += [task for task in self._broadcasts if isinstance(task, asyncio.Task)]
+        await cancel(*tasks)
 
     async def _admit(self, upstream: Upstream) -> None:
         try:
@@ -353,6 +368,8 @@ class UpstreamPool:
         attempt_hook: Callable[[Upstream, int], None] | None = None,
     ) -> tuple[bytes, Upstream]:
         """Send ``body`` to the first node that answers; fail over per the rules above."""
+        if method == "eth_sendRawTransaction":
+            return await self.broadcast(body)
         idempotent = method not in NON_IDEMPOTENT
         candidates = self.candidates(min_head=min_head)[: self.settings.max_attempts]
         last_error: UpstreamError | None = None
@@ -372,6 +389,83 @@ class UpstreamPool:
         if last_error is not None:
             raise last_error
         raise NoUpstream
+
+    async def broadcast(self, body: bytes) -> tuple[bytes, Upstream]:
+        """An ``eth_sendRawTransaction`` to every healthy node on the chain in parallel;
+        the first that takes it (or already has it) answers, the others go on in the
+        background. When none takes it, a node's refusal is the answer; when none is
+        reachable, the last error is raised."""
+        now = time.monotonic()
+        targets = [
+            u for u in self.upstreams if u.chain_ok and u.healthy and u.breaker.allows(now)
+        ] or [u for u in self.upstreams if u.chain_ok and u.breaker.allows(now)]
+        if not targets:
+            raise NoUpstream
+        try:
+            request = orjson.loads(body)
+            raw = request["params"][0]
+            tx_hash = "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex()
+        except (ValueError, KeyError, IndexError, TypeError):  # not a raw transaction: as is
+            return await self._attempt(targets[0], body, "eth_sendRawTransaction"), targets[0]
+        pending = {
+            asyncio.ensure_future(self._send_to(u, body, tx_hash, request.get("id"))): u
+            for u in targets
+        }
+        refusal: tuple[bytes, Upstream] | None = None
+        error: UpstreamError | None = None
+        waiting = set(pending)
+        while waiting:
+            done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                outcome, reply = task.result()
+                if isinstance(reply, UpstreamError):
+                    error = reply
+                elif outcome in {"accepted", "known"}:
+                    for rest in waiting:  # the others still deliver it, unawaited here
+                        self._broadcasts.add(rest)
+                        rest.add_done_callback(self._broadcasts.discard)
+                    return reply, pending[task]
+                elif refusal is None:
+                    refusal = reply, pending[task]
+        if refusal is not None:
+            return refusal
+        assert error is not None  # noqa: S101  # every node failed one way or the other
+        raise error
+
+    async def _send_to(
+        self,
+        upstream: Upstream,
+        body: bytes,
+        tx_hash: str,
+        call_id: Any,  # noqa: ANN401  # JSON
+    ) -> tuple[str, bytes | UpstreamError]:
+        """What one node said of a raw transaction: (outcome, its reply or the error)."""
+        try:
+            reply = await self._attempt(upstream, body, "eth_sendRawTransaction")
+            decoded = decode_reply(upstream.name, reply)
+        except UpstreamError as exc:
+            self._count_broadcast(upstream, "unreachable")
+            return "unreachable", exc
+        if "result" in decoded:
+            self._count_broadcast(upstream, "accepted")
+            return "accepted", reply
+        message = str((decoded.get("error") or {}).get("message", "")).lower()
+        if any(known in message for known in _ALREADY_THERE):
+            try:
+                found = await upstream.call(
+                    "eth_getTransactionByHash", [tx_hash], timeout_s=self.settings.health_timeout_s
+                )
+            except UpstreamError:
+                found = None
+            if isinstance(found, dict):
+                self._count_broadcast(upstream, "known")
+                return "known", orjson.dumps({"jsonrpc": "2.0", "id": call_id, "result": tx_hash})
+        self._count_broadcast(upstream, "rejected")
+        return "rejected", reply
+
+    def _count_broadcast(self, upstream: Upstream, outcome: str) -> None:
+        metrics = self.metrics
+        metrics.child(metrics.rpc_broadcast, upstream.name, outcome).inc()
 
     async def _attempt(self, upstream: Upstream, body: bytes, method: str) -> bytes:
         upstream.breaker.begin()

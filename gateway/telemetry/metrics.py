@@ -132,6 +132,14 @@ class Metrics:
             ["upstream"],
             registry=r,
         )
+        self.rpc_broadcast = Counter(
+            "gateway_rpc_broadcast",
+            "eth_sendRawTransaction sent to a node (every node gets each one), by what the "
+            "node said: accepted, known (it had it: already known, nonce too low with the "
+            "same hash), rejected, unreachable.",
+            ["upstream", "outcome"],
+            registry=r,
+        )
         self.rpc_cache_requests = FastCounter(
             "gateway_rpc_cache_requests",
             "Cacheable calls, by hit or miss.",
