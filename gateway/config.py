@@ -130,6 +130,9 @@ class RpcSettings(_Section):
     push_heads: bool = True
     health_timeout_s: PositiveFloat = 2.0
     max_lag_blocks: Annotated[int, Field(ge=0)] = 5
+    # A node's head this far past every other node's is not believed (a rogue or runaway
+    # node): it moves neither the served tip nor the others' lag, and serves last.
+    rogue_head_blocks: Annotated[int, Field(ge=1)] = 128
     breaker_threshold: Annotated[int, Field(ge=1)] = 5
     breaker_cooldown_s: PositiveFloat = 10.0
     # Send a slow read to a second node once the first passes its p95 latency.

@@ -60,6 +60,7 @@ class NewHead:
 
 
 HeadListener = Callable[[NewHead], Awaitable[None] | None]
+_HeadOf = tuple[dict[str, Any], "Upstream"]  # a node's latest block, and the node
 
 
 class NoUpstream(UpstreamError):
@@ -87,6 +88,7 @@ class UpstreamPool:
         self.metrics = metrics
         self.served_tip = -1
         self.head: NewHead | None = None  # the best head across nodes
+        self.believed_latest = -1  # the highest head that is not a rogue's (_believed)
         self._chain: OrderedDict[int, str] = OrderedDict()  # number -> canonical hash
         self._listeners: list[HeadListener] = []
         self._task: asyncio.Task[None] | None = None
@@ -152,15 +154,26 @@ class UpstreamPool:
         async with self._poll_lock:
             candidates = [u for u in self.upstreams if u.chain_ok]
             blocks = await asyncio.gather(*(self._read_head(u) for u in candidates))
-            best: tuple[dict[str, Any], Upstream] | None = None
-            for block, upstream in zip(blocks, candidates, strict=True):
-                if block is not None and (
-                    best is None or _hex(block["number"]) > _hex(best[0]["number"])
-                ):
-                    best = block, upstream
+            read = [(b, u) for b, u in zip(blocks, candidates, strict=True) if b is not None]
+            best = self._believed([(_hex(b["number"]), (b, u)) for b, u in read])
             self._update_lag()
             if best is not None:
                 await self._advance(*best)
+
+    def _believed(self, heads: list[tuple[int, _HeadOf]]) -> _HeadOf | None:
+        """The highest head that is not a rogue's: with two nodes or more, a head more than
+        ``rogue_head_blocks`` past every other node's is not believed (until another node
+        comes near it), so one node's rogue or runaway head neither moves the served tip
+        nor makes the others look behind. A lone node is believed."""
+        ordered = sorted(heads, key=lambda pair: -pair[0])
+        lead = self.settings.rogue_head_blocks
+        for index, (number, head) in enumerate(ordered):
+            others = [other for i, (other, _) in enumerate(ordered) if i != index]
+            if not others or number <= max(others) + lead:
+                self.believed_latest = number
+                return head
+        self.believed_latest = -1
+        return None
 
     def refresh_heads_soon(self) -> None:
         """A node announced a block: read the heads now rather than at the next poll. Reads
@@ -219,7 +232,8 @@ class UpstreamPool:
         self.metrics.upstream_up.labels(upstream.name).set(1 if healthy else 0)
 
     def best_latest(self) -> int:
-        return max((u.head.latest for u in self.upstreams if u.healthy and u.chain_ok), default=-1)
+        """The highest head nodes agree on (see ``_believed``); -1 before any is known."""
+        return self.believed_latest
 
     def head_number(self) -> int:
         """The best head's number; -1 before any head is known."""
@@ -339,15 +353,20 @@ class UpstreamPool:
         for upstream in self.upstreams:
             if not upstream.chain_ok or not upstream.healthy:
                 continue
-            if self.lagging(upstream, best) or upstream.head.latest < min_head:
+            latest = upstream.head.latest
+            rogue = 0 <= best < latest - self.settings.rogue_head_blocks  # not believed
+            if rogue or self.lagging(upstream, best) or latest < min_head:
                 behind.append(upstream)
             else:
                 fit.append(upstream)
         if len(fit) > 1:
             fit = _weighted_order(fit)
         ordered = fit + sorted(behind, key=lambda u: -u.head.latest) if behind else fit
+        # Last resort: a node down now but that has reported a head (never one that has not).
         return [u for u in ordered if u.breaker.allows(now)] or [
-            u for u in self.upstreams if u.chain_ok and u.breaker.allows(now)
+            u
+            for u in self.upstreams
+            if u.chain_ok and u.head.updated_at > 0 and u.breaker.allows(now)
         ]
 
     def record(self, upstream: Upstream, *, ok: bool) -> None:
@@ -366,12 +385,17 @@ class UpstreamPool:
         method: str,
         min_head: int = -1,
         attempt_hook: Callable[[Upstream, int], None] | None = None,
+        exclude: Upstream | None = None,
     ) -> tuple[bytes, Upstream]:
-        """Send ``body`` to the first node that answers; fail over per the rules above."""
+        """Send ``body`` to the first node that answers; fail over per the rules above.
+        ``exclude``: a node not to ask (one that answered this call already)."""
         if method == "eth_sendRawTransaction":
             return await self.broadcast(body)
         idempotent = method not in NON_IDEMPOTENT
-        candidates = self.candidates(min_head=min_head)[: self.settings.max_attempts]
+        candidates = [u for u in self.candidates(min_head=min_head) if u is not exclude]
+        if exclude is not None and candidates and candidates[0].head.latest < min_head:
+            raise NoUpstream(detail="no other node is at that block")
+        candidates = candidates[: self.settings.max_attempts]
         last_error: UpstreamError | None = None
         for tried, upstream in enumerate(candidates, start=1):
             if attempt_hook is not None:

@@ -52,6 +52,20 @@ _LATEST_METHODS = {
     "eth_getLogs",
 }
 WS_ONLY = frozenset({"eth_subscribe", "eth_unsubscribe"})
+# Lookups a node behind the others answers null for what they have: asked again further on.
+_LOOKUPS = frozenset(
+    {
+        "eth_getTransactionReceipt",
+        "eth_getTransactionByHash",
+        "eth_getBlockByHash",
+        "eth_getBlockByNumber",
+        "eth_getBlockReceipts",
+        "eth_getTransactionByBlockHashAndIndex",
+        "eth_getTransactionByBlockNumberAndIndex",
+        "eth_getBlockTransactionCountByHash",
+        "eth_getBlockTransactionCountByNumber",
+    }
+)
 
 
 class RpcService:
@@ -291,6 +305,9 @@ class RpcService:
         )
         if "error" in decoded:
             return reply, "node_error"
+        reply, decoded, upstream = await self._retry_ahead(
+            call, label, span, explain, (reply, decoded, upstream)
+        )
         result = decoded.get("result")
         if method == "eth_blockNumber":
             reply, result = self._monotonic_tip(call, reply, result)
@@ -298,6 +315,35 @@ class RpcService:
             await self._store(key, rule, result, head)
         span.set_attribute("gateway.upstream", upstream.name)
         return reply, "ok"
+
+    async def _retry_ahead(  # the call and what it got
+        self,
+        call: Call,
+        label: str,
+        span: trace.Span,
+        explain: Explain,
+        answer: tuple[bytes, dict[str, Any], Upstream],
+    ) -> tuple[bytes, dict[str, Any], Upstream]:
+        """A null lookup from a node behind the others asked again of a node further on
+        (it may not have the block yet); the first answer when none has more."""
+        answered = answer[2]
+        if (
+            call.method not in _LOOKUPS
+            or answer[1].get("result") is not None
+            or self.pool.best_latest() <= answered.head.latest
+        ):
+            return answer
+        metrics = self.metrics
+        try:
+            found = await self._forward(
+                call, label, span, explain, min_head=answered.head.latest + 1, exclude=answered
+            )
+        except GatewayError:
+            found = None
+        outcome = "found" if found is not None and found[1].get("result") is not None else "none"
+        metrics.child(metrics.rpc_empty_retries, label, outcome).inc()
+        span.set_attribute("gateway.empty_retry", outcome)
+        return found if found is not None and outcome == "found" else answer
 
     def _logs_plan(self, params: Any) -> logs.LogsPlan | None:  # noqa: ANN401  # the call's params
         return logs.plan(
@@ -331,10 +377,18 @@ class RpcService:
             reply = jsonrpc.with_id(reply, decoded, call.id)
         return reply, decoded, upstream
 
-    async def _forward(
-        self, call: Call, label: str, span: trace.Span, explain: Explain
+    async def _forward(  # noqa: PLR0913  # the call and where it may go
+        self,
+        call: Call,
+        label: str,
+        span: trace.Span,
+        explain: Explain,
+        *,
+        min_head: int | None = None,
+        exclude: Upstream | None = None,
     ) -> tuple[bytes, dict[str, Any], Upstream]:
-        min_head = self.pool.served_tip if call.method in _LATEST_METHODS else -1
+        if min_head is None:
+            min_head = self.pool.served_tip if call.method in _LATEST_METHODS else -1
 
         def on_attempt(upstream: Upstream, attempt: int) -> None:
             explain.attempts = attempt
@@ -349,7 +403,7 @@ class RpcService:
         started = time.perf_counter()
         try:
             reply, upstream = await self.pool.forward(
-                body, method=label, min_head=min_head, attempt_hook=on_attempt
+                body, method=label, min_head=min_head, attempt_hook=on_attempt, exclude=exclude
             )
         finally:
             explain.node_s = time.perf_counter() - started

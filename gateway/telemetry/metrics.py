@@ -44,7 +44,7 @@ class Metrics:
     """Every metric the gateway exports, registered on the app's own registry (a second
     app in the same process, as in tests, gets its own)."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry) -> None:  # noqa: PLR0915  # a statement a family
         self.registry = registry
         r = registry
         # --- HTTP (every request, telemetry middleware): event-loop-only, lock-free series
@@ -130,6 +130,13 @@ class Metrics:
             "gateway_rpc_hedges",
             "Slow reads also sent to this node (hedging).",
             ["upstream"],
+            registry=r,
+        )
+        self.rpc_empty_retries = Counter(
+            "gateway_rpc_empty_retries",
+            "Lookups a node behind the others answered null, asked again of a node further "
+            "on, by method and outcome (found, none).",
+            ["method", "outcome"],
             registry=r,
         )
         self.rpc_broadcast = Counter(

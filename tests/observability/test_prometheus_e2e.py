@@ -57,9 +57,15 @@ def _stack(tmp_path):
         DevChain.start(log_dir=tmp_path / "a") as chain_a,
         DevChain.start(log_dir=tmp_path / "b") as chain_b,
     ):
-        anchor = deploy(chain_a, "MerkleAnchor", ["address"], [chain_a.accounts[9].address])
-        forwarder = deploy(chain_a, "GatewayForwarder")
-        guestbook = deploy(chain_a, "Guestbook", ["address"], [forwarder])
+        # Both nodes are one network to the gateway (its own calls go to either): the same
+        # contracts at the same addresses on each (same deployer, same nonces).
+        deployed = []
+        for chain in (chain_a, chain_b):
+            anchor = deploy(chain, "MerkleAnchor", ["address"], [chain.accounts[9].address])
+            forwarder = deploy(chain, "GatewayForwarder")
+            guestbook = deploy(chain, "Guestbook", ["address"], [forwarder])
+            deployed.append((anchor, forwarder, guestbook))
+        assert deployed[0] == deployed[1]
         port = free_port()
         env = {
             "GATEWAY_UPSTREAMS": f"{chain_a.url}|{chain_a.ws_url},{chain_b.url}",

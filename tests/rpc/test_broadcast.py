@@ -59,6 +59,7 @@ async def test_a_raw_transaction_reaches_every_node_once(
     rpc = Rpc(await aiohttp_client(LaneTestServer(create_app(settings))))
     raw = _transfer(three_nodes[0], nonce=0)
     tx_hash = await rpc.result("eth_sendRawTransaction", [raw])
+
     async def everywhere():
         for _ in range(50):
             if all(chain.rpc("eth_getTransactionByHash", [tx_hash]) for chain in three_nodes):
