@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.helpers.fake_node import head_poll_reply
 from tests.helpers.metrics import sample
 from tests.helpers.processes import free_port, gateway_process, wait_http
 from tests.helpers.waiting import eventually, wait_until
@@ -26,6 +27,8 @@ async def _node_answering_after(aiohttp_server, delay_s: float):
     async def rpc(request: web.Request) -> web.Response:
         body = await request.json()
         server.bodies.append(body)
+        if isinstance(body, list):  # the pool's head polls: a node in rotation reports a head
+            return head_poll_reply(body)
         await asyncio.sleep(delay_s)
         return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": "0x7a69"})
 
@@ -95,6 +98,7 @@ async def test_sigterm_lets_an_in_flight_request_finish(slow_node, tmp_path):
         assert await asyncio.to_thread(process.wait, 15) == 0
     finally:
         process.kill()
+        process.wait(10)
     assert_answered_while_stopping(tmp_path, "/readyz")
 
 
@@ -135,6 +139,7 @@ async def test_sigterm_lets_a_record_in_the_lane_finish(slowish_node, tmp_path):
         assert await asyncio.to_thread(process.wait, 15) == 0
     finally:
         process.kill()
+        process.wait(10)
     assert_answered_while_stopping(tmp_path, "/records")
 
 
@@ -177,6 +182,7 @@ def test_gateway_dev_brings_up_anvil_and_the_gateway(tmp_path):
         assert process.wait(20) == 0
     finally:
         process.kill()
+        process.wait(10)
     text = log.read_text()
     assert f"http://127.0.0.1:{port}/docs" in text
     assert "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266" in text
@@ -217,6 +223,7 @@ async def test_gateway_dev_takes_its_port_from_the_environment_and_its_chain_is_
         assert process.wait(20) == 0
     finally:
         process.kill()
+        process.wait(10)
 
 
 def _answers(url: str) -> bool:
