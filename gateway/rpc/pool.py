@@ -431,9 +431,22 @@ class UpstreamPool:
             tx_hash = "0x" + keccak(bytes.fromhex(raw.removeprefix("0x"))).hex()
         except (ValueError, KeyError, IndexError, TypeError):  # not a raw transaction: as is
             return await self._attempt(targets[0], body, "eth_sendRawTransaction"), targets[0]
+        if len(targets) == 1:  # one node: asked in this task, as any call
+            _, reply = await self._send_to(targets[0], body, tx_hash, request.get("id"))
+            if isinstance(reply, UpstreamError):
+                raise reply
+            return reply, targets[0]
+        return await self._to_all(targets, body, tx_hash, request.get("id"))
+
+    async def _to_all(
+        self,
+        targets: list[Upstream],
+        body: bytes,
+        tx_hash: str,
+        call_id: Any,  # noqa: ANN401  # JSON
+    ) -> tuple[bytes, Upstream]:
         pending = {
-            asyncio.ensure_future(self._send_to(u, body, tx_hash, request.get("id"))): u
-            for u in targets
+            asyncio.ensure_future(self._send_to(u, body, tx_hash, call_id)): u for u in targets
         }
         refusal: tuple[bytes, Upstream] | None = None
         error: UpstreamError | None = None
