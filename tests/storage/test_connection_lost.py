@@ -58,3 +58,15 @@ async def test_a_sqlite_database_that_cannot_be_opened_is_unavailable(tmp_path):
                 await connection.execute(sa.text("SELECT * FROM t"))
     finally:
         await db.close()
+        # aiosqlite stops the thread of the connection that failed to open without awaiting
+        # it: let every such thread finish while this test's loop still runs.
+        import threading
+
+        import aiosqlite
+
+        for _ in range(40):
+            if not any(
+                isinstance(t, aiosqlite.Connection) and t.is_alive() for t in threading.enumerate()
+            ):
+                break
+            await asyncio.sleep(0.05)
