@@ -17,15 +17,18 @@ def head_poll_reply(batch: list[dict], number: int = 0) -> web.Response:
     )
 
 
-def fake_node_app(on_call: Reply, seen: list | None = None) -> web.Application:
-    """Batches (head polls) get a block at height 0; single calls go to ``on_call``."""
+def fake_node_app(
+    on_call: Reply, seen: list | None = None, *, head: int | None = 0
+) -> web.Application:
+    """Batches (head polls) get a block at height ``head`` (None: a 503, a node that never
+    reports a head); single calls go to ``on_call``."""
 
     async def rpc(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         if seen is not None:
             seen.append({"body": body, "headers": dict(request.headers)})
         if isinstance(body, list):
-            return head_poll_reply(body)
+            return web.Response(status=503) if head is None else head_poll_reply(body, head)
         return await on_call(request, body)
 
     app = web.Application()

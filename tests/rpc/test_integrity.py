@@ -11,6 +11,7 @@ from gateway.app import create_app
 from gateway.chain import DevChain
 from gateway.rpc.context import POOL
 from tests.helpers.chain import deploy
+from tests.helpers.fake_node import fake_node_app
 from tests.helpers.lane import LaneTestServer
 from tests.helpers.metrics import sample
 from tests.rpc.conftest import Rpc
@@ -52,22 +53,23 @@ async def test_a_lagging_nodes_null_receipt_is_asked_again(
     assert found >= 1
 
 
+def _answering(number: int, calls: list[str] | None = None):
+    """A fake node's answer to single calls: the chain id, else ``number``."""
+
+    async def on_call(_request: web.Request, body: dict) -> web.Response:
+        if calls is not None:
+            calls.append(body["method"])
+        result = "0x7a69" if body["method"] == "eth_chainId" else hex(number)
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
+
+    return on_call
+
+
 async def test_a_node_that_never_reported_a_head_is_never_picked(
     aiohttp_client, make_settings, rpc_env, anvil, aiohttp_server
 ):
     calls: list[str] = []
-
-    async def silent(request: web.Request) -> web.Response:  # answers calls, never a head
-        body = await request.json()
-        if isinstance(body, list):
-            return web.Response(status=503)
-        calls.append(body["method"])
-        result = "0x7a69" if body["method"] == "eth_chainId" else "0x99999"
-        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
-
-    app = web.Application()
-    app.router.add_post("/", silent)
-    node = await aiohttp_server(app)
+    node = await aiohttp_server(fake_node_app(_answering(0x99999, calls), head=None))
     settings = make_settings(
         upstreams=[f"http://127.0.0.1:{node.port}", anvil.url],
         GATEWAY_RPC__CACHE_ENABLED="false",
@@ -82,24 +84,8 @@ async def test_a_node_that_never_reported_a_head_is_never_picked(
 async def test_a_rogue_head_far_ahead_does_not_move_the_served_tip(
     aiohttp_client, make_settings, rpc_env, anvil, aiohttp_server
 ):
-    real = int(anvil.rpc("eth_blockNumber"), 16)
-    rogue_number = real + 1000
-
-    async def rogue(request: web.Request, body: dict) -> web.Response:
-        result = "0x7a69" if body["method"] == "eth_chainId" else hex(rogue_number)
-        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
-
-    from tests.helpers.fake_node import head_poll_reply
-
-    async def rpc_app(request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        if isinstance(body, list):
-            return head_poll_reply(body, number=rogue_number)
-        return await rogue(request, body)
-
-    app = web.Application()
-    app.router.add_post("/", rpc_app)
-    node = await aiohttp_server(app)
+    rogue_number = int(anvil.rpc("eth_blockNumber"), 16) + 1000
+    node = await aiohttp_server(fake_node_app(_answering(rogue_number), head=rogue_number))
     settings = make_settings(
         upstreams=[f"http://127.0.0.1:{node.port}", anvil.url],
         GATEWAY_RPC__CACHE_ENABLED="false",
