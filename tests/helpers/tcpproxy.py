@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 
 class TcpProxy:
@@ -95,3 +96,13 @@ def _reset(writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     writer.transport.abort()
+
+
+@contextlib.asynccontextmanager
+async def proxy_to(port: int) -> AsyncIterator[TcpProxy]:
+    """A started proxy in front of ``127.0.0.1:port``, stopped on the way out."""
+    proxy = await TcpProxy(port).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()

@@ -8,7 +8,7 @@ from eth_account import Account
 
 from gateway.app import create_app
 from tests.helpers.lane import LaneTestServer
-from tests.helpers.tcpproxy import TcpProxy
+from tests.helpers.tcpproxy import proxy_to
 from tests.relay.conftest import Frontend
 from tests.relay.test_relay_flow import confirmed
 
@@ -17,9 +17,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(name="proxy")
 async def _proxy(chain):
-    proxy = await TcpProxy(chain.port).start()
-    yield proxy
-    await proxy.stop()
+    async with proxy_to(chain.port) as proxy:
+        yield proxy
 
 
 async def _relay_gateway(aiohttp_client, make_settings, relay_env, upstreams: str):
