@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup dev test lint bench bench-siwe web screenshot clean
+.PHONY: setup dev test lint chaos soak bench bench-siwe web screenshot clean
 
 setup: $(VENV)/.installed contracts/node_modules/.installed web/node_modules/.installed
 
@@ -44,6 +44,14 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# The chaos run of `make test`, each fault held 30 s instead of 5 (about 8 minutes).
+chaos: setup
+	CHAOS_HOLD_S=30 $(BIN)/pytest tests/chaos/test_chaos.py
+
+# 20 minutes of steady mixed load on the chaos deployment; RSS and descriptors must stay flat.
+soak: setup
+	GATEWAY_SOAK_MINUTES=$(or $(MINUTES),20) $(BIN)/pytest tests/chaos/test_soak.py
 
 bench: setup
 	$(BIN)/python bench/healthz.py
