@@ -116,6 +116,37 @@ class RpcTierSettings(_Section):
     burst: PositiveFloat = 100.0
 
 
+class ConsensusRule(_Section):
+    """Methods answered only when ``agreement`` of ``participants`` nodes give the same
+    answer (compared as canonical JSON). Patterns as in the policy (``eth_get*``)."""
+
+    methods: tuple[str, ...]
+    participants: Annotated[int, Field(ge=2, le=10)] = 3
+    agreement: Annotated[int, Field(ge=1, le=10)] = 2
+    # No answer has `agreement` votes: `error` (-32003 naming the answers),
+    # `prefer_highest_block` (the answer of the node with the highest head),
+    # `accept_most_common` (the answer most nodes gave; ties to the highest head).
+    on_dispute: Literal["error", "prefer_highest_block", "accept_most_common"] = "error"
+    # Only calls pinned to a block (a number or a hash; `latest` and the other tags not):
+    # nodes a block apart disagree on `latest` without any of them being wrong.
+    pinned_only: bool = False
+
+    @model_validator(mode="after")
+    def _agreement_fits(self) -> ConsensusRule:
+        if self.agreement > self.participants:
+            raise ValueError("agreement must be at most participants")
+        return self
+
+
+class ConsensusSettings(_Section):
+    """Off unless rules are given; the first rule whose pattern matches a method applies."""
+
+    rules: tuple[ConsensusRule, ...] = ()
+    # A node outside an agreement is counted (gateway_upstream_misbehavior_total) and
+    # left out of rotation this long.
+    punish_s: PositiveFloat = 30.0
+
+
 class RpcSettings(_Section):
     """The JSON-RPC gateway: batches, failover, heads, cache, eth_getLogs, limits."""
 
@@ -124,6 +155,7 @@ class RpcSettings(_Section):
     # HTTP reply (rpc/explain.py).
     explain_headers: bool = True
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
+    consensus: ConsensusSettings = ConsensusSettings()
     health_interval_s: PositiveFloat = 2.0
     # Also follow new blocks as a node announces them (newHeads over its WebSocket URL):
     # `latest` answers in the cache end with their block, not up to health_interval_s later.

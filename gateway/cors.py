@@ -28,7 +28,7 @@ ALLOW_HEADERS = (
 # answer was made (``rpc/explain.py``).
 EXPOSE_HEADERS = (
     "X-Request-ID, Retry-After, X-Gateway-Cache, X-Gateway-Upstream, X-Gateway-Attempts, "
-    "X-Gateway-Block, Server-Timing"
+    "X-Gateway-Block, X-Gateway-Consensus, Server-Timing"
 )
 MAX_AGE_S = "600"
 

@@ -175,7 +175,7 @@ class Lane:
     def _finish(self, scope: RequestScope, reply: LaneReply, client_ip: str) -> bytes:
         """The response's bytes, after its span, metrics and access line."""
         self.answered += 1
-        scope.finish(reply.status, len(reply.body), client_ip)
+        scope.finish(reply.status, len(reply.body), client_ip, reply.headers)
         return self._render(reply, scope.request_id)
 
     def _render(self, reply: LaneReply, request_id: str) -> bytes:

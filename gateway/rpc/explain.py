@@ -7,6 +7,9 @@
   lists each once.
 - ``X-Gateway-Attempts``: how many nodes were tried (the most of any call in a batch).
 - ``X-Gateway-Block``: the head a ``latest`` read was answered at.
+- ``X-Gateway-Consensus``: when ``rpc.consensus`` applied, the votes of the answer given
+  (``agreed=2/3``; ``dispute=1/3, highest`` when ``on_dispute`` chose one); a batch says
+  how many calls of each outcome (``agreed=3, dispute=1``).
 - ``Server-Timing``: the gateway's own time and, when a node was asked, the node's
   (``gw;dur=0.210, upstream;dur=1.534``, in milliseconds), which browsers' dev tools show.
 
@@ -32,6 +35,7 @@ class Explain:
     attempts: int = 0
     node_s: float = 0.0
     block: int | None = None
+    consensus: str | None = None
 
 
 def headers_of(explains: list[Explain], started: float, *, batch: bool) -> Headers:
@@ -47,14 +51,19 @@ def headers_of(explains: list[Explain], started: float, *, batch: bool) -> Heade
         upstreams = ", ".join(sorted({e.upstream for e in explains if e.upstream}))
         attempts = max(e.attempts for e in explains)
         block = None
+        votes = Counter(e.consensus.split("=", 1)[0] for e in explains if e.consensus)
+        consensus = ", ".join(f"{kind}={votes[kind]}" for kind in sorted(votes)) or None
     else:
         (one,) = explains
         cache, upstreams, attempts, block = one.cache, one.upstream or "", one.attempts, one.block
+        consensus = one.consensus
     out = [("X-Gateway-Cache", cache)]
     if upstreams:
         out += [("X-Gateway-Upstream", upstreams), ("X-Gateway-Attempts", str(attempts))]
     if block is not None and block >= 0:
         out.append(("X-Gateway-Block", str(block)))
+    if consensus:
+        out.append(("X-Gateway-Consensus", consensus))
     timing = f"gw;dur={max(total_ms - node_ms, 0.0):.3f}"
     if node_ms > 0:
         timing += f", upstream;dur={node_ms:.3f}"

@@ -13,10 +13,10 @@ from functools import lru_cache
 from gateway.defaults import DEFAULT_ALLOW, DEFAULT_DENY
 from gateway.rpc.jsonrpc import METHOD_NOT_FOUND
 
-__all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "DENIED_CODE", "MethodPolicy"]
+__all__ = ["DEFAULT_ALLOW", "DEFAULT_DENY", "DENIED_CODE", "MethodPolicy", "matches"]
 
 
-def _matches(method: str, patterns: Iterable[str]) -> bool:
+def matches(method: str, patterns: Iterable[str]) -> bool:
     for pattern in patterns:
         if pattern.endswith("*"):
             if method.startswith(pattern[:-1]):
@@ -36,9 +36,9 @@ class MethodPolicy:
 
     def _check(self, method: str) -> str | None:
         """None when allowed, else why not (the JSON-RPC error message)."""
-        if _matches(method, self.deny):
+        if matches(method, self.deny):
             return f"method {method} is not allowed on this gateway"
-        if not _matches(method, self.allow):
+        if not matches(method, self.allow):
             return f"method {method} is not available on this gateway"
         return None
 

@@ -355,7 +355,8 @@ class UpstreamPool:
                 continue
             latest = upstream.head.latest
             rogue = 0 <= best < latest - self.settings.rogue_head_blocks  # not believed
-            if rogue or self.lagging(upstream, best) or latest < min_head:
+            sidelined = upstream.sidelined_until > now
+            if rogue or sidelined or self.lagging(upstream, best) or latest < min_head:
                 behind.append(upstream)
             else:
                 fit.append(upstream)
@@ -368,6 +369,20 @@ class UpstreamPool:
             for u in self.upstreams
             if u.chain_ok and u.head.updated_at > 0 and u.breaker.allows(now)
         ]
+
+    def participants(self, count: int, *, min_head: int = -1) -> list[Upstream]:
+        """Up to ``count`` nodes for a consensus call: as ``candidates``, without the
+        sidelined ones (a node punished for disagreeing does not vote again)."""
+        now = time.monotonic()
+        return [u for u in self.candidates(min_head=min_head) if u.sidelined_until <= now][:count]
+
+    def sideline(self, upstream: Upstream, seconds: float) -> None:
+        upstream.sidelined_until = time.monotonic() + seconds
+        log.warning("upstream sidelined", upstream=upstream.name, seconds=seconds)
+
+    async def ask(self, upstream: Upstream, body: bytes, method: str) -> bytes:
+        """One attempt at one node (counted, and told to its breaker); no failover."""
+        return await self._attempt(upstream, body, method)
 
     def record(self, upstream: Upstream, *, ok: bool) -> None:
         now = time.monotonic()

@@ -30,6 +30,7 @@ from gateway.rpc.cache import (
     result_height,
 )
 from gateway.rpc.coalesce import COALESCIBLE, Coalescer
+from gateway.rpc.consensus import Consensus, ConsensusDispute
 from gateway.rpc.explain import Explain
 from gateway.rpc.jsonrpc import Call, Invalid, Parsed
 from gateway.rpc.policy import DENIED_CODE, MethodPolicy
@@ -105,6 +106,11 @@ class RpcService:
         self._logs_slots = asyncio.Semaphore(settings.logs_concurrency)
         self.coalescer: Coalescer[tuple[bytes, dict[str, Any], Upstream]] | None = (
             Coalescer() if settings.coalesce else None
+        )
+        self.consensus = (
+            Consensus(settings.consensus, pool, metrics, tracer)
+            if settings.consensus.rules
+            else None
         )
 
     def method_label(self, method: str) -> str:
@@ -400,11 +406,25 @@ class RpcService:
             if not call.notification
             else jsonrpc.encode_call(Call(call.method, call.params, id=0))
         )  # a notification still needs an answer from the node to know it worked
+        rule = None
+        if self.consensus is not None and exclude is None:
+            rule = self.consensus.rules.for_call(call.method, call.params)
         started = time.perf_counter()
         try:
-            reply, upstream = await self.pool.forward(
-                body, method=label, min_head=min_head, attempt_hook=on_attempt, exclude=exclude
-            )
+            if rule is not None and self.consensus is not None:
+                try:
+                    reply, upstream, verdict = await self.consensus.ask(
+                        rule, body, label, min_head=min_head
+                    )
+                except ConsensusDispute as dispute:
+                    explain.consensus = dispute.header
+                    raise
+                explain.consensus, explain.attempts = verdict.header, verdict.asked
+                span.set_attribute("gateway.consensus", verdict.header)
+            else:
+                reply, upstream = await self.pool.forward(
+                    body, method=label, min_head=min_head, attempt_hook=on_attempt, exclude=exclude
+                )
         finally:
             explain.node_s = time.perf_counter() - started
         explain.upstream = upstream.name

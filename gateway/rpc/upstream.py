@@ -117,6 +117,8 @@ class Upstream:
         self.healthy = False
         self.chain_ok = True
         self.breaker = Breaker(breaker_threshold, breaker_cooldown_s)
+        # Out of rotation until then: it answered outside a consensus agreement.
+        self.sidelined_until = 0.0
         self.latencies: deque[float] = deque(maxlen=200)
         self._tracer = tracer or trace.get_tracer("gateway.rpc")
         self._span_attributes: dict[str, str | int] = {

@@ -147,6 +147,20 @@ class Metrics:
             ["upstream", "outcome"],
             registry=r,
         )
+        self.rpc_consensus = Counter(
+            "gateway_rpc_consensus",
+            "Calls answered by consensus (rpc.consensus), by method and outcome: agreed, "
+            "dispute_error, dispute_highest, dispute_common, low_participants.",
+            ["method", "outcome"],
+            registry=r,
+        )
+        self.upstream_misbehavior = Counter(
+            "gateway_upstream_misbehavior",
+            "Answers of a node outside the agreement of a consensus call (the node is then "
+            "sidelined for rpc.consensus.punish_s).",
+            ["upstream", "method"],
+            registry=r,
+        )
         self.rpc_cache_requests = FastCounter(
             "gateway_rpc_cache_requests",
             "Cacheable calls, by hit or miss.",

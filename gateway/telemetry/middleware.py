@@ -84,7 +84,8 @@ def request_middleware(render_error: RenderError) -> Middleware:
                 if telemetry.access_log
                 else ""
             )
-            scope.finish(status, _body_bytes(response), ip)
+            headers = response.headers.items() if response is not None else ()
+            scope.finish(status, _body_bytes(response), ip, headers)
             scope.leave()
         return response
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import Token
 from dataclasses import dataclass
 
@@ -80,15 +80,27 @@ class RequestScope:
             self.span.record_exception(exc)
             self.span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
 
-    def finish(self, status: int, body_bytes: int, client_ip: str) -> None:
-        """The span, the HTTP metrics and the access line of the answer."""
+    def finish(
+        self,
+        status: int,
+        body_bytes: int,
+        client_ip: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """The span, the HTTP metrics and the access line of the answer. Its ``X-Gateway-*``
+        headers (how a JSON-RPC answer was made: cache, upstream, attempts, block,
+        consensus) are facts of both: span attributes ``gateway.<fact>``, access-line
+        fields ``<fact>``."""
         telemetry = self.telemetry
         metrics = telemetry.metrics
         elapsed = time.perf_counter() - self.started
         metrics.in_flight -= 1
         exemplar = None
         span = self.span
+        facts = facts_of(headers)
         if span is not None:
+            for name, value in facts.items():
+                span.set_attribute(f"gateway.{name}", value)
             span.set_attributes(
                 {
                     "http.request.method": self.method_label,
@@ -115,7 +127,15 @@ class RequestScope:
                 request_id=self.request_id,
                 trace_id=self.trace_id,
                 span_id=self.span_id,
+                facts=facts or None,
             )
+
+
+def facts_of(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``X-Gateway-Cache: hit`` -> ``{"cache": "hit"}``, for every ``X-Gateway-*`` header."""
+    return {
+        name[10:].lower(): value for name, value in headers if name[:10].lower() == "x-gateway-"
+    }
 
 
 def open_scope(  # noqa: PLR0913  # what a transport knows of a request

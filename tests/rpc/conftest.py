@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import pytest
@@ -64,3 +65,12 @@ def _fresh_anvil(tmp_path):
     """An anvil of this test alone (tests that mine, reorg or kill it)."""
     with DevChain.start(log_dir=tmp_path / "anvil-own") as chain:
         yield chain
+
+
+@pytest.fixture(name="three_nodes")
+def _three_nodes(tmp_path):
+    """Three anvils of this test: the same genesis, each its own state from there on."""
+    with contextlib.ExitStack() as stack:
+        yield [
+            stack.enter_context(DevChain.start(log_dir=tmp_path / f"anvil-{i}")) for i in range(3)
+        ]

@@ -17,16 +17,6 @@ from tests.rpc.conftest import Rpc
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(name="three_nodes")
-def _three_nodes(tmp_path):
-    chains = [DevChain.start(log_dir=tmp_path / f"anvil-{i}") for i in range(3)]
-    try:
-        yield [chain.__enter__() for chain in chains]
-    finally:
-        for chain in chains:
-            chain.__exit__(None, None, None)
-
-
 def _transfer(chain: DevChain, nonce: int) -> str:
     account = Account.from_key(chain.accounts[3].private_key)
     signed = account.sign_transaction(

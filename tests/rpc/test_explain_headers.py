@@ -53,12 +53,12 @@ async def _nodes(aiohttp_server):
 
 @pytest.mark.parametrize("lane", [True, False], ids=["fast-path", "aiohttp"])
 async def test_hit_miss_and_bypass_are_told_apart(
-    lane, aiohttp_client, make_settings, anvil, rpc_env
+    lane, aiohttp_client, make_settings, anvil, rpc_env, spans, logs
 ):
     settings = make_settings(
         upstreams=[anvil.url], GATEWAY_SERVER__LANE=str(lane).lower(), **rpc_env
     )
-    client = await aiohttp_client(LaneTestServer(create_app(settings)))
+    client = await aiohttp_client(LaneTestServer(create_app(settings, span_exporters=[spans])))
     first = await client.post("/rpc", json=CHAIN_ID)
     second = await client.post("/rpc", json=CHAIN_ID)
     assert first.headers["X-Gateway-Cache"] == "miss"
@@ -87,6 +87,17 @@ async def test_hit_miss_and_bypass_are_told_apart(
     assert reply.headers["X-Gateway-Block"] == str(block)
     batch = await client.post("/rpc", json=[CHAIN_ID, BALANCE | {"id": 9}])
     assert batch.headers["X-Gateway-Cache"] == "hit=1, miss=1"
+
+    # The same facts on the access line and the server span of each answer.
+    lines = [line for line in logs.events("request") if line["route"] == "/rpc"]
+    assert [line["cache"] for line in lines] == ["miss", "hit", "bypass", "miss", "hit=1, miss=1"]
+    assert lines[0]["upstream"] == first.headers["X-Gateway-Upstream"]
+    assert lines[0]["attempts"] == "1"
+    assert lines[3]["block"] == str(block)
+    assert "upstream" not in lines[1]
+    served = [s for s in spans.get_finished_spans() if s.name == "POST /rpc"]
+    assert [s.attributes["gateway.cache"] for s in served] == [line["cache"] for line in lines]
+    assert served[0].attributes["gateway.upstream"] == first.headers["X-Gateway-Upstream"]
 
 
 async def test_the_upstream_named_is_the_one_that_answered(
