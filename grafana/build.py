@@ -49,6 +49,18 @@ def panel(
     }
 
 
+def row(title: str, description: str = "") -> dict:
+    """A full-width row header; the panels after it, up to the next row, are its own."""
+    return {
+        "type": "row",
+        "title": title,
+        "description": description,
+        "collapsed": False,
+        "panels": [],
+        "gridPos": {"w": 24, "h": 1},
+    }
+
+
 def variable(name: str, query: str, label: str) -> dict:
     return {
         "name": name,
@@ -73,7 +85,7 @@ def dashboard(
     laid_out = []
     for index, item in enumerate(panels, start=1):
         pos = item["gridPos"]
-        if x + pos["w"] > 24:
+        if x + pos["w"] > 24 or (item["type"] == "row" and x > 0):
             x, y = 0, y + row_height
             row_height = 0
         item = {**item, "id": index, "gridPos": {**pos, "x": x, "y": y}}
@@ -325,6 +337,57 @@ def upstreams() -> dict:
                 "WebSocket subscriptions",
                 [(f"sum by (type) (gateway_ws_subscriptions{{{SEL}}})", "{{type}}")],
                 width=8,
+            ),
+            row(
+                "Answers checked across nodes",
+                "Consensus (rpc.consensus), null lookups asked again of a node further on, "
+                "and transactions sent to every node.",
+            ),
+            panel(
+                "Consensus calls by outcome",
+                [
+                    (
+                        f"sum by (method, outcome) (increase(gateway_rpc_consensus_total{{{SEL}}}[$__range]))",
+                        "{{method}} {{outcome}}",
+                    )
+                ],
+                description="agreed: enough nodes gave the same answer; dispute_*: they did "
+                "not (error, or the answer on_dispute chose); low_participants: too few nodes.",
+                width=6,
+            ),
+            panel(
+                "Nodes outside the agreement",
+                [
+                    (
+                        f"sum by (upstream, method) (increase(gateway_upstream_misbehavior_total{{{SEL},{UPSTREAM}}}[$__range]))",
+                        "{{upstream}} {{method}}",
+                    )
+                ],
+                description="Each one sidelined for rpc.consensus.punish_s.",
+                width=6,
+            ),
+            panel(
+                "Null lookups asked again",
+                [
+                    (
+                        f"sum by (method, outcome) (increase(gateway_rpc_empty_retries_total{{{SEL}}}[$__range]))",
+                        "{{method}} {{outcome}}",
+                    )
+                ],
+                description="A node behind the others answered null; found: a node further "
+                "on had it.",
+                width=6,
+            ),
+            panel(
+                "Transactions broadcast, by node and outcome",
+                [
+                    (
+                        f"sum by (upstream, outcome) (increase(gateway_rpc_broadcast_total{{{SEL},{UPSTREAM}}}[$__range]))",
+                        "{{upstream}} {{outcome}}",
+                    )
+                ],
+                description="accepted, known (the node had it), rejected, unreachable.",
+                width=6,
             ),
         ],
         [variable("upstream", "label_values(gateway_upstream_up, upstream)", "Upstream")],

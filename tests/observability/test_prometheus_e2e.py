@@ -56,19 +56,20 @@ def _stack(tmp_path):
     with (
         DevChain.start(log_dir=tmp_path / "a") as chain_a,
         DevChain.start(log_dir=tmp_path / "b") as chain_b,
+        DevChain.start(log_dir=tmp_path / "c") as chain_c,
     ):
-        # Both nodes are one network to the gateway (its own calls go to either): the same
+        # The nodes are one network to the gateway (its own calls go to any): the same
         # contracts at the same addresses on each (same deployer, same nonces).
         deployed = []
-        for chain in (chain_a, chain_b):
+        for chain in (chain_a, chain_b, chain_c):
             anchor = deploy(chain, "MerkleAnchor", ["address"], [chain.accounts[9].address])
             forwarder = deploy(chain, "GatewayForwarder")
             guestbook = deploy(chain, "Guestbook", ["address"], [forwarder])
             deployed.append((anchor, forwarder, guestbook))
-        assert deployed[0] == deployed[1]
+        assert deployed[0] == deployed[1] == deployed[2]
         port = free_port()
         env = {
-            "GATEWAY_UPSTREAMS": f"{chain_a.url}|{chain_a.ws_url},{chain_b.url}",
+            "GATEWAY_UPSTREAMS": f"{chain_a.url}|{chain_a.ws_url},{chain_b.url},{chain_c.url}",
             "GATEWAY_CHAIN_ID": "31337",
             "GATEWAY_SIWE_DOMAINS": "app.example",
             "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
@@ -85,6 +86,10 @@ def _stack(tmp_path):
             "GATEWAY_RELAY__PRIVATE_KEY": chain_a.accounts[8].private_key,
             "GATEWAY_RELAY__FORWARDER_ADDRESS": forwarder,
             "GATEWAY_RELAY__TARGETS": json.dumps({guestbook: ["sign(string)"]}),
+            "GATEWAY_RPC__CONSENSUS__RULES": json.dumps(
+                [{"methods": ["eth_getBalance"], "participants": 3, "agreement": 2}]
+            ),
+            "GATEWAY_RPC__CONSENSUS__PUNISH_S": "1",
         }
         gateway = gateway_process(["serve", "--port", str(port)], env, tmp_path / "gateway.log")
         prom_port = free_port()
@@ -117,6 +122,7 @@ def _stack(tmp_path):
                 "gateway": f"http://127.0.0.1:{port}",
                 "prometheus": f"http://127.0.0.1:{prom_port}",
                 "chain_b": chain_b,
+                "chain_c": chain_c,
             }
         finally:
             for process in (gateway, prometheus):
@@ -190,6 +196,29 @@ async def _workload(session: aiohttp.ClientSession, base: str) -> None:
     await eventually(relayed, timeout_s=30, what="the relayed request confirmed")
 
 
+async def _checked_across_nodes(session: aiohttp.ClientSession, base: str, chain_c) -> None:
+    """Node C alone moves on: a different balance (consensus outvotes it) and transactions
+    the others lack (receipts they answer null are asked again of C)."""
+
+    async def rpc(method, params):
+        payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+        async with session.post(f"{base}/rpc", json=payload) as r:
+            return await r.json()
+
+    who = "0x" + "5c" * 20
+    chain_c.rpc("anvil_setBalance", [who, hex(12345)])
+    assert (await rpc("eth_getBalance", [who, "latest"]))["result"] == "0x0"
+    sender = chain_c.accounts[5].address
+    sent = [
+        chain_c.rpc("eth_sendTransaction", [{"from": sender, "to": who, "value": hex(1)}])
+        for _ in range(8)
+    ]
+    await asyncio.sleep(1.5)  # the next head poll sees C ahead
+    for tx_hash in sent:
+        reply = await rpc("eth_getTransactionReceipt", [tx_hash])
+        assert reply["result"] is not None, reply
+
+
 async def _query(session, prometheus: str, expr: str) -> list:
     async with session.get(f"{prometheus}/api/v1/query", params={"query": expr}) as r:
         body = await r.json()
@@ -209,6 +238,7 @@ async def test_every_dashboard_query_and_alert_returns_data(stack):
         )
         assert "result" in json.loads((await ws.receive(timeout=10)).data)
         await _workload(session, base)
+        await _checked_across_nodes(session, base, stack["chain_c"])
         # an upstream failure: reads that land on B fail over, B goes down
         stack["chain_b"].stop()
         for _ in range(40):
