@@ -64,7 +64,9 @@ def dashboard_exprs() -> list[tuple[str, str, str]]:
     for path in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
         board = json.loads(path.read_text())
         for panel in board["panels"]:
-            found += [(path.name, panel["title"], target["expr"]) for target in panel.get("targets", [])]
+            found += [
+                (path.name, panel["title"], target["expr"]) for target in panel.get("targets", [])
+            ]
     return found
 
 
