@@ -51,7 +51,7 @@ chaos: setup
 
 # 20 minutes of steady mixed load on the chaos deployment; RSS and descriptors must stay flat.
 soak: setup
-	GATEWAY_SOAK_MINUTES=$(or $(MINUTES),20) $(BIN)/pytest tests/chaos/test_soak.py
+	GATEWAY_SOAK_MINUTES=$(or $(MINUTES),20) $(BIN)/pytest tests/chaos/test_soak.py --basetemp=.soak
 
 bench: setup
 	$(BIN)/python bench/healthz.py

@@ -6,7 +6,9 @@ Walks the AST of every module of gateway/ and reports:
 - in a class that subclasses a library's class, a ``self._x`` or a method ``_x`` that the
   library's class has (its private state read, written or overridden);
 - an import from one of aiohttp's modules outside its documented API
-  (``aiohttp.web_protocol``, ``aiohttp.http_parser``, …).
+  (``aiohttp.web_protocol``, ``aiohttp.http_parser``, …);
+- an import of any library's private module or name (``eth_account._utils…``,
+  ``from eth_account.messages import _hash_eip191_message``).
 
 Patch releases rename private names (aiohttp did in 3.10.2, 3.10.3, 3.10.6 and 3.14): a
 test here fails at once rather than a user's request at run time.
@@ -86,15 +88,28 @@ def violations(trees: dict[str, ast.Module]) -> list[str]:
     return found
 
 
+def _private_module(name: str) -> bool:
+    return not name.startswith("gateway") and any(_private(part) for part in name.split("."))
+
+
 def _import_violations(node: ast.AST) -> list[str]:
     if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
         if node.module.startswith("aiohttp") and node.module not in AIOHTTP_PUBLIC:
             return [f"import from {node.module}"]
+        if _private_module(node.module):
+            return [f"import from {node.module}"]
+        if not node.module.startswith("gateway"):
+            return [
+                f"import {alias.name} from {node.module}"
+                for alias in node.names
+                if _private(alias.name)
+            ]
     elif isinstance(node, ast.Import):
         return [
             f"import {alias.name}"
             for alias in node.names
-            if alias.name.startswith("aiohttp.") and alias.name not in AIOHTTP_PUBLIC
+            if (alias.name.startswith("aiohttp.") and alias.name not in AIOHTTP_PUBLIC)
+            or _private_module(alias.name)
         ]
     return []
 
@@ -142,6 +157,8 @@ def test_the_check_finds_each_kind_of_violation():
         "from aiohttp import web\n"
         "from aiohttp.web_protocol import RequestHandler\n"
         "import aiohttp.http_parser\n"
+        "from eth_account._utils.signing import sign_transaction_dict\n"
+        "from eth_account.messages import _hash_eip191_message\n"
         "def f(server):\n"
         "    return server._kwargs\n"
         "class Runner(web.AppRunner):\n"
@@ -152,7 +169,9 @@ def test_the_check_finds_each_kind_of_violation():
     found = violations(trees)
     assert "gateway.snippet:2: import from aiohttp.web_protocol" in found
     assert "gateway.snippet:3: import aiohttp.http_parser" in found
-    assert "gateway.snippet:5: server._kwargs" in found
+    assert "gateway.snippet:4: import from eth_account._utils.signing" in found
+    assert "gateway.snippet:5: import _hash_eip191_message from eth_account.messages" in found
+    assert "gateway.snippet:7: server._kwargs" in found
     # A class the test can import: subclass checks need the real base.
     runner = violations({"gateway.lane.protocol": ast.parse(
         "class GatewayRunner(web.AppRunner):\n"

@@ -10,6 +10,7 @@ import functools
 import re
 
 from coincurve import PublicKey
+from eth_account.messages import SignableMessage
 from eth_hash.auto import keccak
 
 ADDRESS = re.compile(r"0x[0-9a-fA-F]{40}")
@@ -47,6 +48,12 @@ def eip191_hash(text: str) -> bytes:
     """The hash a wallet signs for ``personal_sign`` of ``text`` (EIP-191 version 0x45)."""
     data = text.encode()
     return keccak(b"\x19Ethereum Signed Message:\n" + str(len(data)).encode() + data)
+
+
+def eip191_digest(message: SignableMessage) -> bytes:
+    """The 32 bytes a wallet signs for an encoded message (EIP-191: 0x19, its version,
+    header and body), e.g. ``encode_typed_data``'s."""
+    return bytes(keccak(b"\x19" + message.version + message.header + message.body))
 
 
 def signature_bytes(signature: str | bytes) -> bytes:

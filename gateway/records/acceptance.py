@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account._utils.encode_typed_data.encoding_and_hashing import hash_eip712_message
-from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_account.messages import encode_typed_data
 from eth_hash.auto import keccak
 
+from gateway.chain.signatures import eip191_digest
 from gateway.config import DomainRule, RecordsSettings
 from gateway.errors import Conflict, Forbidden, GatewayError, InvalidParams, PayloadTooLarge
 from gateway.jsonexact import dumps_exact
@@ -309,7 +309,7 @@ def _digest(typed_data: dict[str, Any], schema: _Schema) -> bytes:
 
     A dApp's records share their domain: its separator is remembered per domain, and the
     message half is ``eip712.hash_message`` (compiled per schema; eth-account's
-    ``hash_eip712_message`` for the value forms it leaves to it), so the digest is what
+    ``encode_typed_data`` for the value forms it leaves to it), so the digest is what
     ``encode_typed_data(full_message=…)`` gives (tests compare the two by hypothesis).
     """
     domain_key = dumps_exact(
@@ -321,7 +321,7 @@ def _digest(typed_data: dict[str, Any], schema: _Schema) -> bytes:
         if len(_domain_separator) >= 1024:
             _domain_separator.clear()
         _domain_separator[domain_key] = bytes(message.header)
-        return bytes(_hash_eip191_message(message))
+        return eip191_digest(message)
     types = schema.message_types
     try:
         body = eip712.hash_message(
@@ -330,7 +330,13 @@ def _digest(typed_data: dict[str, Any], schema: _Schema) -> bytes:
     except eip712.NotRoot as exc:
         raise InvalidTypedData("primaryType is not the root of the types") from exc
     except eip712.Unsupported:  # a value form eth-account reads its own way
-        body = hash_eip712_message(types, typed_data["message"])
+        body = bytes(
+            encode_typed_data(
+                domain_data=typed_data["domain"],
+                message_types=types,
+                message_data=typed_data["message"],
+            ).body
+        )
     return bytes(keccak(b"\x19\x01" + separator + body))
 
 

@@ -16,10 +16,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from eth_account._utils.encode_typed_data.encoding_and_hashing import (
-    get_primary_type,
-    hash_type,
-)
 from eth_hash.auto import keccak
 
 from gateway.jsonexact import dumps_exact
@@ -87,7 +83,7 @@ class Schema:
         if found is not None:
             return found
         fields: list[tuple[str, Encoder]] = []
-        type_hash = bytes(hash_type(name, self.types))
+        type_hash = bytes(keccak(encode_type(name, self.types).encode()))
 
         def encode(value: dict[str, Any]) -> bytes:
             return bytes(keccak(type_hash + b"".join(enc(value[key]) for key, enc in fields)))
@@ -117,6 +113,42 @@ class Schema:
         raise Unsupported  # not a type the acceptance checks let through
 
 
+def _core(kind: str) -> str:
+    """``Mail[][2]`` -> ``Mail``."""
+    return kind[: kind.index("[")] if "[" in kind else kind
+
+
+def encode_type(primary: str, types: dict[str, list[dict[str, str]]]) -> str:
+    """EIP-712 ``encodeType``: the primary type, then the struct types it refers to (at
+    any depth), sorted by name, each as ``Name(type name,…)``."""
+    found: set[str] = set()
+    pending = [primary]
+    while pending:
+        name = pending.pop()
+        if name in found or name not in types:
+            continue
+        found.add(name)
+        pending.extend(_core(field["type"]) for field in types[name])
+    order = [primary, *sorted(found - {primary})]
+    parts = []
+    for name in order:
+        members = ",".join(f"{field['type']} {field['name']}" for field in types[name])
+        parts.append(f"{name}({members})")
+    return "".join(parts)
+
+
+def primary_type(types: dict[str, list[dict[str, str]]]) -> str | None:
+    """The one type no other type refers to (EIP-712's root); None when there is not one."""
+    referred = {
+        _core(field["type"])
+        for name, fields in types.items()
+        for field in fields
+        if _core(field["type"]) != name
+    }
+    roots = [name for name in types if name not in referred]
+    return roots[0] if len(roots) == 1 else None
+
+
 _schemas: dict[bytes, Encoder] = {}
 
 
@@ -138,7 +170,7 @@ def hash_message(
         key = schema_key(types, primary)
     encoder = _schemas.get(key)
     if encoder is None:
-        if get_primary_type(types) != primary:
+        if primary_type(types) != primary:
             raise NotRoot(primary)
         encoder = Schema(types).struct(primary)
         if len(_schemas) >= _MAX_SCHEMAS:

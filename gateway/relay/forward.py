@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import abi
-from eth_account.messages import _hash_eip191_message, encode_typed_data
+from eth_account.messages import encode_typed_data
 from eth_hash.auto import keccak
+
+from gateway.chain.signatures import eip191_digest
 
 FORWARD_REQUEST_TYPE = [
     {"name": "from", "type": "address"},
@@ -84,7 +86,7 @@ class ForwardRequest:
 
     def digest(self, domain: Domain) -> bytes:
         """The EIP-712 digest the signer signed: also the request's id in the gateway."""
-        return bytes(_hash_eip191_message(encode_typed_data(full_message=self.typed_data(domain))))
+        return eip191_digest(encode_typed_data(full_message=self.typed_data(domain)))
 
     def execute_args(self, signature: bytes) -> tuple[Any, ...]:
         """``ForwardRequestData`` for ``execute``: the request without its nonce, signed."""

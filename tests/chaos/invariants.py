@@ -3,7 +3,11 @@ the table either prints."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import Counter
+from collections.abc import Awaitable
+from typing import Any
 
 import aiohttp
 from eth_abi import encode
@@ -46,26 +50,63 @@ async def check_records(session: aiohttp.ClientSession, cluster: Cluster, ledger
             assert len(listed) == len(set(listed)), f"a record listed twice for {signer}"
             assert set(ids) <= set(listed), f"acknowledged records missing for {signer}"
 
-    async def proofs() -> list[dict] | None:
-        found = []
-        for record_id in ledger.records:
-            async with session.get(f"{cluster.replicas[0].url}/records/{record_id}/proof") as r:
-                if r.status != 200:
-                    return None
-                found.append(await r.json())
-        return found
-
+    proofs = await _every_proof(session, cluster.replicas[0].url, list(ledger.records))
     verify = function_signature_to_4byte_selector("verify(bytes32,bytes32,bytes32[])")
-    for proof in await eventually(proofs, timeout_s=90, what="every record anchored"):
+
+    async def on_chain(proof: dict) -> None:
         root, leaf = bytes.fromhex(proof["root"][2:]), bytes.fromhex(proof["leaf"][2:])
         siblings = [bytes.fromhex(p[2:]) for p in proof["proof"]]
         assert merkle.verify(root, leaf, siblings)
         data = verify + encode(["bytes32", "bytes32", "bytes32[]"], [root, leaf, siblings])
-        answer = cluster.chain.rpc(
-            "eth_call", [{"to": cluster.anchor_contract, "data": "0x" + data.hex()}, "latest"]
-        )
-        assert int(str(answer), 16) == 1, proof
+        call = {"to": cluster.anchor_contract, "data": "0x" + data.hex()}
+        payload = {"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [call, "latest"]}
+        async with session.post(cluster.chain.url, json=payload) as r:
+            assert int((await r.json())["result"], 16) == 1, proof
+
+    await _in_parallel([on_chain(proof) for proof in proofs.values()])
     return len(ledger.records)
+
+
+async def _in_parallel(work: list[Awaitable[Any]], limit: int = 32) -> list[Any]:
+    slots = asyncio.Semaphore(limit)
+
+    async def one(item: Awaitable[Any]) -> Any:
+        async with slots:
+            return await item
+
+    return await asyncio.gather(*(one(item) for item in work))
+
+
+async def _every_proof(
+    session: aiohttp.ClientSession, replica: str, ids: list[str], quiet_s: float = 60.0
+) -> dict[str, dict]:
+    """Each record's proof, asked again for those without one until none is missing; fails
+    when ``quiet_s`` pass without a new proof (anchoring stopped, not just slow)."""
+    found: dict[str, dict] = {}
+    last: dict[str, str] = {}
+    progress = time.monotonic()
+
+    async def fetch(record_id: str) -> None:
+        async with session.get(f"{replica}/records/{record_id}/proof") as r:
+            if r.status == 200:
+                found[record_id] = await r.json()
+            else:
+                last[record_id] = f"{r.status} {(await r.text())[:120]}"
+
+    while missing := [i for i in ids if i not in found]:
+        before = len(found)
+        await _in_parallel([fetch(record_id) for record_id in missing])
+        if len(found) > before:
+            progress = time.monotonic()
+        elif time.monotonic() - progress > quiet_s:
+            still = [i for i in ids if i not in found]
+            raise AssertionError(
+                f"{len(still)} of {len(ids)} records never anchored, e.g. "
+                + "; ".join(f"{i}: {last.get(i)}" for i in still[:3])
+            )
+        else:
+            await asyncio.sleep(1)
+    return found
 
 
 async def check_relay(session: aiohttp.ClientSession, cluster: Cluster, ledger: Ledger) -> int:

@@ -1,7 +1,8 @@
 """A soak: the chaos deployment at a steady mixed load, no faults, for ``GATEWAY_SOAK_MINUTES``
 (``make soak``: 20; skipped when unset). Each replica's RSS and open descriptors are sampled
 every 30 s; after the 5-minute warm-up they must stay flat (growth under 3 % from the start
-of the last 15 minutes to the end); the chaos run's invariants hold at the end."""
+of the last 15 minutes to the end); the chaos run's invariants hold at the end (descriptors: 3 %, or two of them, whichever is
+more: connection pools open them on demand)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from tests.chaos.invariants import check_records, check_relay, table
 from tests.chaos.workload import Ledger, Workload
 
 MINUTES = float(os.environ.get("GATEWAY_SOAK_MINUTES", "0"))
-SAMPLE_S = 30.0
+SAMPLE_S = min(30.0, MINUTES * 60 / 12) if MINUTES > 0 else 30.0
 WINDOW_S = 15 * 60.0  # the flat part: the last 15 minutes (or all but the warm-up)
 WARM_UP_S = 5 * 60.0
 CLIENTS = 8
@@ -61,7 +62,7 @@ async def test_a_soak_stays_flat(cluster, capsys):
         anchored = await check_records(session, cluster, ledger)
         relayed = await check_relay(session, cluster, ledger)
 
-    since = max(WARM_UP_S, duration - WINDOW_S)
+    since = max(min(WARM_UP_S, duration / 4), duration - WINDOW_S)  # short runs: a quarter
     growth = {
         index: (_growth(series, 1, since), _growth(series, 2, since))
         for index, series in samples.items()
@@ -82,4 +83,7 @@ async def test_a_soak_stays_flat(cluster, capsys):
     assert ledger.unreachable == [], ledger.unreachable[:5]
     for index, (rss, fds) in growth.items():
         assert rss < 0.03, f"replica {index} RSS grew {rss:.2%}"
-        assert fds < 0.03, f"replica {index} descriptors grew {fds:.2%}"
+        # Connection pools open descriptors on demand: on some 30, 3 % is less than one, so
+        # two more are allowed; a leak climbs past that.
+        opened = statistics.mean(s[2] for s in samples[index][-3:])
+        assert fds < 0.03 or opened - opened / (1 + fds) <= 2, f"replica {index} fds +{fds:.2%}"
