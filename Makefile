@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup dev test lint chaos soak bench bench-siwe web screenshot clean
+.PHONY: setup dev test lint docs chaos soak bench bench-siwe web screenshot clean
 
 setup: $(VENV)/.installed contracts/node_modules/.installed web/node_modules/.installed
 
@@ -44,6 +44,10 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest
+
+# docs/configuration.md and docs/metrics.md, from the settings models and the metric registry.
+docs: setup
+	$(BIN)/python docs/build.py
 
 # The chaos run of `make test`, each fault held 30 s instead of 5 (about 8 minutes).
 chaos: setup

@@ -9,6 +9,7 @@ real chain).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -21,6 +22,9 @@ from eth_account.messages import encode_defunct
 from gateway.identity.siwe import SiweMessage
 
 DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil's #0
+DEFAULT_URL = (
+    "http://127.0.0.1:8080"  # make dev's gateway (GATEWAY_URL or the first argument: another)
+)
 
 
 def call(method: str, url: str, body: dict | None = None, token: str | None = None) -> dict:
@@ -37,7 +41,7 @@ def call(method: str, url: str, body: dict | None = None, token: str | None = No
 
 
 def main() -> None:
-    base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
+    base = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("GATEWAY_URL", DEFAULT_URL)
     account = Account.from_key(sys.argv[2] if len(sys.argv) > 2 else DEV_KEY)
     nonce = call("GET", f"{base}/auth/nonce")["nonce"]
     now = datetime.now(UTC)

@@ -11,6 +11,7 @@ gateway's own /rpc here; point it at any node of the chain to trust nobody but t
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import sys
 import time
@@ -26,6 +27,9 @@ from gateway.chain.artifacts import load_artifact
 from gateway.records.merkle import leaf_of, verify
 
 DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"  # anvil's #0
+DEFAULT_URL = (
+    "http://127.0.0.1:8080"  # make dev's gateway (GATEWAY_URL or the first argument: another)
+)
 
 
 def call(method: str, url: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
@@ -88,7 +92,7 @@ def typed_record(signer: str, chain_id: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    base = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
+    base = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("GATEWAY_URL", DEFAULT_URL)
     account = Account.from_key(sys.argv[2] if len(sys.argv) > 2 else DEV_KEY)
     w3 = Web3(Web3.HTTPProvider(f"{base}/rpc"))
     typed = typed_record(account.address, w3.eth.chain_id)

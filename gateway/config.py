@@ -49,9 +49,13 @@ class _Section(BaseModel):
 
 
 class ServerSettings(_Section):
+    # Listen address.
     host: str = "127.0.0.1"
+    # Listen port.
     port: Port = 8080
+    # Larger request bodies get 413.
     max_body_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # Grace for in-flight requests on SIGTERM.
     shutdown_timeout_s: PositiveFloat = 15.0
     # Trust X-Forwarded-For for the client ip only behind a known proxy.
     trust_forwarded_for: bool = False
@@ -61,6 +65,7 @@ class ServerSettings(_Section):
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     # Cached JSON-RPC reads answered in the connection protocol (gateway/lane/).
     lane: bool = True
+    # With workers: each also serves on this port + its index.
     metrics_port: Port = 0
     # Browser origins allowed to call the API from another origin (CORS), e.g.
     # "https://app.example.com"; "*" for any. Empty: same-origin only.
@@ -103,7 +108,9 @@ class UpstreamSettings(_Section):
 
 
 class UpstreamPoolSettings(_Section):
+    # Per-check timeout of `/readyz`.
     readiness_timeout_s: PositiveFloat = 2.0
+    # Connection pool size to the nodes.
     max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
 
 
@@ -150,10 +157,12 @@ class ConsensusSettings(_Section):
 class RpcSettings(_Section):
     """The JSON-RPC gateway: batches, failover, heads, cache, eth_getLogs, limits."""
 
+    # Calls per batch.
     max_batch: Annotated[int, Field(ge=1, le=10_000)] = 100
     # X-Gateway-Cache, -Upstream, -Attempts, -Block and Server-Timing on every JSON-RPC
     # HTTP reply (rpc/explain.py).
     explain_headers: bool = True
+    # Nodes tried per read.
     max_attempts: Annotated[int, Field(ge=1, le=10)] = 3
     consensus: ConsensusSettings = ConsensusSettings()
     health_interval_s: PositiveFloat = 2.0
@@ -161,6 +170,7 @@ class RpcSettings(_Section):
     # `latest` answers in the cache end with their block, not up to health_interval_s later.
     push_heads: bool = True
     health_timeout_s: PositiveFloat = 2.0
+    # A node this far behind leaves rotation.
     max_lag_blocks: Annotated[int, Field(ge=0)] = 5
     # A node's head this far past every other node's is not believed (a rogue or runaway
     # node): it moves neither the served tip nor the others' lag, and serves last.
@@ -239,13 +249,17 @@ class AnchorSettings(_Section):
     private_key: SecretStr | None = None
     keystore_path: Path | None = None
     keystore_password: SecretStr | None = None
+    # Where MerkleAnchor is.
     contract_address: str | None = None
+    # Written by `gateway contracts deploy` (per chain id)
     deployments_file: Path = Path(".gateway/deployments.json")
     confirmations: Annotated[int, Field(ge=0, le=64)] = 0
+    # Wait for a receipt before the next round looks again.
     receipt_timeout_s: PositiveFloat = 120.0
 
 
 class StorageSettings(_Section):
+    # `sqlite:///path` or `postgresql://user:pass@host/db`.
     database_url: SecretStr = SecretStr("sqlite:///./.gateway/gateway.db")
     # auto: migrate the embedded SQLite database at start; PostgreSQL (shared by replicas)
     # only through `gateway db upgrade`, unless set to always.
@@ -266,6 +280,7 @@ class StorageSettings(_Section):
 class RedisSettings(_Section):
     """Shared state for several replicas: nonces, revocations, rate limits (optional)."""
 
+    # Nonces, revocations and rate limits shared by replicas.
     url: SecretStr | None = None
     # When Redis does not answer, rate limits let requests through (true) or refuse them.
     rate_limit_fail_open: bool = True
@@ -283,8 +298,11 @@ class RedisSettings(_Section):
 
 
 class LogSettings(_Section):
+    # `debug`, `info`, `warning`, `error`.
     level: LogLevel = "info"
+    # `json`, `console`, or `auto` (console on a TTY, JSON otherwise)
     format: LogFormat = "auto"
+    # One line per request.
     access_log: bool = True
 
     @field_validator("level", "format", mode="before")
@@ -298,11 +316,16 @@ class TracingSettings(_Section):
 
     enabled: bool = True
     service_name: str = "gateway"
+    # OTLP/HTTP (protobuf) export; none when unset.
     exporter_endpoint: str | None = None
+    # `key=value,…` (secret: masked)
     exporter_headers: SecretStr | None = None
     exporter_timeout_s: PositiveFloat = 10.0
+    # Any standard sampler name.
     sampler: Sampler = "parentbased_always_on"
+    # Ratio for `*traceidratio`.
     sampler_arg: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # `k=v,…`.
     resource_attributes: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("exporter_endpoint")
@@ -318,18 +341,24 @@ class IdentitySettings(_Section):
     siwe_domains: tuple[str, ...] = ("127.0.0.1:8080", "localhost:8080")
     # Chain ids accepted in messages; empty means the gateway's chain_id (or 1 without one).
     chain_ids: tuple[Annotated[int, Field(ge=1)], ...] = ()
+    # Nonce lifetime.
     nonce_ttl_s: Annotated[int, Field(ge=10, le=86_400)] = 300
+    # Unused nonces one client ip may hold.
     max_outstanding_nonces: Annotated[int, Field(ge=1, le=10_000)] = 20
     clock_skew_s: Annotated[int, Field(ge=0, le=3600)] = 60
+    # Token lifetime (never past the message's `Expiration Time`)
     session_ttl_s: Annotated[int, Field(ge=60, le=30 * 86_400)] = 3600
     issuer: str = "gateway"
     audience: str = "gateway"
+    # Ed25519 signing keys (PEM, mode 0600); created on first start if empty.
     keys_dir: Path = Path(".gateway/keys")
     # EdDSA (Ed25519) or ES256 (P-256): the latter for verifiers that skip OKP keys.
     token_algorithm: Literal["EdDSA", "ES256"] = "EdDSA"  # noqa: S105  # a name, not a secret
+    # Newest keys that verify tokens and are published.
     jwks_keys: Annotated[int, Field(ge=1, le=10)] = 2
     key_reload_s: PositiveFloat = 10.0
     cookie_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")] = "gateway_session"
+    # `Secure` on the session cookie (`gateway dev` turns it off for plain http)
     cookie_secure: bool = True
     nonce_rate_per_minute: PositiveFloat = 30
     verify_rate_per_minute: PositiveFloat = 30
@@ -410,7 +439,10 @@ class WebAppSettings(_Section):
 
 class Settings(_Section):
     server: ServerSettings = ServerSettings()
+    # The chain the upstreams must be on (readiness fails otherwise)
     chain_id: Annotated[int, Field(ge=1)] | None = None
+    # Node URLs, comma-separated; `http://a:8545|ws://a:8546` pairs an HTTP URL with its
+    # WebSocket URL.
     upstreams: tuple[UpstreamSettings, ...] = ()
     upstream_pool: UpstreamPoolSettings = UpstreamPoolSettings()
     rpc: RpcSettings = RpcSettings()

@@ -1,4 +1,4 @@
-"""The README's wallet-kit adapters, read from the README and run as written in the browser
+"""The docs' wallet-kit adapters, read from docs/ and run as written in the browser
 against `gateway dev`: each one signs in, sees its session, and signs out. The kits' own
 packages are not loaded (RainbowKit needs React); the test calls each adapter's methods in
 the order the kit does, with a real wallet provider and viem."""
@@ -17,7 +17,7 @@ from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
-README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))  # the frontend guide and the API reference
 _IMPORT = re.compile(r"^import \{([^}]*)\} from \"[^\"]+\";$", re.MULTILINE)
 
 PROVIDER = """
@@ -68,8 +68,8 @@ return { address, verified: true, session, after: null };
 
 
 def snippet(name: str) -> str:
-    text = README.read_text()
     marker = f"<!-- snippet: {name} -->\n```js\n"
+    text = next(page.read_text() for page in DOCS if marker in page.read_text())
     start = text.index(marker) + len(marker)
     return text[start : text.index("\n```", start)]
 

@@ -1,0 +1,130 @@
+"""Every command of the README's tour and every example, run as written against one
+`gateway dev` (its anvil mining every 2 s), each showing its result: a session, a block
+number, a newHeads notification, a stored and anchored record, a confirmed gasless note.
+The README's `127.0.0.1:8080` is this test's gateway (GATEWAY_URL for the scripts)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.processes import free_port, wait_http
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+ROOT = Path(__file__).resolve().parents[1]
+DEV_ACCOUNT = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+
+
+def tour_commands() -> list[str]:
+    """The shell commands of the README's tour (comments dropped, continuations joined)."""
+    text = (ROOT / "README.md").read_text()
+    tour = text[text.index("## A five-minute tour") :]
+    tour = tour[: tour.index("\n## ", 1)]
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", tour, re.DOTALL):
+        joined = block.replace("\\\n", " ")
+        for line in joined.splitlines():
+            command = re.sub(r"\s+#.*$", "", line).strip()
+            if command:
+                commands.append(command)
+    return commands
+
+
+@pytest.fixture(scope="module", name="dev")
+def _dev(tmp_path_factory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("tour")
+    port = free_port()
+    with (work / "dev.log").open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "dev", "--port", str(port)],
+            cwd=work,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "GATEWAY_ANCHOR__INTERVAL_S": "1"},
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=90)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(command: str, gateway: str) -> str:
+    # The README's own commands, run by a shell as a user pastes them.
+    done = subprocess.run(  # noqa: S602
+        command.replace("http://127.0.0.1:8080", gateway),
+        shell=True,
+        cwd=ROOT,
+        env={**os.environ, "GATEWAY_URL": gateway},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 0, f"{command}\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def _json_docs(output: str) -> list[object]:
+    """The JSON values a command printed (curl's bodies, one per line; a script's one)."""
+    try:
+        return [json.loads(output)]
+    except ValueError:
+        return [json.loads(line) for line in output.splitlines() if line.startswith(("{", "["))]
+
+
+def test_the_tour_lists_every_example():
+    commands = " ".join(tour_commands())
+    for example in sorted((ROOT / "examples").iterdir()):
+        assert f"examples/{example.name}" in commands, example.name
+
+
+def test_every_tour_command_runs_and_shows_its_result(dev):
+    shown = {}
+    for command in tour_commands():
+        shown[command] = run(command, dev)
+    by_script = {
+        re.search(r"examples/(\S+)", c).group(1): out
+        for c, out in shown.items()
+        if "examples/" in c
+    }
+
+    block, batch = _json_docs(by_script["rpc.sh"])[:2]
+    assert int(block["result"], 16) >= 0
+    assert [reply["id"] for reply in batch] == [1, 2]
+    assert "x-gateway-cache:" in by_script["rpc.sh"].lower()
+
+    web3 = json.loads(by_script["rpc_web3.py"])
+    assert web3["chainId"] == 31337
+    assert web3["blockNumber"] >= 0
+
+    session = json.loads(by_script["sign_in.py"])
+    assert session["address"] == DEV_ACCOUNT
+
+    heads = json.loads(by_script["subscribe.py"])
+    assert heads["newHeads"][0]["number"] > 0
+
+    record = json.loads(by_script["signed_record.py"])
+    assert record["verifiedInPython"] is True
+    assert record["verifiedOnChain"] is True
+
+    gasless = json.loads(by_script["gasless.py"])
+    assert gasless["status"] == "confirmed"
+    assert gasless["txHash"].startswith("0x")
+
+    by_hand = [out for command, out in shown.items() if command.startswith("curl")]
+    assert json.loads(by_hand[0])["result"] == "0x7a69"
