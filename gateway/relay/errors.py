@@ -24,6 +24,11 @@ class BadSignature(Unauthenticated):
     default_message = "the signature is not the signer's for this request"
 
 
+class WrongDomain(InvalidParams):
+    code = "relay.wrong_domain"
+    default_message = "the request was signed for another EIP-712 domain than the forwarder's"
+
+
 class DeadlineTooSoon(InvalidParams):
     code = "relay.deadline_too_soon"
 

@@ -41,6 +41,7 @@ from gateway.relay.errors import (
     SimulationReverted,
     TargetNotAllowed,
     ValueNotAllowed,
+    WrongDomain,
 )
 from gateway.relay.forward import Domain, ForwardRequest, execute_calldata, selector_of
 from gateway.relay.reverts import decode_revert
@@ -99,6 +100,9 @@ class SubmitBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     request: ForwardRequestBody
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]*$", max_length=16_384)
+    # The EIP-712 domain the wallet signed (optional): a domain that is not the forwarder's
+    # is then refused as relay.wrong_domain, told apart from a wrong key.
+    domain: dict[str, Any] | None = Field(default=None, max_length=8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +181,8 @@ class RelayService:
     async def _submit(
         self, body: SubmitBody, caller: Caller, traceparent: str | None
     ) -> tuple[Any, bool]:
+        if body.domain is not None:
+            self._check_domain(body.domain)
         request = body.request.forward_request()
         signature = bytes.fromhex(body.signature[2:])
         digest = request.digest(self.domain)
@@ -226,6 +232,29 @@ class RelayService:
             self.metrics.child(self.metrics.relay_requests, "accepted").inc()
         return stored, created
 
+    def _check_domain(self, signed: dict[str, Any]) -> None:
+        expected = self.domain.as_json()
+        wrong = {}
+        for key, value in expected.items():
+            got = signed.get(key)
+            if key == "chainId":
+                same = str(got) == str(value) or (
+                    isinstance(got, str) and got.startswith("0x") and int(got, 16) == value
+                )
+            elif key == "verifyingContract":
+                same = isinstance(got, str) and got.lower() == str(value).lower()
+            else:
+                same = got == value
+            if not same:
+                wrong[key] = got
+        if wrong or set(signed) - set(expected):
+            names = ", ".join(sorted(wrong) or sorted(set(signed) - set(expected)))
+            raise WrongDomain(
+                f"the request was signed for another EIP-712 domain than the forwarder's "
+                f"(differs in {names}): sign it for the domain GET /relay/forwarder gives",
+                data={"expected": expected, "signed": signed},
+            )
+
     def _check_policy(self, request: ForwardRequest) -> None:
         target = self.targets.get(request.to.lower())
         if target is None:
@@ -260,7 +289,12 @@ class RelayService:
         try:
             return await verify_signer(self.wallets, request.sender, digest, signature)
         except (InvalidSignature, MalformedSignature, ContractWalletsUnavailable) as exc:
-            raise BadSignature from exc
+            raise BadSignature(
+                "the signature is not the signer's for this request in the forwarder's domain "
+                "(send the domain the wallet signed as `domain` to have a wrong domain told "
+                "apart from a wrong key)",
+                data={"domain": self.domain.as_json()},
+            ) from exc
 
     async def _take_quota(self, request: ForwardRequest) -> None:
         hour = 3600.0

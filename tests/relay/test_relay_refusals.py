@@ -9,7 +9,7 @@ import time
 import pytest
 from eth_account import Account
 
-from tests.relay.conftest import RELAYER, Frontend, guestbook_call
+from tests.relay.conftest import RELAYER, Frontend, guestbook_call, signed_body
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +69,36 @@ async def test_refused_before_any_gas(relay_client, chain, case):
         assert body["error"]["data"]["expected"] == "0"
     assert relayer_state(chain) == before
     assert await stored_for(relay_client, signer.address) == []
+
+
+async def test_a_wrong_domain_is_told_apart_from_a_wrong_key(relay_client, chain):
+    frontend = Frontend(relay_client)
+    signer = Account.create()
+    info = await frontend.info(signer.address)
+    before = relayer_state(chain)
+    wrong = {**info["domain"], "chainId": 1}  # the wallet on mainnet, say
+    body = signed_body({**info, "domain": wrong}, signer, "hi")
+    status, refused = await frontend.submit({**body, "domain": wrong})
+    assert (status, refused["error"]["code"]) == (422, "relay.wrong_domain")
+    expected = refused["error"]["data"]["expected"]
+    assert expected["chainId"] == chain.chain_id
+    assert expected["verifyingContract"] == info["domain"]["verifyingContract"]
+    assert "chainId" in refused["error"]["message"]
+    # Without the domain it signed, the same request is a bad signature (naming the domain).
+    status, refused = await frontend.submit(body)
+    assert (status, refused["error"]["code"]) == (401, "relay.bad_signature")
+    assert refused["error"]["data"]["domain"] == info["domain"]
+    # The right domain and another key: a bad signature, whether the domain is sent or not.
+    stranger = signed_body(info, signer, "hi", signed_by=Account.create())
+    for sent in (stranger, {**stranger, "domain": info["domain"]}):
+        status, refused = await frontend.submit(sent)
+        assert (status, refused["error"]["code"]) == (401, "relay.bad_signature")
+    assert relayer_state(chain) == before  # nothing was sent for any of them
+    # And the right domain sent along is accepted.
+    status, accepted = await frontend.submit(
+        {**signed_body(info, signer, "hi"), "domain": info["domain"]}
+    )
+    assert status == 202, accepted
 
 
 async def test_the_hourly_quota(make_relay_client, chain):
