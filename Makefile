@@ -29,9 +29,10 @@ web/node_modules/.installed: web/package.json web/package-lock.json
 web: setup
 	node web/build.mjs
 
-# The README's screenshot of the reference page, taken by the browser test.
+# The docs' screenshots of the reference page (signed in, and without a wallet), by the browser tests.
 screenshot: setup
-	GATEWAY_SCREENSHOT=docs/app-page.png $(BIN)/pytest tests/browser -k whole_journey -q
+	GATEWAY_SCREENSHOT=docs/app-page.png GATEWAY_SCREENSHOT_NO_WALLET=docs/no-wallet.png \
+		$(BIN)/pytest tests/browser -k "whole_journey or without_a_wallet" -q
 
 # PORT=8181 make dev, make dev PORT=8181 (GATEWAY_PORT works too): the gateway's port.
 dev: setup

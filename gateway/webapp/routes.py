@@ -18,6 +18,7 @@ _FILES = {
     "index.html": "text/html",
     "app.js": "text/javascript",
     "app.css": "text/css",
+    "favicon.svg": "image/svg+xml",
 }
 _CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -45,7 +46,9 @@ async def app_root(_request: web.Request) -> web.Response:
 @operation(
     summary="The reference dApp page and its script and style",
     tag="app",
-    parameters=(Parameter("name", "path", "index.html (default), app.js or app.css"),),
+    parameters=(
+        Parameter("name", "path", "index.html (default), app.js, app.css or favicon.svg"),
+    ),
     responses={200: "The file", 404: "No such file"},
 )
 async def app_file(request: web.Request) -> web.Response:
@@ -56,6 +59,6 @@ async def app_file(request: web.Request) -> web.Response:
     return web.Response(
         body=_file(name),
         content_type=content_type,
-        charset="utf-8",
+        charset=None if content_type.startswith("image/") else "utf-8",
         headers={"Content-Security-Policy": _CSP, "Cache-Control": "no-cache"},
     )

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 # `make screenshot` sets it to docs/app-page.png, the README's copy; else a temp file.
 SCREENSHOT_ENV = "GATEWAY_SCREENSHOT"
+NO_WALLET_SCREENSHOT_ENV = "GATEWAY_SCREENSHOT_NO_WALLET"  # docs/no-wallet.png
 
 
 def wait(driver, timeout: float, poll_frequency: float = 0.5) -> WebDriverWait:
@@ -55,9 +56,16 @@ def click(driver, element_id: str) -> None:
     driver.find_element(By.ID, element_id).click()
 
 
-def shown_error(driver) -> str | None:
-    box = driver.find_element(By.ID, "error")
-    return None if not box.is_displayed() else text(driver, "error-code")
+SLOTS = ("session", "chain", "records", "gasless")  # each section's own error line
+
+
+def shown_error(driver, slot: str = "session") -> str | None:
+    box = driver.find_element(By.ID, f"{slot}-error")
+    return None if not box.is_displayed() else text(driver, f"{slot}-error-code")
+
+
+def shown_errors(driver) -> dict[str, str]:
+    return {slot: code for slot in SLOTS if (code := shown_error(driver, slot)) is not None}
 
 
 def sign_in(driver) -> str:
@@ -72,7 +80,7 @@ def test_the_whole_journey(open_browser, dev_gateway: DevGateway, tmp_path):
 
     # sign in -> session shown; reload keeps it
     assert sign_in(driver).lower() == account.lower()
-    assert shown_error(driver) is None
+    assert shown_errors(driver) == {}
     load(driver, dev_gateway.page_url())
     assert (
         wait_text(driver, "session-address", lambda t: t.startswith("0x")).lower()
@@ -96,13 +104,13 @@ def test_the_whole_journey(open_browser, dev_gateway: DevGateway, tmp_path):
         lambda d: "verified on chain" in d.find_element(By.CSS_SELECTOR, row).text,
         message="the record's anchor and proof, verified on chain",
     )
-    assert shown_error(driver) is None
+    assert shown_errors(driver) == {}
 
     # gasless: the wallet signs an ERC-2771 request, the gateway's relayer pays and confirms
     click(driver, "gasless")
     wait_text(driver, "relay-status", lambda t: t == "confirmed", timeout=20)
     assert text(driver, "relay-tx").startswith("0x")
-    assert shown_error(driver) is None
+    assert shown_errors(driver) == {}
     screenshot = Path(os.environ.get(SCREENSHOT_ENV, tmp_path / "app-page.png"))
     assert driver.save_screenshot(str(ROOT / screenshot))
 
@@ -129,6 +137,7 @@ def test_a_rejected_signature_shows_its_error(open_browser, dev_gateway: DevGate
     click(driver, "sign-in")
     wait(driver, 10).until(lambda d: shown_error(d) == "wallet.rejected")
     assert text(driver, "session-address") == "signed out"
+    assert shown_errors(driver) == {"session": "wallet.rejected"}  # next to its button only
 
 
 def test_a_wallet_on_another_chain_shows_wrong_chain(open_browser, dev_gateway: DevGateway):
@@ -145,7 +154,7 @@ def test_a_wallet_on_another_chain_shows_wrong_chain(open_browser, dev_gateway: 
 def test_a_page_from_an_origin_not_allowed_is_refused(open_browser, dev_gateway: DevGateway):
     driver = open_browser(wallet_script(dev_gateway.anvil_url))
     load(driver, dev_gateway.page_url(dev_gateway.other_origin))
-    wait(driver, 10).until(lambda d: shown_error(d) == "page.gateway_unreachable")
+    wait(driver, 10).until(lambda d: shown_error(d, "chain") == "page.gateway_unreachable")
     assert text(driver, "block-number") == "…"  # nothing was read
 
 
@@ -180,10 +189,32 @@ def test_the_page_is_served_by_the_gateway_with_a_strict_policy(open_browser, de
     load(driver, f"{dev_gateway.url}/app/")
     wait_text(driver, "block-number", str.isdigit)
     wait_text(driver, "heads-status", lambda t: t == "live")  # WebSocket to 'self' allowed
-    assert shown_error(driver) is None
+    assert shown_errors(driver) == {}
     violations = [
         entry
         for entry in driver.get_log("browser")
         if "Content Security Policy" in entry["message"]
     ]
     assert violations == []
+
+
+def test_without_a_wallet_the_page_says_what_is_needed(open_browser, dev_gateway, tmp_path):
+    driver = open_browser(None)
+    load(driver, dev_gateway.page_url())
+    notice = driver.find_element(By.ID, "wallet-needed")
+    assert notice.is_displayed()
+    assert wait_text(driver, "needed-chain", str.isdigit) == "31337"
+    assert "wallet" in notice.text.lower()
+    # The notice is the first thing on the page, above the fold.
+    assert notice.location["y"] < driver.find_element(By.ID, "sign-in").location["y"] < 1250
+    for action in ("sign-in", "submit-record", "gasless"):
+        assert not driver.find_element(By.ID, action).is_enabled(), action
+    assert driver.find_element(By.ID, "refresh").is_enabled()  # reading needs no wallet
+    wait_text(driver, "block-number", str.isdigit)
+    assert shown_errors(driver) == {}
+    icon = driver.execute_script("return document.querySelector('link[rel=icon]').href")
+    assert icon.endswith("/favicon.svg")
+    missing = [e for e in driver.get_log("browser") if "404" in e["message"]]
+    assert missing == []  # no /favicon.ico, nothing else missing
+    screenshot = Path(os.environ.get(NO_WALLET_SCREENSHOT_ENV, tmp_path / "no-wallet.png"))
+    assert driver.save_screenshot(str(ROOT / screenshot))

@@ -1,6 +1,8 @@
 // The reference dApp page: sign in with a wallet, read the chain through /rpc and a newHeads
 // subscription, sign and submit an EIP-712 record, check its anchor on chain, sign out.
-// Every user action is one trace (trace.js); every failure shows the gateway's error code.
+// Every user action is one trace (trace.js); every failure shows the gateway's error code next
+// to the action that caused it. Without a wallet the page says what is needed, and the
+// actions that need one stay disabled.
 
 import { decodeFunctionResult, encodeFunctionData, formatEther, parseAbi, stringToHex } from "viem";
 
@@ -24,25 +26,28 @@ function show(id, text) {
   $(id).textContent = text;
 }
 
-function showError(error) {
+/** An error shown in the slot of the section whose action caused it (session, chain, …). */
+function showError(slot, error) {
   const shown = error instanceof GatewayError ? error : walletError(error);
-  show("error-code", shown.code);
-  show("error-message", shown.message);
-  $("error").hidden = false;
+  show(`${slot}-error-code`, shown.code);
+  show(`${slot}-error-message`, shown.message);
+  $(`${slot}-error`).hidden = false;
 }
 
+const errorsIn = (slot) => (error) => showError(slot, error);
+
 /** Run a user action as one trace; its trace id is shown for an SRE to look up. */
-async function act(name, work) {
+async function act(name, slot, work) {
   const action = newAction(name);
   gateway.setAction(action);
   show("trace-action", name);
   show("trace-id", action.traceId);
   show("trace-span", action.spanId);
-  $("error").hidden = true;
+  $(`${slot}-error`).hidden = true;
   try {
     await work();
   } catch (error) {
-    showError(error);
+    showError(slot, error);
   } finally {
     gateway.setAction(null);
   }
@@ -103,9 +108,13 @@ function renderSession(session) {
   show("session-expires", session ? session.expiresAt : "");
   $("signed-in").hidden = !session;
   $("sign-in").hidden = Boolean(session);
+  for (const id of ["submit-record", "gasless"]) {
+    $(id).disabled = !session || !state.wallet;
+    $(id).title = !state.wallet ? "no wallet in this browser" : session ? "" : "sign in first";
+  }
   if (session) {
-    refreshBalance().catch(showError);
-    refreshRecords().catch(showError);
+    refreshBalance().catch(errorsIn("session"));
+    refreshRecords().catch(errorsIn("records"));
   } else {
     show("balance", "");
     $("records").replaceChildren();
@@ -133,7 +142,7 @@ function followHeads() {
     const head = message.params?.result;
     if (message.method === "eth_subscription" && head?.number) {
       show("block-number", String(Number.parseInt(head.number, 16)));
-      refreshBalance().catch(showError);
+      refreshBalance().catch(errorsIn("session"));
     }
   });
   socket.addEventListener("close", () => {
@@ -241,21 +250,39 @@ async function verifyOnChain(id) {
   }
 }
 
+/** The first wallet the browser announces; without one, say what is needed. */
+async function findWallet() {
+  const wallets = await discoverWallets();
+  if (wallets.length > 0) {
+    state.wallet = wallets[0];
+    show("wallet-name", state.wallet.info.name);
+    $("sign-in").disabled = false;
+    return;
+  }
+  show("wallet-name", "none found");
+  $("sign-in").title = "no wallet in this browser";
+  $("wallet-needed").hidden = false;
+  show("needed-chain", String(await gatewayChainId()));
+}
+
 async function start() {
   show("gateway-url", gateway.base);
-  $("sign-in").addEventListener("click", () => act("sign in", signIn));
-  $("sign-out").addEventListener("click", () => act("sign out", signOut));
-  $("submit-record").addEventListener("click", () => act("submit record", submitRecord));
-  $("gasless").addEventListener("click", () => act("gasless note", signGasless));
-  $("refresh").addEventListener("click", () => act("refresh", () => Promise.all([refreshBalance(), refreshRecords()])));
-  await act("load", async () => {
+  $("sign-in").addEventListener("click", () => act("sign in", "session", signIn));
+  $("sign-out").addEventListener("click", () => act("sign out", "session", signOut));
+  $("submit-record").addEventListener("click", () => act("submit record", "records", submitRecord));
+  $("gasless").addEventListener("click", () => act("gasless note", "gasless", signGasless));
+  $("refresh").addEventListener("click", () =>
+    act("refresh", "chain", () => Promise.all([refreshBalance(), refreshRecords()])),
+  );
+  await act("load", "chain", async () => {
     show("block-number", String(Number.parseInt(await gateway.rpc("eth_blockNumber"), 16)));
+    await findWallet();
     await refreshSession();
     followHeads();
   });
   setInterval(() => {
     const pending = [...$("records").children].some((row) => row.className !== "verified");
-    if (state.address && pending) refreshRecords().catch(showError);
+    if (state.address && pending) refreshRecords().catch(errorsIn("records"));
   }, 2000);
   document.body.dataset.ready = "true";
 }
