@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup dev test lint docs chaos soak bench bench-siwe web screenshot clean
+.PHONY: setup dev observe test lint docs chaos soak bench bench-siwe web screenshot clean
 
 setup: $(VENV)/.installed contracts/node_modules/.installed web/node_modules/.installed
 
@@ -35,12 +35,18 @@ screenshot: setup
 		$(BIN)/pytest tests/browser -k "whole_journey or without_a_wallet" -q
 
 # PORT=8181 make dev, make dev PORT=8181 (GATEWAY_PORT works too): the gateway's port.
+# With `make observe` running, its traces go to that Jaeger (.gateway/observe/otlp.env).
 dev: setup
-	$(BIN)/gateway dev $(if $(PORT),--port $(PORT))
+	$(if $(wildcard .gateway/observe/otlp.env),set -a && . ./.gateway/observe/otlp.env && set +a &&) \
+		$(BIN)/gateway dev $(if $(PORT),--port $(PORT))
+
+# Jaeger v2 (built once) and Prometheus with the project's rules, for `make dev` to report to.
+observe: setup
+	$(BIN)/python scripts/observe.py
 
 lint: setup
-	$(BIN)/ruff check gateway tests bench examples grafana
-	$(BIN)/ruff format --check gateway tests bench examples grafana
+	$(BIN)/ruff check gateway tests bench examples grafana docs scripts
+	$(BIN)/ruff format --check gateway tests bench examples grafana docs scripts
 	$(BIN)/mypy
 
 test: lint

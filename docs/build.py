@@ -22,8 +22,8 @@ from pydantic.fields import FieldInfo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gateway import config  # noqa: E402
-from gateway.telemetry import metrics  # noqa: E402
+from gateway import config
+from gateway.telemetry import metrics
 
 OUT = ROOT / "docs"
 _KINDS = {
@@ -42,7 +42,7 @@ _KINDS = {
 def _comments(model: type[BaseModel]) -> dict[str, str]:
     """Field name -> the comment lines right above it (and one at the end of its line)."""
     try:
-        lines, start = inspect.getsourcelines(model)
+        lines, _ = inspect.getsourcelines(model)
     except (OSError, TypeError):
         return {}
     tree = ast.parse("".join(lines))
@@ -82,7 +82,7 @@ def _type_name(annotation: object) -> str:  # noqa: PLR0911  # one exit per kind
     if origin in (tuple, list, frozenset, set):
         return "list of " + _type_name(args[0]) if args else "list"
     if origin is dict:
-        return f"table of {_type_name(args[1])}" if len(args) == 2 else "table"  # noqa: PLR2004
+        return f"table of {_type_name(args[1])}" if len(args) == 2 else "table"
     if annotation is SecretStr:
         return "secret"
     if isinstance(annotation, type):
@@ -92,7 +92,7 @@ def _type_name(annotation: object) -> str:  # noqa: PLR0911  # one exit per kind
     return str(annotation)
 
 
-def _default(field: FieldInfo) -> str:
+def _default(field: FieldInfo) -> str:  # noqa: PLR0911  # one exit per kind of value
     if field.is_required():
         return "required"
     value = field.get_default(call_default_factory=True)
@@ -100,7 +100,7 @@ def _default(field: FieldInfo) -> str:
         return ""
     if isinstance(value, SecretStr):
         return "(secret)"
-    if value is None or value == () or value == {}:
+    if value is None or value in ((), {}):
         return "none"
     if isinstance(value, Path):
         return f"`{value}`"
@@ -241,7 +241,7 @@ def render() -> dict[str, str]:
 def main() -> None:
     for name, text in render().items():
         (OUT / name).write_text(text, encoding="utf-8")
-        print(f"wrote {OUT / name}")  # noqa: T201
+        print(f"wrote {OUT / name}")
 
 
 if __name__ == "__main__":

@@ -46,9 +46,7 @@ async def app_root(_request: web.Request) -> web.Response:
 @operation(
     summary="The reference dApp page and its script and style",
     tag="app",
-    parameters=(
-        Parameter("name", "path", "index.html (default), app.js, app.css or favicon.svg"),
-    ),
+    parameters=(Parameter("name", "path", "index.html (default), app.js, app.css or favicon.svg"),),
     responses={200: "The file", 404: "No such file"},
 )
 async def app_file(request: web.Request) -> web.Response:

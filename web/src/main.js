@@ -127,6 +127,10 @@ async function signOut() {
   await refreshSession();
 }
 
+async function refreshBlock() {
+  show("block-number", String(Number.parseInt(await gateway.rpc("eth_blockNumber"), 16)));
+}
+
 async function refreshBalance() {
   if (!state.address) return;
   show("balance", `${formatEther(BigInt(await gateway.rpc("eth_getBalance", [state.address, "latest"])))} ETH`);
@@ -272,10 +276,10 @@ async function start() {
   $("submit-record").addEventListener("click", () => act("submit record", "records", submitRecord));
   $("gasless").addEventListener("click", () => act("gasless note", "gasless", signGasless));
   $("refresh").addEventListener("click", () =>
-    act("refresh", "chain", () => Promise.all([refreshBalance(), refreshRecords()])),
+    act("refresh", "chain", () => Promise.all([refreshBlock(), refreshBalance(), refreshRecords()])),
   );
   await act("load", "chain", async () => {
-    show("block-number", String(Number.parseInt(await gateway.rpc("eth_blockNumber"), 16)));
+    await refreshBlock();
     await findWallet();
     await refreshSession();
     followHeads();
