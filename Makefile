@@ -23,6 +23,7 @@ contracts/node_modules/.installed: contracts/package.json contracts/package-lock
 
 web/node_modules/.installed: web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund --loglevel=error
+	ln -sfn ../web/node_modules examples/node_modules  # viem for examples/rpc_viem.mjs
 	touch $@
 
 # The reference page's bundle (gateway/webapp/static/app.js), rebuilt from web/src and the lock file.

@@ -89,7 +89,7 @@ def _json_docs(output: str) -> list[object]:
 
 def test_the_tour_lists_every_example():
     commands = " ".join(tour_commands())
-    for example in sorted((ROOT / "examples").iterdir()):
+    for example in sorted(p for p in (ROOT / "examples").iterdir() if p.is_file()):
         assert f"examples/{example.name}" in commands, example.name
 
 
@@ -112,6 +112,10 @@ def test_every_tour_command_runs_and_shows_its_result(dev):
     assert web3["chainId"] == 31337
     assert web3["blockNumber"] >= 0
 
+    viem = json.loads(by_script["rpc_viem.mjs"])
+    assert viem["chainId"] == 31337
+    assert viem["blockHash"].startswith("0x")
+
     session = json.loads(by_script["sign_in.py"])
     assert session["address"] == DEV_ACCOUNT
 
@@ -128,3 +132,21 @@ def test_every_tour_command_runs_and_shows_its_result(dev):
 
     by_hand = [out for command, out in shown.items() if command.startswith("curl")]
     assert json.loads(by_hand[0])["result"] == "0x7a69"
+
+
+def test_make_dev_takes_its_port():
+    """`make dev PORT=8181` runs `gateway dev --port 8181`; with GATEWAY_PORT instead, the
+    command has no --port and `gateway dev` takes the environment's (tests/test_process.py)."""
+    dry = subprocess.run(
+        ["make", "-n", "dev", "PORT=8181"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert "gateway dev --port 8181" in dry.stdout
+    plain = subprocess.run(
+        ["make", "-n", "dev"],
+        cwd=ROOT,
+        env={**os.environ, "GATEWAY_PORT": "8181"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--port" not in plain.stdout.split("gateway dev", 1)[1].splitlines()[0]
