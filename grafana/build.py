@@ -1,7 +1,10 @@
 """Generates the Grafana dashboards in grafana/dashboards/ (run: python grafana/build.py).
 
-Dashboards are code: every panel's PromQL lives here, a test regenerates the JSON and
-compares, and the real-Prometheus test evaluates every query against a running gateway.
+Dashboards are code, built with Grafana's Foundation SDK (typed builders of Grafana's own
+dashboard model); the layout (24 columns, a panel that does not fit starting a new line, a
+row header always starting one) is this module's. Every panel's PromQL lives here, a test
+regenerates the JSON and compares, and the real-Prometheus test evaluates every query
+against a running gateway.
 """
 
 from __future__ import annotations
@@ -10,9 +13,23 @@ import json
 import sys
 from pathlib import Path
 
+from grafana_foundation_sdk.builders import dashboard as gf
+from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
+from grafana_foundation_sdk.builders.common import VizLegendOptions
+from grafana_foundation_sdk.cog import builder as cog
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.common import LegendDisplayMode, LegendPlacement
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    GridPos,
+    VariableOption,
+    VariableRefresh,
+)
+
 OUT = Path(__file__).resolve().parent / "dashboards"
-PROM = {"type": "prometheus", "uid": "prometheus"}
+PROM = DataSourceRef(type_val="prometheus", uid="prometheus")
 SEL = 'instance=~"$instance"'
+_KINDS = {"timeseries": timeseries.Panel, "stat": stat.Panel, "table": table.Panel}
 
 
 def panel(
@@ -25,91 +42,83 @@ def panel(
     exemplars: bool = False,
     width: int = 12,
     height: int = 8,
-) -> dict:
-    return {
-        "type": kind,
-        "title": title,
-        "description": description,
-        "datasource": PROM,
-        "fieldConfig": {"defaults": {"unit": unit}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}}
-        if kind == "timeseries"
-        else {},
-        "targets": [
-            {
-                "refId": chr(65 + i),
-                "expr": expr,
-                "legendFormat": legend,
-                "datasource": PROM,
-                "exemplar": exemplars,
-            }
-            for i, (expr, legend) in enumerate(exprs)
-        ],
-        "gridPos": {"w": width, "h": height},
-    }
+) -> cog.Builder:
+    """A panel of Prometheus queries (expression, legend); placed by ``dashboard``."""
+    built = _KINDS[kind]().title(title).description(description).datasource(PROM).unit(unit)
+    built = built.span(width).height(height)
+    if kind == "timeseries":
+        built = built.legend(
+            VizLegendOptions()
+            .show_legend(True)
+            .display_mode(LegendDisplayMode.LIST)
+            .placement(LegendPlacement.BOTTOM)
+        )
+    for index, (expr, legend) in enumerate(exprs):
+        built = built.with_target(
+            prometheus.Dataquery()
+            .ref_id(chr(65 + index))
+            .expr(expr)
+            .legend_format(legend)
+            .datasource(PROM)
+            .exemplar(exemplars)
+        )
+    return built
 
 
-def row(title: str, description: str = "") -> dict:
+def row(title: str, description: str = "") -> cog.Builder:
     """A full-width row header; the panels after it, up to the next row, are its own."""
-    return {
-        "type": "row",
-        "title": title,
-        "description": description,
-        "collapsed": False,
-        "panels": [],
-        "gridPos": {"w": 24, "h": 1},
-    }
+    del description  # rows have no description in Grafana's model; the first panel says it
+    return gf.Row(title).collapsed(False)
 
 
-def variable(name: str, query: str, label: str) -> dict:
-    return {
-        "name": name,
-        "label": label,
-        "type": "query",
-        "datasource": PROM,
-        "query": {"query": query, "refId": name},
-        "definition": query,
-        "includeAll": True,
-        "multi": True,
-        "allValue": ".*",
-        "refresh": 2,
-        "current": {"text": "All", "value": "$__all"},
-    }
+def variable(name: str, query: str, label: str) -> cog.Builder:
+    return (
+        gf.QueryVariable(name)
+        .label(label)
+        .datasource(PROM)
+        .query(query)
+        .include_all(True)
+        .multi(True)
+        .all_value(".*")
+        .refresh(VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .current(VariableOption(text="All", value="$__all"))
+    )
 
 
 def dashboard(
-    uid: str, title: str, description: str, panels: list[dict], variables: list[dict]
+    uid: str, title: str, description: str, panels: list[cog.Builder], variables: list[cog.Builder]
 ) -> dict:
-    x = y = 0
-    row_height = 0
-    laid_out = []
+    """The dashboard's JSON model: panels laid out left to right in rows of 24 columns, a
+    panel that does not fit on the current line starting the next, a row header always
+    starting one."""
+    board = (
+        gf.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["gateway"])
+        .editable()
+        .refresh("30s")
+        .time("now-1h", "now")
+        .with_variable(
+            variable("instance", "label_values(gateway_build_info, instance)", "Instance")
+        )
+    )
+    for each in variables:
+        board = board.with_variable(each)
+    x = y = line_height = 0
     for index, item in enumerate(panels, start=1):
-        pos = item["gridPos"]
-        if x + pos["w"] > 24 or (item["type"] == "row" and x > 0):
-            x, y = 0, y + row_height
-            row_height = 0
-        item = {**item, "id": index, "gridPos": {**pos, "x": x, "y": y}}
-        x += pos["w"]
-        row_height = max(row_height, pos["h"])
-        laid_out.append(item)
-    return {
-        "uid": uid,
-        "title": title,
-        "description": description,
-        "tags": ["gateway"],
-        "schemaVersion": 39,
-        "version": 1,
-        "editable": True,
-        "refresh": "30s",
-        "time": {"from": "now-1h", "to": "now"},
-        "templating": {
-            "list": [
-                variable("instance", "label_values(gateway_build_info, instance)", "Instance"),
-                *variables,
-            ]
-        },
-        "panels": laid_out,
-    }
+        is_row = isinstance(item, gf.Row)
+        built = item.build()
+        width = 24 if is_row else built.grid_pos.w
+        height = 1 if is_row else built.grid_pos.h
+        if x + width > 24 or (is_row and x > 0):
+            x, y, line_height = 0, y + line_height, 0
+        position = GridPos(x=x, y=y, w=width, h=height)
+        item = item.grid_pos(position).id(index)
+        board = board.with_row(item) if is_row else board.with_panel(item)
+        x += width
+        line_height = max(line_height, height)
+    return json.loads(JSONEncoder(sort_keys=True, indent=2).encode(board.build()))
 
 
 ROUTE = 'route=~"$route"'
