@@ -50,6 +50,10 @@ from gateway.telemetry import Metrics
 from gateway.telemetry.metrics import failures_counter
 from gateway.telemetry.sampling import parse_traceparent
 
+# How long a used nonce may go without a receipt of any of the request's versions before
+# another sender is believed to have taken it (and the request is sent again, fresh nonce).
+_TAKEN_GRACE_S = 3.0
+
 log = structlog.get_logger("gateway.relay")
 
 NOOP_GAS = 21_000
@@ -88,6 +92,10 @@ class RelaySender:
         self.rounds = 0
         self._head_seen = -1  # the head at which unmined transactions were last checked
         self._chain_seen = -1  # the relayer's mined count at the last reconciliation
+        # (request, nonce) -> when its nonce was first seen used with none of its versions
+        # mined: a node may count a nonce before it serves the receipt (anvil under load),
+        # or two nodes may disagree for a moment. Only a lasting gap means another sender.
+        self._unexplained: dict[tuple[str, int], float] = {}
         # Status changes decided this round (from what the chain says: a crash before they
         # are written loses nothing, the next round decides them again), written together.
         self._decided: list[tuple[str, str, Events, dict[str, Any]]] = []
@@ -272,14 +280,20 @@ class RelaySender:
 
     async def _mined(self, row: Any, versions: list[Any], head: int, chain_next: int) -> None:  # noqa: ANN401
         with self._span("relay.confirm", row) as span:
+            key = (row.id, row.relayer_nonce)
             for version in reversed(versions):
                 receipt = await self.tx.receipt_now(version.hash)
                 if receipt is None:
                     continue
                 span.set_attribute("relay.tx_hash", version.hash)
+                self._unexplained.pop(key, None)
                 await self._settle_mined(row, version, receipt, head)
                 return
+            first = self._unexplained.setdefault(key, time.monotonic())
+            if time.monotonic() - first < _TAKEN_GRACE_S:
+                return  # ask again next round: its receipt may not be served yet
             # The nonce was used by a transaction that is none of ours: send it again.
+            del self._unexplained[key]
             log.warning("relayer nonce taken outside the relay", request=row.id)
             await self.store.release(row.id, self.relayer, chain_next)
 

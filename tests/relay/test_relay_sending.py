@@ -4,10 +4,12 @@ fee ceiling, deadlines passing while stuck, and cancellation, each freeing its n
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from typing import Any
 
 import pytest
+from aiohttp import web
 from eth_account import Account
 
 from tests.helpers.metrics import sample
@@ -266,3 +268,45 @@ async def test_a_dropped_transaction_is_sent_again_before_any_bump(
     assert final["attempts"] == 1, final["transactions"]
     assert final["txHash"] == first["txHash"]  # its very bytes
     assert await guestbook.entries(signer.address) == 1
+
+
+async def test_a_receipt_served_late_is_not_a_nonce_taken_by_another(
+    make_relay_client, chain, guestbook, aiohttp_server
+):
+    """A node that counts the relayer's nonce before it serves the receipt (anvil under load
+    does; two nodes a moment apart do too) must not make the relay believe another sender
+    took the nonce: sending the request again would execute it twice (the second reverting
+    ERC2771ForwarderInvalidSigner) and end it `failed` though its note was written."""
+    sent_at: dict[str, float] = {}
+
+    async def late_receipts(_request: web.Request, body: dict) -> web.Response:
+        if body["method"] == "eth_getTransactionReceipt":
+            tx_hash = body["params"][0]
+            if time.monotonic() - sent_at.get(tx_hash, 0.0) < 1.5:
+                return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": None})
+        result = chain.rpc(body["method"], body.get("params", []))
+        if body["method"] == "eth_sendRawTransaction":
+            sent_at[str(result)] = time.monotonic()
+        return web.json_response({"jsonrpc": "2.0", "id": body["id"], "result": result})
+
+    async def node(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if isinstance(body, list):  # head polls: as anvil answers them
+            replies = [await late_receipts(request, call) for call in body]
+            return web.json_response([json.loads(r.body) for r in replies])
+        return await late_receipts(request, body)
+
+    app = web.Application()
+    app.router.add_post("/", node)
+    server = await aiohttp_server(app)
+    client = await make_relay_client(GATEWAY_UPSTREAMS=f"http://127.0.0.1:{server.port}")
+    frontend = Frontend(client)
+    signer = Account.create()
+    relayer = chain.accounts[RELAYER].address
+    before = int(chain.rpc("eth_getTransactionCount", [relayer, "latest"]), 16)
+    status, body = await frontend.submit(await frontend.build(signer, "once"))
+    assert status == 202, body
+    final = await confirmed(frontend, body["id"])
+    assert final["status"] == "confirmed", final
+    assert await guestbook.entries(signer.address) == 1
+    assert int(chain.rpc("eth_getTransactionCount", [relayer, "latest"]), 16) == before + 1
