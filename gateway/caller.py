@@ -69,14 +69,28 @@ def forwarded_ip(header: str) -> str:
     return header.split(",", 1)[0].strip()
 
 
+def bearer_token(header: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` value; Unauthenticated otherwise."""
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+
+
+async def resolve_caller(resolver: SessionResolver | None, ip: str, token: str) -> Caller:
+    """The caller behind a token, whichever transport brought it: Unauthenticated for a
+    token that is not valid (or on a gateway without sign-in), Unavailable when the session
+    store cannot answer."""
+    if resolver is None:  # no sign-in on this gateway: no token can be valid
+        raise Unauthenticated
+    return Caller(ip, await resolver.session_cached(token))
+
+
 def request_token(request: web.Request) -> str | None:
     """The session token of a request: ``Authorization: Bearer`` first, then the cookie."""
     header = request.headers.get("Authorization")
     if header is not None:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        raise Unauthenticated("Authorization header must be 'Bearer <token>'")
+        return bearer_token(header)
     if "Cookie" not in request.headers:  # request.cookies parses the header on every access
         return None
     cookie = request.cookies.get(request.app[SETTINGS].identity.cookie_name)
@@ -104,9 +118,6 @@ async def caller_of(request: web.Request) -> Caller:
     caller = anonymous(request)
     token = request_token(request)
     if token is not None:
-        resolver = request.app.get(SESSIONS)
-        if resolver is None:  # no sign-in on this gateway: no token can be valid
-            raise Unauthenticated
-        caller = Caller(caller.ip, await resolver.session_cached(token))
+        caller = await resolve_caller(request.app.get(SESSIONS), caller.ip, token)
     request[_CALLER] = caller
     return caller

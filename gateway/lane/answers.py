@@ -39,6 +39,7 @@ class LaneRequest:
     body: bytes
     client_ip: str
     content_type: bytes | None  # the header's value, as sent
+    authorization: bytes | None = None  # the header's value, as sent
 
 
 @dataclass(slots=True)

@@ -46,8 +46,9 @@ _FRAMING: Final = frozenset(
         b"http2-settings",
     }
 )
-# Headers a lane answer may ignore or reads itself; any other one sends the request to
-# aiohttp (Authorization, Cookie, Origin, traceparent, Content-Encoding, …), and so does a
+# Headers a lane answer may ignore or reads itself (Authorization: the JSON-RPC answerer
+# resolves its session, the others hand such a request to aiohttp); any other one sends the
+# request to aiohttp (Cookie, Origin, traceparent, Content-Encoding, …), and so does a
 # request without exactly one Host (aiohttp answers 400).
 _PLAIN: Final = frozenset(
     {
@@ -60,13 +61,21 @@ _PLAIN: Final = frozenset(
         b"user-agent",
         b"x-request-id",
         b"x-forwarded-for",
+        b"authorization",
     }
 )
 
 # Plain headers a plain request has at most once (aiohttp's singletons, and the two the lane
 # reads).
 _ONCE: Final = frozenset(
-    {b"host", b"content-type", b"user-agent", b"x-request-id", b"x-forwarded-for"}
+    {
+        b"host",
+        b"content-type",
+        b"user-agent",
+        b"x-request-id",
+        b"x-forwarded-for",
+        b"authorization",
+    }
 )
 
 
@@ -82,6 +91,7 @@ class Frame:
     request_id: bytes | None
     forwarded_for: bytes | None
     content_type: bytes | None
+    authorization: bytes | None
 
 
 class _Unframed:
@@ -135,6 +145,7 @@ class Framer:
             head.request_id,
             head.forwarded_for,
             head.content_type,
+            head.authorization,
         )
 
 
@@ -146,6 +157,7 @@ class _Head:
     request_id: bytes | None
     forwarded_for: bytes | None
     content_type: bytes | None
+    authorization: bytes | None
 
 
 def _parse_head(raw: bytes, max_body: int, max_headers: int) -> _Head | _Unframed:  # noqa: C901, PLR0912  # one pass over the headers
@@ -158,7 +170,7 @@ def _parse_head(raw: bytes, max_body: int, max_headers: int) -> _Head | _Unframe
     length = -1
     plain = True
     seen: set[bytes] = set()
-    request_id = forwarded_for = content_type = None
+    request_id = forwarded_for = content_type = authorization = None
     for name, value in fields:
         lowered = name.lower()
         if lowered in _ONCE:
@@ -171,6 +183,8 @@ def _parse_head(raw: bytes, max_body: int, max_headers: int) -> _Head | _Unframe
                 forwarded_for = value
             elif lowered == b"content-type":
                 content_type = value
+            elif lowered == b"authorization":
+                authorization = value
         elif lowered == b"content-length":
             if length >= 0 or not value.isdigit() or len(value) > 15:
                 return UNFRAMED
@@ -188,4 +202,5 @@ def _parse_head(raw: bytes, max_body: int, max_headers: int) -> _Head | _Unframe
         request_id,
         forwarded_for,
         content_type,
+        authorization,
     )

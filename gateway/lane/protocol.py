@@ -170,7 +170,12 @@ class LaneProtocol(asyncio.Protocol):
         return frames
 
     def _answer(self, frame: Frame, data: bytes) -> bytes | asyncio.Task[bytes] | None:
-        request = LaneRequest(data[frame.body_start : frame.end], self._peer(), frame.content_type)
+        request = LaneRequest(
+            data[frame.body_start : frame.end],
+            self._peer(),
+            frame.content_type,
+            frame.authorization,
+        )
         try:
             return self._lane.answer(
                 frame.route,

@@ -161,7 +161,8 @@ async def submit(request: web.Request) -> web.Response:
 def submit_answerer(app: web.Application) -> Callable[[LaneRequest], Awaitable[LaneReply] | None]:
     """POST /records in the lane (``gateway.lane``): an anonymous caller's record with a
     plain JSON body, with the same checks, limits, replies and errors as ``submit``; None
-    (aiohttp serves it) for any other Content-Type."""
+    (aiohttp serves it) for any other Content-Type, and for a request with a session
+    (``Authorization``), whose caller ``submit`` resolves."""
 
     async def answer(request: LaneRequest) -> LaneReply:
         caller = Caller(request.client_ip)
@@ -172,6 +173,8 @@ def submit_answerer(app: web.Application) -> Callable[[LaneRequest], Awaitable[L
 
     def start(request: LaneRequest) -> Awaitable[LaneReply] | None:
         content_type = request.content_type
+        if request.authorization is not None:
+            return None
         if content_type is None or not _JSON_TYPE.fullmatch(content_type):
             return None  # aiohttp's own parse of the header decides (415 or not)
         return answer(request)

@@ -11,7 +11,15 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.background import running
 from gateway.bodies import read_body
-from gateway.caller import Caller, anonymous, caller_of
+from gateway.caller import (
+    SESSIONS,
+    Caller,
+    SessionResolver,
+    anonymous,
+    bearer_token,
+    caller_of,
+    resolve_caller,
+)
 from gateway.config import SETTINGS
 from gateway.errors import Unavailable, retry_after
 from gateway.lane import Answer, LaneReply, LaneRequest, register
@@ -64,9 +72,22 @@ async def rpc_caller(request: web.Request) -> Caller:
     try:
         return await caller_of(request)
     except Unavailable:
-        caller = anonymous(request)
-        log.warning("session check unavailable; serving as anonymous", client_ip=caller.ip)
-        return caller
+        return _anonymous_for_now(anonymous(request))
+
+
+async def _lane_caller(resolver: SessionResolver | None, request: LaneRequest) -> Caller:
+    """``rpc_caller`` for a request of the lane that carries ``Authorization``."""
+    assert request.authorization is not None  # noqa: S101  # only such requests come here
+    token = bearer_token(request.authorization.decode("latin-1"))
+    try:
+        return await resolve_caller(resolver, request.client_ip, token)
+    except Unavailable:
+        return _anonymous_for_now(Caller(request.client_ip))
+
+
+def _anonymous_for_now(caller: Caller) -> Caller:
+    log.warning("session check unavailable; serving as anonymous", client_ip=caller.ip)
+    return caller
 
 
 def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -104,9 +125,11 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
     return _json(answer.body, status=answer.status)
 
 
-async def rpc_answer(service: RpcService, body: bytes, caller: Caller) -> LaneReply:
+async def rpc_answer(
+    service: RpcService, body: bytes, caller: Caller, started: float | None = None
+) -> LaneReply:
     """The answer to a POST /rpc body, whichever transport received it."""
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     try:
         parsed = jsonrpc.parse_body(body, max_batch=service.settings.max_batch)
     except (RpcParseError, RpcInvalidRequest) as error:
@@ -140,9 +163,10 @@ async def _answer_parsed(
     )
 
 
-def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
-    """POST /rpc in the lane (``gateway.lane``), for an anonymous caller: a single call the
-    process's cache answers at once, any other call or batch by the same code as
+def rpc_answerer(service: RpcService, app: web.Application) -> Callable[[LaneRequest], Answer]:
+    """POST /rpc in the lane (``gateway.lane``): for an anonymous caller, a single call the
+    process's cache answers at once; any other call or batch, and any call with a session
+    (``Authorization: Bearer``, resolved first, as ``rpc_http`` does), by the same code as
     ``rpc_http``. A request of notifications only is aiohttp's (its 204 has no body)."""
     max_batch = service.settings.max_batch
     answers_now = service.answers_now
@@ -150,6 +174,8 @@ def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
 
     def answer(request: LaneRequest) -> Answer:
         started = time.perf_counter()
+        if request.authorization is not None:
+            return _with_session(service, app, request, started)
         try:
             parsed = jsonrpc.parse_body(request.body, max_batch=max_batch)
         except (RpcParseError, RpcInvalidRequest) as error:
@@ -172,6 +198,25 @@ def rpc_answerer(service: RpcService) -> Callable[[LaneRequest], Answer]:
         return _answer_parsed(service, parsed, caller, started)
 
     return answer
+
+
+def _with_session(
+    service: RpcService, app: web.Application, request: LaneRequest, started: float
+) -> Answer:
+    """A lane request with ``Authorization``: its caller resolved first (401 before the
+    body is read, as ``rpc_http``), then answered by ``rpc_answer``."""
+    try:
+        parsed = jsonrpc.parse_body(request.body, max_batch=service.settings.max_batch)
+    except (RpcParseError, RpcInvalidRequest):
+        parsed = None  # the caller first, then the same error as rpc_answer gives
+    if parsed is not None and _notifications_only(parsed):
+        return None
+
+    async def signed_in() -> LaneReply:
+        caller = await _lane_caller(app.get(SESSIONS), request)
+        return await rpc_answer(service, request.body, caller, started)
+
+    return signed_in()
 
 
 def _notifications_only(parsed: jsonrpc.Parsed) -> bool:
@@ -214,7 +259,7 @@ async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )
-    register(app, "POST", "/rpc", rpc_answerer(service))
+    register(app, "POST", "/rpc", rpc_answerer(service, app))
     pool = app[POOL]
     hub = SubscriptionHub(
         pool,

@@ -161,6 +161,15 @@ def hostile() -> dict[str, bytes]:
         "Content-Encoding: deflate",
     ]:
         cases[extra] = rpc(extra=(extra,))
+    # Sessions: the lane resolves them now (none is valid on this gateway).
+    for extra in [
+        "Authorization: Bearer junk",
+        "Authorization: Basic dXNlcg==",
+        "Authorization:",
+        "Authorization: Bearer a\r\nAuthorization: Bearer b",
+        "authorization: bearer   spaced  ",
+    ]:
+        cases[extra] = rpc(extra=(extra,))
     # Bodies of the wrong size and shape.
     cases["body longer than its length"] = rpc(length=str(len(body) - 1)) + b"}"
     cases["empty body"] = rpc("")

@@ -101,7 +101,7 @@ def test_a_body_over_the_limit_or_a_head_too_long_is_left_to_aiohttp():
 @pytest.mark.parametrize(
     "extra",
     [
-        "Authorization: Bearer x\n",
+        "Authorization: Bearer x\nAuthorization: Bearer y\n",
         "Cookie: gateway_session=x\n",
         "Origin: https://app.example\n",
         "traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\n",
@@ -116,6 +116,15 @@ def test_a_request_with_other_headers_is_framed_but_not_plain(extra):
     frame = read_frame(request(f"POST /rpc HTTP/1.1\nHost: gw\n{extra}"), 0, max_body=LIMIT)
     assert isinstance(frame, Frame)
     assert not frame.plain
+
+
+def test_authorization_is_read_for_the_answer_to_resolve():
+    frame = read_frame(
+        request("POST /rpc HTTP/1.1\nHost: gw\nAuthorization:  Bearer abc \n"), 0, max_body=LIMIT
+    )
+    assert isinstance(frame, Frame)
+    assert frame.plain
+    assert frame.authorization == b"Bearer abc"
 
 
 def test_a_request_without_host_is_not_plain():
