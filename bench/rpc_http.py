@@ -72,6 +72,11 @@ def main() -> None:
     parser.add_argument(
         "--loop", default="auto", choices=["auto", "asyncio", "uvloop"], help="gateway's loop"
     )
+    parser.add_argument(
+        "--without-explain",
+        action="store_true",
+        help="also a gateway with rpc.explain_headers=false beside each: what the headers cost",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-rpc-"))
     cases = {
@@ -104,21 +109,24 @@ def main() -> None:
                 )
             )
             gateways = {}
+            explains = (True, False) if args.without_explain else (True,)
             for cache in (False, True):
-                port = free_port()
-                env = gateway_env(
-                    work,
-                    chain.url,
-                    f"gw{port}.db",
-                    GATEWAY_RPC__CACHE_ENABLED="true" if cache else "false",
-                    GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
-                    GATEWAY_RPC__ANONYMOUS__BURST="1000000",
-                    GATEWAY_SERVER__EVENT_LOOP=args.loop,
-                )
-                servers.enter_context(
-                    serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
-                )
-                gateways[cache] = f"http://127.0.0.1:{port}/rpc"
+                for explain in explains:
+                    port = free_port()
+                    env = gateway_env(
+                        work,
+                        chain.url,
+                        f"gw{port}.db",
+                        GATEWAY_RPC__CACHE_ENABLED="true" if cache else "false",
+                        GATEWAY_RPC__EXPLAIN_HEADERS="true" if explain else "false",
+                        GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
+                        GATEWAY_RPC__ANONYMOUS__BURST="1000000",
+                        GATEWAY_SERVER__EVENT_LOOP=args.loop,
+                    )
+                    servers.enter_context(
+                        serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
+                    )
+                    gateways[cache, explain] = f"http://127.0.0.1:{port}/rpc"
             targets = {
                 "anvil direct": chain.url,
                 "bare aiohttp proxy": f"http://127.0.0.1:{proxy_port}/",
@@ -128,7 +136,7 @@ def main() -> None:
                 f"in {args.rounds} interleaved rounds (best kept); gateway: access log + "
                 f"metrics + tracing (parentbased_traceidratio 0.1), event loop {args.loop}"
             )
-            header = f"{'case':<34} {'target':<26} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs proxy':>9}"
+            header = f"{'case':<34} {'target':<36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs proxy':>9}"
             proxy_rps: dict[str, float] = {}
             for name, (payload, cached) in cases.items():
                 print()
@@ -136,7 +144,9 @@ def main() -> None:
                 script = work / f"{name.replace('(', '_').replace(')', '')}.lua"
                 script.write_text(WRK_SCRIPT % json.dumps(payload))
                 label = "gateway (cache on)" if cached else "gateway (cache off)"
-                urls = [*targets.items(), (label, gateways[cached])]
+                urls = [*targets.items(), (label, gateways[cached, True])]
+                if args.without_explain:
+                    urls.append((label.replace(")", ", no explain)"), gateways[cached, False]))
                 for target, url in urls:
                     assert "result" in post(url, payload), (target, post(url, payload))
                     run_wrk(
@@ -151,7 +161,7 @@ def main() -> None:
                     f"{'':<34} paced: each connection waits {args.paced_ms} ms on average between calls"
                 )
                 print_rows(name, paced)
-            healthz = f"{gateways[True].removesuffix('/rpc')}/healthz"
+            healthz = f"{gateways[True, True].removesuffix('/rpc')}/healthz"
             run_wrk("healthz", healthz, seconds=2, connections=args.connections, cpu=1)
             floor = run_wrk(
                 "healthz", healthz, seconds=args.seconds, connections=args.connections, cpu=1
@@ -199,7 +209,7 @@ def print_rows(name: str, rows: list[tuple[str, Result]]) -> float:
     proxy_rps = rows[1][1].requests_per_s
     for target, result in rows:
         print(
-            f"{name:<34} {target:<26} {result.requests_per_s:>9.0f} {result.p50_ms:>8.3f} "
+            f"{name:<34} {target:<36} {result.requests_per_s:>9.0f} {result.p50_ms:>8.3f} "
             f"{result.p99_ms:>8.3f} {result.requests_per_s / proxy_rps:>8.2f}x"
         )
     direct, gateway = rows[0][1], rows[2][1]

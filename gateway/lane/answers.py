@@ -185,7 +185,9 @@ class Lane:
         body = reply.body
         parts = [_status_line(reply.status)]
         if reply.headers:
-            parts.append("".join(f"{name}: {value}\r\n" for name, value in reply.headers).encode())
+            parts.append(
+                "".join([f"{name}: {value}\r\n" for name, value in reply.headers]).encode()
+            )
         parts += (
             _content_type_line(reply.content_type),
             request_id.encode(),

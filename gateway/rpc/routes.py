@@ -34,7 +34,7 @@ from gateway.rpc.service import RpcService
 from gateway.rpc.subscriptions import SubscriptionHub, SubscriptionRefused
 from gateway.rpc.websocket import ConnectionCounter, WebSocketGateway
 from gateway.storage.redis import REDIS
-from gateway.telemetry import TELEMETRY
+from gateway.telemetry import FACTS, TELEMETRY
 
 log = structlog.get_logger("gateway.rpc")
 
@@ -121,7 +121,9 @@ async def rpc_http(request: web.Request) -> web.StreamResponse:
     if answer.status == 204:
         return web.Response(status=204)
     if answer.headers:
-        return _json(answer.body, status=answer.status, headers=dict(answer.headers))
+        response = _json(answer.body, status=answer.status, headers=dict(answer.headers))
+        response[FACTS] = answer.headers
+        return response
     return _json(answer.body, status=answer.status)
 
 

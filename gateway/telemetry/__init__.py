@@ -13,7 +13,7 @@ from gateway.config import SETTINGS, Settings
 from gateway.telemetry.logging import active_sink, configure_logging
 from gateway.telemetry.looplag import lag_probe
 from gateway.telemetry.metrics import Metrics
-from gateway.telemetry.middleware import request_middleware, set_request_id
+from gateway.telemetry.middleware import FACTS, request_middleware, set_request_id
 from gateway.telemetry.sampling import TraceDecider
 from gateway.telemetry.state import (
     CURRENT_REQUEST,
@@ -27,6 +27,7 @@ from gateway.telemetry.tracing import build_tracer_providers, spans_consumed
 
 __all__ = [
     "CURRENT_REQUEST",
+    "FACTS",
     "REQUEST_ID",
     "SPAN_EXPORTERS",
     "TELEMETRY",

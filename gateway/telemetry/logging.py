@@ -129,7 +129,7 @@ def write_access_line(  # noqa: PLR0913  # the fields of the line
     request_id: str,
     trace_id: int,
     span_id: int,
-    facts: dict[str, str] | None = None,
+    facts: Facts | None = None,
 ) -> None:
     """One access-log line (event ``request``), as every other line would render it;
     ``facts``: more fields of the answer (how a JSON-RPC call was answered).
@@ -186,7 +186,20 @@ def _access_fields(fields: tuple[Any, ...]) -> dict[str, Any]:
         "trace_id": f"{trace_id:032x}",
         "span_id": f"{span_id:016x}",
     }
-    return own if facts is None else {**facts, **own}
+    return own if facts is None else {**fact_fields(facts), **own}
+
+
+Facts = tuple[tuple[str, str], ...]  # response headers that say how an answer was made
+_FIELD_OF = {
+    f"X-Gateway-{name.title()}": name
+    for name in ("cache", "upstream", "attempts", "block", "consensus")
+}
+
+
+def fact_fields(facts: Facts) -> dict[str, str]:
+    """``(("X-Gateway-Cache", "hit"),)`` -> ``{"cache": "hit"}``: the ``X-Gateway-*``
+    headers among ``facts`` (rpc/explain.py's), by their access-line and span names."""
+    return {_FIELD_OF[name]: value for name, value in facts if name in _FIELD_OF}
 
 
 def _render_access_line(deferred: tuple[Any, ...]) -> bytes:

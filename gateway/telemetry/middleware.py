@@ -23,6 +23,10 @@ _UNMATCHED = "unmatched"
 # with a ConnectionResetError; a body cut short is an IncompleteReadError).
 _HANG_UP = (ConnectionError, asyncio.IncompleteReadError)
 
+# How a response was made, in its X-Gateway-* headers (the JSON-RPC answer sets it): the
+# access line and the server span carry the same facts.
+FACTS = web.ResponseKey("gateway_facts", tuple)
+
 
 def client_gone(request: web.Request) -> bool:
     """Whether the request's connection is closed or closing."""
@@ -84,8 +88,8 @@ def request_middleware(render_error: RenderError) -> Middleware:
                 if telemetry.access_log
                 else ""
             )
-            headers = response.headers.items() if response is not None else ()
-            scope.finish(status, _body_bytes(response), ip, headers)
+            facts = response.get(FACTS) if response is not None else None
+            scope.finish(status, _body_bytes(response), ip, facts)
             scope.leave()
         return response
 

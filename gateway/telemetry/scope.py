@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from contextvars import Token
 from dataclasses import dataclass
 
@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from gateway.telemetry.logging import write_access_line
+from gateway.telemetry.logging import Facts, fact_fields, write_access_line
 from gateway.telemetry.sampling import Parent, new_span_id, parse_traceparent
 from gateway.telemetry.state import CURRENT_REQUEST, RequestContext, Telemetry
 
@@ -85,22 +85,21 @@ class RequestScope:
         status: int,
         body_bytes: int,
         client_ip: str,
-        headers: Iterable[tuple[str, str]] = (),
+        facts: Facts | None = None,
     ) -> None:
-        """The span, the HTTP metrics and the access line of the answer. Its ``X-Gateway-*``
-        headers (how a JSON-RPC answer was made: cache, upstream, attempts, block,
-        consensus) are facts of both: span attributes ``gateway.<fact>``, access-line
-        fields ``<fact>``."""
+        """The span, the HTTP metrics and the access line of the answer. ``facts``: how the
+        answer was made, as its ``X-Gateway-*`` headers say (cache, upstream, attempts,
+        block, consensus): span attributes ``gateway.<fact>``, access-line fields ``<fact>``
+        (named when the line is rendered, off the request's path)."""
         telemetry = self.telemetry
         metrics = telemetry.metrics
         elapsed = time.perf_counter() - self.started
         metrics.in_flight -= 1
         exemplar = None
         span = self.span
-        facts = facts_of(headers)
         if span is not None:
-            for name, value in facts.items():
-                span.set_attribute(f"gateway.{name}", value)
+            if facts:
+                span.set_attributes({f"gateway.{k}": v for k, v in fact_fields(facts).items()})
             span.set_attributes(
                 {
                     "http.request.method": self.method_label,
@@ -129,13 +128,6 @@ class RequestScope:
                 span_id=self.span_id,
                 facts=facts or None,
             )
-
-
-def facts_of(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """``X-Gateway-Cache: hit`` -> ``{"cache": "hit"}``, for every ``X-Gateway-*`` header."""
-    return {
-        name[10:].lower(): value for name, value in headers if name[:10].lower() == "x-gateway-"
-    }
 
 
 def open_scope(  # noqa: PLR0913  # what a transport knows of a request
