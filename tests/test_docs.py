@@ -5,24 +5,19 @@ exports is on the metrics page."""
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from gateway.telemetry.metrics import Metrics
+from tests.helpers.modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
 def _build():
-    sys.path.insert(0, str(ROOT / "docs"))
-    try:
-        import build
-    finally:
-        sys.path.pop(0)
-    return build
+    return load_script(ROOT / "docs" / "build.py", "docs_build")
 
 
 def test_the_readme_is_short():

@@ -6,13 +6,13 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from gateway.telemetry import Metrics
+from tests.helpers.modules import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 OBSERVABILITY = ROOT / "observability"
@@ -147,11 +147,7 @@ def test_every_alert_has_a_test_and_a_runbook():
 
 
 def test_dashboards_are_generated_from_build_py():
-    sys.path.insert(0, str(ROOT / "grafana"))
-    try:
-        import build
-    finally:
-        sys.path.pop(0)
+    build = load_script(ROOT / "grafana" / "build.py", "grafana_build")
     for name, text in build.render().items():
         assert (ROOT / "grafana" / "dashboards" / name).read_text() == text, (
             f"run python grafana/build.py ({name} is stale)"
