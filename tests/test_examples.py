@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.processes import free_port, wait_http
+from tests.helpers.processes import free_port, gateway_dev
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -42,25 +41,8 @@ def tour_commands() -> list[str]:
 @pytest.fixture(scope="module", name="dev")
 def _dev(tmp_path_factory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("tour")
-    port = free_port()
-    with (work / "dev.log").open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "dev", "--port", str(port)],
-            cwd=work,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "GATEWAY_ANCHOR__INTERVAL_S": "1"},
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=90)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    with gateway_dev(work, free_port(), {"GATEWAY_ANCHOR__INTERVAL_S": "1"}) as url:
+        yield url
 
 
 def run(command: str, gateway: str) -> str:

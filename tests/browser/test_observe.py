@@ -17,7 +17,7 @@ import pytest
 
 from tests.browser.conftest import ROOT, DevGateway
 from tests.browser.test_app_page import click, load, text, wait_text
-from tests.helpers.processes import free_port, wait_http
+from tests.helpers.processes import free_port, gateway_dev
 from tests.helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -67,31 +67,16 @@ def _observe(tmp_path_factory) -> Iterator[dict[str, int | dict[str, str]]]:
 def _dev_gateway(observe, tmp_path_factory) -> Iterator[DevGateway]:
     """`gateway dev` with the environment `make dev` takes from `make observe`."""
     work = tmp_path_factory.mktemp("observed-dev")
-    port = observe["GATEWAY_PORT"]
-    with (work / "dev.log").open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "dev", "--port", str(port)],
-            cwd=work,
-            env={**os.environ, **observe["env"], "OTEL_BSP_SCHEDULE_DELAY": "100"},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=90)
+    env = {**observe["env"], "OTEL_BSP_SCHEDULE_DELAY": "100"}
+    with gateway_dev(work, observe["GATEWAY_PORT"], env) as url:
         yield DevGateway(
-            url=f"http://127.0.0.1:{port}",
+            url=url,
             anvil_url="",
-            page_origin=f"http://127.0.0.1:{port}",
+            page_origin=url,
             other_origin="",
             otlp=None,  # type: ignore[arg-type]  # traces go to Jaeger here
             log=work / "dev.log",
         )
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def test_a_click_is_one_trace_in_jaeger(open_browser, dev_gateway: DevGateway, observe):

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from gateway.server import free_port
 
-__all__ = ["free_port", "gateway_process", "wait_http"]
+__all__ = ["free_port", "gateway_dev", "gateway_process", "wait_http"]
 
 
 def gateway_process(
@@ -47,3 +49,27 @@ def wait_http(url: str, *, status: int = 200, timeout_s: float = 30.0) -> None:
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer {status} (last: {last})")
+
+
+@contextlib.contextmanager
+def gateway_dev(work: Path, port: int, env: Mapping[str, str]) -> Iterator[str]:
+    """`gateway dev` (anvil and the gateway) run from ``work`` on ``port``, ready; its URL.
+    Stopped with SIGINT, as Ctrl-C stops it."""
+    with (work / "dev.log").open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "dev", "--port", str(port)],
+            cwd=work,
+            env={**os.environ, **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=90)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
