@@ -25,6 +25,7 @@ from opentelemetry.trace import INVALID_SPAN, SpanKind
 from gateway.config import ConsensusRule, ConsensusSettings
 from gateway.errors import GatewayError, UpstreamError
 from gateway.rpc.policy import matches
+from gateway.rpc.pool import NoUpstream
 from gateway.rpc.upstream import Upstream, decode_reply
 from gateway.telemetry import Metrics, is_sampled
 
@@ -203,6 +204,8 @@ class Consensus:
         """The agreed (or, per ``on_dispute``, chosen) reply and the node that gave it.
         Raises ConsensusDispute, or the last UpstreamError when no node answered."""
         participants = self.pool.participants(rule.participants, min_head=min_head)
+        if not participants:  # none reachable: what any call gets, not a dispute
+            raise NoUpstream
         by_name = {u.name: u for u in participants}
         with self._span(
             "rpc consensus", {"gateway.consensus.participants": len(participants)}

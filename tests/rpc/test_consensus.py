@@ -146,3 +146,22 @@ async def test_other_methods_and_unpinned_calls_skip_consensus(
     assert response.headers["X-Gateway-Consensus"] == "agreed=2/2"
     response = await rpc.post({"jsonrpc": "2.0", "id": 3, "method": "eth_blockNumber"})
     assert "X-Gateway-Consensus" not in response.headers
+
+
+async def test_with_no_node_to_ask_it_is_no_upstream_not_a_dispute(
+    aiohttp_client, make_settings, rpc_env
+):
+    from gateway.server import free_port
+
+    rpc = await _gateway(
+        aiohttp_client,
+        make_settings,
+        rpc_env,
+        [type("Closed", (), {"url": f"http://127.0.0.1:{free_port()}"})()],
+        GATEWAY_RPC__CONSENSUS__RULES=_rule(participants=2, agreement=2),
+    )
+    response = await rpc.post(_balance_call(1))
+    body = await response.json()
+    assert body["error"]["code"] == -32002, body  # as any call with no node, not -32003
+    assert body["error"]["message"] == "no upstream node is available"
+    assert "gateway_rpc_consensus_total{" not in await (await rpc.client.get("/metrics")).text()
