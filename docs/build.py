@@ -132,11 +132,11 @@ def _rows(
         dotted = f"{prefix}{name}"
         sub = _is_model(field.annotation)
         if sub is not None:
-            sections += _rows(sub, f"{dotted}.")
+            sections += _rows(sub, f"{dotted}.", environment=environment)
             continue
         items = typing.get_args(field.annotation)
         if typing.get_origin(field.annotation) is tuple and items and _is_model(items[0]):
-            sections += [(f"{dotted}[]", _rows(items[0], f"{dotted}[].", environment=False)[0][1])]
+            sections += _rows(items[0], f"{dotted}[].", environment=False)
         described = comments.get(name, "").replace("|", "\\|")
         rows.append(
             f"| `{dotted}` | {_environment(dotted) if environment else '(in the list)'} "

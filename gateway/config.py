@@ -204,6 +204,95 @@ class RpcSettings(_Section):
     subscription_poll_s: PositiveFloat = 1.0
 
 
+class NetworkRpcSettings(_Section):
+    """What a network sets for itself; a setting left out is the ``[rpc]`` one."""
+
+    max_lag_blocks: Annotated[int, Field(ge=0)] | None = None
+    rogue_head_blocks: Annotated[int, Field(ge=1)] | None = None
+    health_interval_s: PositiveFloat | None = None
+    health_timeout_s: PositiveFloat | None = None
+    push_heads: bool | None = None
+    subscription_poll_s: PositiveFloat | None = None
+    max_attempts: Annotated[int, Field(ge=1, le=10)] | None = None
+    # This network's share of the response cache (default: [rpc] cache_max_bytes split
+    # evenly between the networks).
+    cache_max_bytes: Annotated[int, Field(ge=0)] | None = None
+    logs_chunk_blocks: Annotated[int, Field(ge=1)] | None = None
+    logs_max_range: Annotated[int, Field(ge=1)] | None = None
+    method_weights: dict[str, PositiveFloat] | None = None
+    # A network with a tier of its own limits its callers on it alone; otherwise a
+    # caller's budget is one across every network.
+    anonymous: RpcTierSettings | None = None
+    signed_in: RpcTierSettings | None = None
+    consensus: ConsensusSettings | None = None
+
+    def over(self, base: RpcSettings, *, cache_max_bytes: int) -> RpcSettings:
+        """``base`` with this network's settings in place of its own."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        given = {name: value for name, value in given.items() if value is not None}
+        given.setdefault("cache_max_bytes", cache_max_bytes)
+        return base.model_copy(update=given)
+
+    @property
+    def own_limits(self) -> bool:
+        return self.anonymous is not None or self.signed_in is not None
+
+
+class NetworkAnchorSettings(_Section):
+    """Anchoring on one network: the key is [anchor]'s unless given here."""
+
+    enabled: bool = True
+    contract_address: str | None = None
+    private_key: SecretStr | None = None
+
+
+class NetworkRelaySettings(_Section):
+    """The relay on one network: the relayer key is [relay]'s unless given here."""
+
+    enabled: bool = True
+    forwarder_address: str | None = None
+    private_key: SecretStr | None = None
+
+
+_ALIAS = re.compile(r"[a-z][a-z0-9_\-]{0,31}")
+
+
+class NetworkSettings(_Section):
+    """One chain the gateway serves: its nodes at ``/rpc/<chain id>`` and ``/rpc/<alias>``."""
+
+    # The chain its upstreams must be on (required in [[networks]]).
+    chain_id: Annotated[int, Field(ge=1)] | None = None
+    # A name for URLs and dashboards: `mainnet`, `base` (lowercase, not only digits).
+    alias: str | None = None
+    upstreams: tuple[UpstreamSettings, ...] = ()
+    rpc: NetworkRpcSettings = NetworkRpcSettings()
+    anchor: NetworkAnchorSettings = NetworkAnchorSettings()
+    relay: NetworkRelaySettings = NetworkRelaySettings()
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str | None) -> str | None:
+        if value is not None and not _ALIAS.fullmatch(value):
+            raise ValueError("an alias is 1-32 of a-z, 0-9, '_' and '-', starting with a letter")
+        return value
+
+    @field_validator("upstreams", mode="before")
+    @classmethod
+    def _upstream_list(cls, value: object) -> object:
+        return parse_upstreams(value) if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        """Its value of the ``network`` label of metrics: the chain id."""
+        return str(self.chain_id) if self.chain_id is not None else "default"
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """What ``/rpc/{network}`` accepts for it."""
+        named = [str(self.chain_id)] if self.chain_id is not None else []
+        return (*named, *([self.alias] if self.alias else []))
+
+
 class DomainRule(_Section):
     """An accepted EIP-712 domain: every field given must match (absent: any)."""
 
@@ -444,6 +533,11 @@ class Settings(_Section):
     # Node URLs, comma-separated; `http://a:8545|ws://a:8546` pairs an HTTP URL with its
     # WebSocket URL.
     upstreams: tuple[UpstreamSettings, ...] = ()
+    # Several chains behind one gateway: each [[networks]] entry has its chain_id, alias,
+    # [[networks.upstreams]] and overrides; in place of the top-level chain_id and upstreams.
+    networks: tuple[NetworkSettings, ...] = ()
+    # The network of /rpc (a chain id or an alias); default: the first one.
+    default_network: str | None = None
     upstream_pool: UpstreamPoolSettings = UpstreamPoolSettings()
     rpc: RpcSettings = RpcSettings()
     storage: StorageSettings = StorageSettings()
@@ -456,10 +550,47 @@ class Settings(_Section):
     relay: RelaySettings = RelaySettings()
     webapp: WebAppSettings = WebAppSettings()
 
+    @model_validator(mode="after")
+    def _networks(self) -> Settings:
+        if not self.networks:
+            if self.default_network is not None:
+                raise ValueError("default_network names a network, but no [[networks]] are set")
+            return self
+        if self.upstreams or self.chain_id is not None:
+            raise ValueError(
+                "networks: give either [[networks]] or the top-level chain_id and upstreams "
+                "(one network), not both"
+            )
+        seen: set[str] = set()
+        for index, network in enumerate(self.networks):
+            if network.chain_id is None:
+                raise ValueError(f"networks.{index}.chain_id: every network needs its chain id")
+            for name in network.names:
+                if name in seen:
+                    raise ValueError(f"networks.{index}: {name!r} names two networks")
+                seen.add(name)
+        if self.default_network is not None and self.default_network not in seen:
+            raise ValueError(
+                f"default_network {self.default_network!r} is none of the networks "
+                f"({', '.join(sorted(seen))})"
+            )
+        return self
+
+    def network_list(self) -> tuple[NetworkSettings, ...]:
+        """Every network served, the default first: the [[networks]], or the one of the
+        top-level chain_id and upstreams."""
+        if not self.networks:
+            return (NetworkSettings(chain_id=self.chain_id, upstreams=self.upstreams),)
+        default = self.networks[0]
+        if self.default_network is not None:
+            default = next(n for n in self.networks if self.default_network in n.names)
+        return (default, *(network for network in self.networks if network is not default))
+
     def siwe_chain_ids(self) -> frozenset[int]:
         if self.identity.chain_ids:
             return frozenset(self.identity.chain_ids)
-        return frozenset({self.chain_id or 1})
+        known = {n.chain_id for n in self.network_list() if n.chain_id is not None}
+        return frozenset(known or {1})
 
     def warnings(self) -> list[str]:
         """Valid settings that are probably a mistake, in words an operator can act on."""
@@ -498,11 +629,20 @@ class Settings(_Section):
         for secret in ("private_key", "keystore_password"):
             if data["anchor"][secret] is not None:
                 data["anchor"][secret] = "**********"
-        for upstream in data["upstreams"]:
-            upstream["url"] = mask_url(upstream["url"])
-            if upstream["ws_url"]:
-                upstream["ws_url"] = mask_url(upstream["ws_url"])
+        _mask_upstreams(data["upstreams"])
+        for network in data["networks"]:
+            _mask_upstreams(network["upstreams"])
+            for section in ("anchor", "relay"):
+                if network[section]["private_key"] is not None:
+                    network[section]["private_key"] = "**********"
         return data
+
+
+def _mask_upstreams(upstreams: list[dict[str, Any]]) -> None:
+    for upstream in upstreams:
+        upstream["url"] = mask_url(upstream["url"])
+        if upstream["ws_url"]:
+            upstream["ws_url"] = mask_url(upstream["ws_url"])
 
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -542,6 +682,8 @@ ENV_ALIASES: dict[str, str] = {
     "GATEWAY_PORT": "server.port",
     "GATEWAY_UPSTREAMS": "upstreams",
     "GATEWAY_CHAIN_ID": "chain_id",
+    "GATEWAY_NETWORKS": "networks",
+    "GATEWAY_DEFAULT_NETWORK": "default_network",
     "GATEWAY_SIWE_DOMAINS": "identity.siwe_domains",
     "GATEWAY_CORS_ORIGINS": "server.cors_origins",
     "GATEWAY_DATABASE_URL": "storage.database_url",

@@ -12,8 +12,8 @@ from redis.exceptions import RedisError
 
 from gateway.config import SETTINGS
 from gateway.errors import StorageUnavailable
-from gateway.openapi import operation
-from gateway.rpc.context import POOL
+from gateway.openapi import Parameter, operation
+from gateway.rpc.networks import NETWORKS
 from gateway.rpc.upstream import check_upstream
 from gateway.storage import STORAGE, Database
 from gateway.storage.redis import REDIS
@@ -35,7 +35,8 @@ class Readiness(BaseModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, str] = Field(
-        description="`storage` and `upstream:<name>` -> `ok` or why not."
+        description="`storage` and `upstream:<name>` (with several networks "
+        "`upstream:<chain id>:<name>`) -> `ok` or why not."
     )
 
 
@@ -56,25 +57,40 @@ async def healthz(_request: web.Request) -> web.Response:
 
 @routes.get("/readyz")
 @operation(
-    summary="Readiness: the chain upstream(s) and storage answer",
+    summary="Readiness: the chain upstream(s) of every network and storage answer",
     tag="operations",
+    parameters=(
+        Parameter("network", "query", "only this network's nodes (a chain id or an alias)"),
+    ),
     responses={200: Readiness, 503: NotReady},
 )
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when storage (and Redis) answer and every network has a node on its chain
+    that answers; ``?network=`` asks of one network's nodes only (with storage)."""
     settings = request.app[SETTINGS]
     timeout_s = settings.upstream_pool.readiness_timeout_s
-    upstreams = request.app[POOL].upstreams
+    networks = request.app[NETWORKS]
+    asked = request.query.get("network")
+    chosen = list(networks) if asked is None else [networks.named(asked)]
+    several = len(networks) > 1
     named = {"storage": _storage_check(request.app[STORAGE], timeout_s)}
     if (client := request.app.get(REDIS)) is not None:
         named["redis"] = _redis_check(client, timeout_s)
-    for upstream in upstreams:
-        named[f"upstream:{upstream.name}"] = check_upstream(
-            upstream, chain_id=settings.chain_id, timeout_s=timeout_s
-        )
+    prefixes = {}
+    for network in chosen:
+        # One network: `upstream:<name>` as ever; several: `upstream:<chain id>:<name>`.
+        prefix = prefixes[network.label] = f"upstream:{network.label}:" if several else "upstream:"
+        for upstream in network.pool.upstreams:
+            named[prefix + upstream.name] = check_upstream(
+                upstream, chain_id=network.settings.chain_id, timeout_s=timeout_s
+            )
     checks = dict(zip(named, await asyncio.gather(*named.values()), strict=True))
     failed = [name for name in ("storage", "redis") if checks.get(name, "ok") != "ok"]
-    if not any(state == "ok" for name, state in checks.items() if name.startswith("upstream:")):
-        failed.append("upstream" if upstreams else "upstream (none configured)")
+    for network in chosen:
+        prefix = prefixes[network.label]
+        if not any(state == "ok" for name, state in checks.items() if name.startswith(prefix)):
+            which = f"network {network.label} upstream" if several else "upstream"
+            failed.append(which if network.pool.upstreams else f"{which} (none configured)")
     if not failed:
         return web.json_response({"status": "ok", "checks": checks})
     body = {

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from aiohttp import web
 from eth_abi.abi import encode
 from web3 import AsyncWeb3
 from web3.exceptions import ContractLogicError, Web3Exception
 
 from gateway.chain.artifacts import load_artifact
 from gateway.chain.signatures import InvalidSignature, MalformedSignature, recovers_to
+from gateway.chain.web3 import CHAINS
 from gateway.errors import UpstreamError
 
 ERC1271_MAGIC = bytes.fromhex("1626ba7e")
@@ -71,6 +73,12 @@ class ContractWallets:
 
 
 WalletType = Literal["eoa", "contract"]
+
+
+def contract_wallets(app: web.Application) -> dict[int, ContractWallets]:
+    """A contract-wallet checker for each network of the app, by chain id."""
+    chains = app.get(CHAINS)
+    return {} if chains is None else {chain: ContractWallets(w3) for chain, w3 in chains}
 
 
 class ContractWalletsUnavailable(Exception):  # a state, said as such

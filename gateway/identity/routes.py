@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.background import running
 from gateway.bodies import read_model
 from gateway.caller import SESSIONS, ip_of, request_token
-from gateway.chain.wallets import ContractWallets
-from gateway.chain.web3 import WEB3
+from gateway.chain.wallets import contract_wallets
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
 from gateway.errors import Unauthenticated
@@ -280,7 +279,6 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
         if shared is None
         else RedisIdentityStore(shared, app[TELEMETRY].metrics)
     )
-    web3 = app.get(WEB3)
     app[KEYS] = keys
     app[AUTH_LIMITER] = limiter_for(app)
     app[SIGN_IN] = SignInService(
@@ -289,10 +287,9 @@ async def identity_ctx(app: web.Application) -> AsyncIterator[None]:
         tokens=TokenIssuer(
             keys, issuer=identity.issuer, audience=identity.audience, ttl_s=identity.session_ttl_s
         ),
-        wallets=None if web3 is None else ContractWallets(web3),
+        wallets=contract_wallets(app),
         metrics=app[TELEMETRY].metrics,
         tracer=app[TELEMETRY].tracer,
-        gateway_chain_id=settings.chain_id,
     )
     app[SESSIONS] = app[SIGN_IN]  # how every feature learns who a token's caller is
 

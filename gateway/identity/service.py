@@ -6,6 +6,7 @@ import dataclasses
 import secrets
 import string
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -98,20 +99,18 @@ class SignInService:
         *,
         store: IdentityStore,
         tokens: TokenIssuer,
-        wallets: ContractWallets | None,
+        wallets: Mapping[int, ContractWallets],
         metrics: Metrics,
         tracer: trace.Tracer,
-        gateway_chain_id: int | None,
     ) -> None:
         self.settings = settings.identity
         self.chain_ids = settings.siwe_chain_ids()
         self.domains = frozenset(self.settings.siwe_domains)
         self.store = store
         self.tokens = tokens
-        self.wallets = wallets
+        self.wallets = wallets  # by chain id: the nodes of that network
         self.metrics = metrics
         self.tracer = tracer
-        self.gateway_chain_id = gateway_chain_id
         self._not_revoked: dict[str, float] = {}
 
     async def issue_nonce(self, client: str) -> tuple[str, float]:
@@ -238,8 +237,8 @@ class SignInService:
             raw = signatures.signature_bytes(signature)
         except signatures.MalformedSignature as exc:
             raise siwe.MalformedSignature(str(exc)) from exc
-        # A contract wallet is asked on the gateway's chain only.
-        wallets = self.wallets if message.chain_id == self.gateway_chain_id else None
+        # A contract wallet is asked on the network of the message's chain id.
+        wallets = self.wallets.get(message.chain_id)
         with self.tracer.start_as_current_span("siwe.recover") as span:
             try:
                 wallet_type = await verify_signer(

@@ -60,11 +60,19 @@ def error_reply(error: GatewayError) -> LaneReply:
 Answer = LaneReply | Awaitable[LaneReply] | None
 Answerer = Callable[[LaneRequest], Answer]
 LANE_ROUTES = web.AppKey("lane_routes", dict[tuple[bytes, bytes], Answerer])
+# A route's template where it is not its path ("/rpc/{network}" for "/rpc/1").
+LANE_TEMPLATES = web.AppKey("lane_templates", dict[tuple[bytes, bytes], str])
 
 
-def register(app: web.Application, method: str, path: str, answerer: Answerer) -> None:
-    """Let the lane answer ``method path`` with ``answerer`` (from a feature's cleanup_ctx)."""
-    app.setdefault(LANE_ROUTES, {})[(method.encode(), path.encode())] = answerer
+def register(
+    app: web.Application, method: str, path: str, answerer: Answerer, *, route: str | None = None
+) -> None:
+    """Let the lane answer ``method path`` with ``answerer`` (from a feature's cleanup_ctx);
+    ``route`` is the template aiohttp's router names it by (metrics, spans), if not ``path``."""
+    key = (method.encode(), path.encode())
+    app.setdefault(LANE_ROUTES, {})[key] = answerer
+    if route is not None:
+        app.setdefault(LANE_TEMPLATES, {})[key] = route
 
 
 class _HttpDate:
@@ -85,12 +93,21 @@ class _HttpDate:
 class Lane:
     """The routes a running app's lane answers, and the telemetry of each answer."""
 
-    def __init__(self, routes: dict[tuple[bytes, bytes], Answerer], telemetry: Telemetry) -> None:
+    def __init__(
+        self,
+        routes: dict[tuple[bytes, bytes], Answerer],
+        telemetry: Telemetry,
+        templates: dict[tuple[bytes, bytes], str] | None = None,
+    ) -> None:
         self.routes = routes
         # How a request for one of the routes starts: "POST /rpc ".
         self.prefixes = tuple(method + b" " + path + b" " for method, path in routes)
-        # Each route's method and path, as str.
-        self._names = {key: (key[0].decode(), key[1].decode()) for key in routes}
+        # Each route's method, template and path, as str.
+        templates = templates or {}
+        self._names = {
+            key: (key[0].decode(), templates.get(key, key[1].decode()), key[1].decode())
+            for key in routes
+        }
         self._telemetry = telemetry
         self._date = _HttpDate()
         self.answered = 0  # requests the lane answered (tests and benches read it)
@@ -99,7 +116,7 @@ class Lane:
     def of(cls, app: web.Application) -> Lane | None:
         """The lane of a started app; None when no feature registered a route."""
         routes = app.get(LANE_ROUTES)
-        return cls(routes, app[TELEMETRY]) if routes else None
+        return cls(routes, app[TELEMETRY], app.get(LANE_TEMPLATES)) if routes else None
 
     def answer(
         self,
@@ -115,12 +132,12 @@ class Lane:
         if forwarded_for and telemetry.trust_forwarded_for:  # as ``caller.client_ip``
             request.client_ip = forwarded_ip(forwarded_for.decode("ascii"))
         answerer = self.routes[route]
-        method, path = self._names[route]
+        method, template, path = self._names[route]
         scope = open_scope(
             telemetry,
             method=method,
             method_label=method,
-            route=path,
+            route=template,
             path=path,
             request_id=request_id_from(None if request_id is None else request_id.decode("ascii")),
         )
@@ -145,12 +162,12 @@ class Lane:
     def hung_up(self, frame: Frame, client_ip: str) -> None:
         """A client left with a lane request's head sent and its body not: a 499, counted
         and logged as aiohttp's path does."""
-        method, path = self._names[frame.route]
+        method, template, path = self._names[frame.route]
         scope = open_scope(
             self._telemetry,
             method=method,
             method_label=method,
-            route=path,
+            route=template,
             path=path,
             request_id=request_id_from(
                 None if frame.request_id is None else frame.request_id.decode("ascii")

@@ -213,17 +213,21 @@ class RedisCache:
     """The second level shared by replicas: only answers that are final everywhere (see
     ``RpcService._shareable``), with a TTL. Best effort: a Redis failure is a miss."""
 
-    def __init__(self, client: aioredis.Redis, *, ttl_s: int = 3600) -> None:
+    def __init__(
+        self, client: aioredis.Redis, *, namespace: int | None = None, ttl_s: int = 3600
+    ) -> None:
         self._redis = client
         self._ttl_s = ttl_s
+        # Each chain's answers under its own keys: one chain's never answer another's.
+        self._prefix = b"gw:rpc:" if namespace is None else b"gw:rpc:%d:" % namespace
 
     async def get(self, key: bytes) -> bytes | None:
         try:
-            value = await self._redis.get(b"gw:rpc:" + key)
+            value = await self._redis.get(self._prefix + key)
         except (RedisError, OSError):
             return None
         return bytes(value) if value is not None else None
 
     async def put(self, key: bytes, result: bytes) -> None:
         with contextlib.suppress(RedisError, OSError):
-            await self._redis.set(b"gw:rpc:" + key, result, ex=self._ttl_s)
+            await self._redis.set(self._prefix + key, result, ex=self._ttl_s)

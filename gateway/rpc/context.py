@@ -1,4 +1,5 @@
-"""The upstream resources of an app: one HTTP session, the nodes, their pool and the cache."""
+"""The upstream resources of an app: one HTTP session, and per network its nodes, their
+pool and its cache (``gateway.rpc.networks``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import aiohttp
 from aiohttp import web
 from web3 import AsyncWeb3
 
-from gateway.chain.web3 import WEB3
-from gateway.config import SETTINGS
+from gateway.chain.web3 import CHAINS, WEB3, ChainClients
+from gateway.config import SETTINGS, NetworkSettings, RpcSettings
 from gateway.rpc.cache import MemoryCache
+from gateway.rpc.networks import NETWORKS, Network, Networks
 from gateway.rpc.pool import NewHead, UpstreamPool
 from gateway.rpc.provider import PoolProvider
 from gateway.rpc.upstream import Upstream
-from gateway.telemetry import TELEMETRY
+from gateway.telemetry import TELEMETRY, Telemetry
 
 UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 POOL = web.AppKey("pool", UpstreamPool)
@@ -22,44 +24,83 @@ CACHE = web.AppKey("cache", MemoryCache)
 
 
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One client session (one connection pool) for every node, traced and propagating
-    ``traceparent``; the pool checks chain ids and starts tracking heads."""
+    """One client session (one connection pool) for every node of every network, traced
+    and propagating ``traceparent``; each network's pool checks its nodes' chain id and
+    starts tracking heads. ``POOL``, ``CACHE`` and ``WEB3`` are the default network's."""
     settings = app[SETTINGS]
     telemetry = app[TELEMETRY]
     connector = aiohttp.TCPConnector(
         limit=settings.upstream_pool.max_connections, ttl_dns_cache=300
     )
     async with aiohttp.ClientSession(connector=connector) as session:
-        upstreams = [
-            Upstream(
-                config,
-                session,
-                tracer=telemetry.tracer,
-                breaker_threshold=settings.rpc.breaker_threshold,
-                breaker_cooldown_s=settings.rpc.breaker_cooldown_s,
-            )
-            for config in settings.upstreams
-        ]
-        pool = UpstreamPool(
-            upstreams, settings.rpc, chain_id=settings.chain_id, metrics=telemetry.metrics
+        configured = settings.network_list()
+        networks = Networks(
+            [
+                _network(
+                    config,
+                    config.rpc.over(
+                        settings.rpc,
+                        cache_max_bytes=settings.rpc.cache_max_bytes // len(configured),
+                    ),
+                    session,
+                    telemetry,
+                )
+                for config in configured
+            ]
         )
-        cache = MemoryCache(settings.rpc.cache_max_bytes)
-
-        def invalidate(head: NewHead) -> None:
-            if head.reorg_from is not None:
-                cache.invalidate_from(0)
-            telemetry.metrics.rpc_cache_bytes.set(cache.size)
-
-        pool.on_head(invalidate)
         app[UPSTREAM_SESSION] = session
-        app[POOL] = pool
-        app[CACHE] = cache
-        await pool.start()
+        app[NETWORKS] = networks
+        default = networks.default
+        app[POOL] = default.pool
+        app[CACHE] = default.cache
+        started: list[UpstreamPool] = []
         try:
-            # The gateway's own chain work (contract wallets, anchoring, the relay) goes
-            # through the pool too; without nodes there is none to do.
-            if pool.upstreams:
-                app[WEB3] = AsyncWeb3(PoolProvider(pool))
+            for network in networks:
+                await network.pool.start()
+                started.append(network.pool)
+                # The gateway's own chain work (contract wallets, anchoring, the relay) goes
+                # through the pool too; without nodes there is none to do.
+                if network.pool.upstreams:
+                    network.web3 = AsyncWeb3(PoolProvider(network.pool))
+            if default.web3 is not None:
+                app[WEB3] = default.web3
+            app[CHAINS] = ChainClients(
+                {
+                    network.chain_id: network.web3
+                    for network in networks
+                    if network.web3 is not None and network.chain_id is not None
+                }
+            )
             yield
         finally:
-            await pool.stop()
+            for pool in started:
+                await pool.stop()
+
+
+def _network(
+    config: NetworkSettings,
+    rpc: RpcSettings,
+    session: aiohttp.ClientSession,
+    telemetry: Telemetry,
+) -> Network:
+    metrics = telemetry.metrics.of_network(config.label)
+    upstreams = [
+        Upstream(
+            upstream,
+            session,
+            tracer=telemetry.tracer,
+            breaker_threshold=rpc.breaker_threshold,
+            breaker_cooldown_s=rpc.breaker_cooldown_s,
+        )
+        for upstream in config.upstreams
+    ]
+    pool = UpstreamPool(upstreams, rpc, chain_id=config.chain_id, metrics=metrics)
+    cache = MemoryCache(rpc.cache_max_bytes)
+
+    def invalidate(head: NewHead) -> None:
+        if head.reorg_from is not None:
+            cache.invalidate_from(0)
+        metrics.rpc_cache_bytes.set(cache.size)
+
+    pool.on_head(invalidate)
+    return Network(config, rpc, metrics, pool, cache, web3=None)

@@ -1,4 +1,5 @@
-"""POST /rpc (JSON-RPC 2.0, single and batch) and GET /rpc (JSON-RPC over WebSocket)."""
+"""POST /rpc (JSON-RPC 2.0, single and batch) and GET /rpc (JSON-RPC over WebSocket), and
+the same at /rpc/{network} for each network the gateway serves."""
 
 from __future__ import annotations
 
@@ -20,16 +21,17 @@ from gateway.caller import (
     caller_of,
     resolve_caller,
 )
-from gateway.config import SETTINGS
 from gateway.errors import Unavailable, retry_after
 from gateway.lane import Answer, LaneReply, LaneRequest, register
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
 from gateway.rpc.cache import RedisCache
-from gateway.rpc.context import CACHE, POOL, UPSTREAM_SESSION
+from gateway.rpc.context import UPSTREAM_SESSION
 from gateway.rpc.explain import Explain, headers_of
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
+from gateway.rpc.networks import NETWORKS
+from gateway.rpc.pool import UpstreamPool
 from gateway.rpc.service import RpcService
 from gateway.rpc.subscriptions import SubscriptionHub, SubscriptionRefused
 from gateway.rpc.websocket import ConnectionCounter, WebSocketGateway
@@ -96,26 +98,60 @@ def _json(body: bytes, status: int = 200, headers: dict[str, str] | None = None)
     return web.Response(body=body, status=status, content_type=_JSON, headers=headers)
 
 
+_RPC_RESPONSES: dict[int, type[BaseModel] | str] = {
+    200: JsonRpcResponse,
+    204: "A batch of notifications only",
+    401: "Invalid session token",
+    413: "Body over the size limit",
+    429: "Rate limited (a single call); batches answer -32005 per call",
+}
+_UNKNOWN_NETWORK = "No such network (`rpc.unknown_network`, the known ones in `error.data`)"
+
+
 @routes.post("/rpc")
 @operation(
     summary="JSON-RPC 2.0 to Ethereum (single or batch)",
     tag="json-rpc",
     request=JsonRpcRequest,
     parameters=(Parameter("Authorization", "header", "optional `Bearer <token>`: signed-in tier"),),
-    responses={
-        200: JsonRpcResponse,
-        204: "A batch of notifications only",
-        401: "Invalid session token",
-        413: "Body over the size limit",
-        429: "Rate limited (a single call); batches answer -32005 per call",
-    },
+    responses=_RPC_RESPONSES,
     description="Errors follow JSON-RPC 2.0: -32700 parse error, -32600 invalid request "
     "(and batch over the limit), -32601 method not allowed, -32005 limit exceeded, "
     "-32002 upstream failure.",
 )
 async def rpc_http(request: web.Request) -> web.StreamResponse:
+    return await _rpc_http(request, request.app[RPC])
+
+
+@routes.post("/rpc/{network}")
+@operation(
+    summary="JSON-RPC 2.0 to one of the gateway's networks (single or batch)",
+    tag="json-rpc",
+    request=JsonRpcRequest,
+    parameters=(
+        Parameter(
+            "network", "path", "a chain id (`1`, `8453`) or an alias (`mainnet`)", required=True
+        ),
+        Parameter("Authorization", "header", "optional `Bearer <token>`: signed-in tier"),
+    ),
+    responses={**_RPC_RESPONSES, 404: _UNKNOWN_NETWORK},
+    description="As POST /rpc, on the network named in the path; POST /rpc is the default network.",
+)
+async def rpc_http_network(request: web.Request) -> web.StreamResponse:
+    service, _websockets = _network_of(request)
+    return await _rpc_http(request, service)
+
+
+def _network_of(request: web.Request) -> tuple[RpcService, WebSocketGateway]:
+    """The services of the network in the path (404 ``rpc.unknown_network``)."""
+    network = request.app[NETWORKS].named(request.match_info["network"])
+    if network.service is None or network.websockets is None:  # before rpc_ctx: none yet
+        raise Unavailable("the JSON-RPC gateway is starting")
+    return network.service, network.websockets
+
+
+async def _rpc_http(request: web.Request, service: RpcService) -> web.StreamResponse:
     caller = await rpc_caller(request)
-    service = request.app[RPC]
     body = await read_body(request)
     answer = await rpc_answer(service, body, caller)
     if answer.status == 204:
@@ -247,48 +283,84 @@ async def rpc_ws(request: web.Request) -> web.StreamResponse:
     return await request.app[WEBSOCKETS].serve(request, caller)
 
 
+@routes.get("/rpc/{network}")
+@operation(
+    summary="JSON-RPC over WebSocket to one of the gateway's networks",
+    tag="json-rpc",
+    parameters=(Parameter("network", "path", "a chain id or an alias", required=True),),
+    responses={
+        101: "Switching Protocols",
+        404: _UNKNOWN_NETWORK,
+        429: "Too many connections for this caller",
+    },
+    description="As GET /rpc, on the network named in the path: its nodes, its heads.",
+)
+async def rpc_ws_network(request: web.Request) -> web.StreamResponse:
+    _service, websockets = _network_of(request)
+    caller = await rpc_caller(request)
+    return await websockets.serve(request, caller)
+
+
 async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:
-    settings = app[SETTINGS]
+    """Each network's JSON-RPC service, subscription hub and WebSocket gateway; ``RPC``,
+    ``HUB`` and ``WEBSOCKETS`` are the default network's. The lane answers ``POST /rpc``
+    and ``POST /rpc/<chain id or alias>`` of every network."""
     telemetry = app[TELEMETRY]
-    service = app[RPC] = RpcService(
-        settings.rpc,
-        pool=app[POOL],
-        cache=app[CACHE] if settings.rpc.cache_enabled else None,
-        limiter=limiter_for(app),
-        shared_cache=RedisCache(app[REDIS])
-        if REDIS in app and settings.rpc.cache_enabled
-        else None,
-        metrics=telemetry.metrics,
-        tracer=telemetry.tracer,
-    )
-    register(app, "POST", "/rpc", rpc_answerer(service, app))
-    pool = app[POOL]
-    hub = SubscriptionHub(
-        pool,
-        app[UPSTREAM_SESSION],
-        telemetry.metrics,
-        max_feeds=settings.rpc.ws_max_upstream_subscriptions,
-        poll_s=settings.rpc.subscription_poll_s,
-    )
-    app[HUB] = hub
-    app[WEBSOCKETS] = WebSocketGateway(app[RPC], hub, ConnectionCounter(), telemetry.metrics)
+    networks = app[NETWORKS]
+    limiter = limiter_for(app)
+    counter = ConnectionCounter()  # a caller's WebSocket connections, across networks
+    follow = []
+    for network in networks:
+        rpc = network.rpc
+        chain_id = network.chain_id
+        service = network.service = RpcService(
+            rpc,
+            pool=network.pool,
+            cache=network.cache if rpc.cache_enabled else None,
+            limiter=limiter,
+            shared_cache=RedisCache(app[REDIS], namespace=chain_id)
+            if REDIS in app and rpc.cache_enabled
+            else None,
+            metrics=network.metrics,
+            tracer=telemetry.tracer,
+            limit_scope=network.label if network.settings.rpc.own_limits else "",
+        )
+        hub = network.hub = SubscriptionHub(
+            network.pool,
+            app[UPSTREAM_SESSION],
+            network.metrics,
+            max_feeds=rpc.ws_max_upstream_subscriptions,
+            poll_s=rpc.subscription_poll_s,
+        )
+        websockets = network.websockets = WebSocketGateway(service, hub, counter, network.metrics)
+        answerer = rpc_answerer(service, app)
+        if network is networks.default:
+            register(app, "POST", "/rpc", answerer)
+            app[RPC], app[HUB], app[WEBSOCKETS] = service, hub, websockets
+        for name in network.names:
+            register(app, "POST", f"/rpc/{name}", answerer, route="/rpc/{network}")
+        if rpc.push_heads and hub.has_websocket_upstream():
+            follow.append(_follow_heads(network.pool, hub))
+    async with running(*follow, name="head-push"):
+        try:
+            yield
+        finally:
+            for network in networks:
+                if network.hub is not None:
+                    await network.hub.close()
+
+
+async def _follow_heads(pool: UpstreamPool, hub: SubscriptionHub) -> None:
+    """New heads as the nodes announce them (newHeads), so ``latest`` moves at once."""
 
     def announced(_header: bytes) -> bool:
         pool.refresh_heads_soon()
         return True
 
-    async def follow_heads() -> None:
-        try:
-            await hub.subscribe("newHeads", [], announced, internal=True)
-        except SubscriptionRefused as refused:
-            log.warning("new heads are polled only: newHeads refused", detail=refused.message)
-
-    push = settings.rpc.push_heads and hub.has_websocket_upstream()
-    async with running(*([follow_heads()] if push else []), name="head-push"):
-        try:
-            yield
-        finally:
-            await hub.close()
+    try:
+        await hub.subscribe("newHeads", [], announced, internal=True)
+    except SubscriptionRefused as refused:
+        log.warning("new heads are polled only: newHeads refused", detail=refused.message)
 
 
 __all__ = ["HUB", "RPC", "routes", "rpc_caller", "rpc_ctx"]

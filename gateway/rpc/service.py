@@ -80,8 +80,12 @@ class RpcService:
         metrics: Metrics,
         tracer: trace.Tracer,
         shared_cache: RedisCache | None = None,
+        limit_scope: str = "",
     ) -> None:
         self.settings = settings
+        # Rate-limit keys: one budget per caller across networks, unless a network has
+        # limits of its own (its label then scopes them).
+        self._limit_prefix = f"rpc:{limit_scope}:" if limit_scope else "rpc:"
         self.pool = pool
         self.cache = cache
         self.shared: RedisCache | None = shared_cache
@@ -128,13 +132,21 @@ class RpcService:
     async def admit_one(self, call: Call, caller: Caller) -> float:
         if self._local_limiter is not None:  # in process: no coroutine to create and await
             return self.admit_now(call, caller)
-        key, limit, cost = f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
+        key, limit, cost = (
+            self._limit_prefix + caller.key,
+            self.limits[caller.tier],
+            self.weight(call.method),
+        )
         return self._counted_wait(call, caller, await self.limiter.acquire(key, limit, cost))
 
     def admit_now(self, call: Call, caller: Caller) -> float:
         """``admit_one`` with the limits in process (``answers_now`` says so)."""
         assert self._local_limiter is not None  # noqa: S101  # only when answers_now
-        key, limit, cost = f"rpc:{caller.key}", self.limits[caller.tier], self.weight(call.method)
+        key, limit, cost = (
+            self._limit_prefix + caller.key,
+            self.limits[caller.tier],
+            self.weight(call.method),
+        )
         wait = self._local_limiter.acquire_now(key, limit, cost)
         return self._counted_wait(call, caller, wait)
 

@@ -5,6 +5,7 @@ Dashboards and alert rules (grafana/, observability/) query only the names in th
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -73,70 +74,70 @@ class Metrics:
         self.upstream_up = Gauge(
             "gateway_upstream_up",
             "1 when the upstream node answered its last check.",
-            ["upstream"],
+            ["network", "upstream"],
             registry=r,
         )
         self.upstream_head_block = Gauge(
             "gateway_upstream_head_block",
             "Block number of the node's latest/safe/finalized.",
-            ["upstream", "tag"],
+            ["network", "upstream", "tag"],
             registry=r,
         )
         self.upstream_lag_blocks = Gauge(
             "gateway_upstream_lag_blocks",
             "Blocks the node's head is behind the best head.",
-            ["upstream"],
+            ["network", "upstream"],
             registry=r,
         )
         self.upstream_breaker_state = Gauge(
             "gateway_upstream_breaker_state",
             "Circuit breaker: 0 closed, 1 half-open, 2 open.",
-            ["upstream"],
+            ["network", "upstream"],
             registry=r,
         )
         # --- JSON-RPC
         self.rpc_requests = FastCounter(
             "gateway_rpc_requests",
             "JSON-RPC calls, by method (known ones), tier and outcome.",
-            ["method", "tier", "outcome"],
+            ["network", "method", "tier", "outcome"],
             r,
         )
         self.rpc_coalesced = FastCounter(
             "gateway_rpc_coalesced",
             "Calls answered by an identical call already in flight (no node call of their own).",
-            ["method"],
+            ["network", "method"],
             r,
         )
         self.rpc_upstream_requests = FastCounter(
             "gateway_rpc_upstream_requests",
             "Calls sent to upstream nodes, by outcome.",
-            ["upstream", "method", "outcome"],
+            ["network", "upstream", "method", "outcome"],
             r,
         )
         self.rpc_upstream_duration = FastHistogram(
             "gateway_rpc_upstream_duration_seconds",
             "Upstream call latency.",
-            ["upstream"],
+            ["network", "upstream"],
             r,
             buckets=LATENCY_BUCKETS_S,
         )
         self.rpc_failovers = Counter(
             "gateway_rpc_failovers",
             "Calls moved to another node after this one failed.",
-            ["upstream"],
+            ["network", "upstream"],
             registry=r,
         )
         self.rpc_hedges = Counter(
             "gateway_rpc_hedges",
             "Slow reads also sent to this node (hedging).",
-            ["upstream"],
+            ["network", "upstream"],
             registry=r,
         )
         self.rpc_empty_retries = Counter(
             "gateway_rpc_empty_retries",
             "Lookups a node behind the others answered null, asked again of a node further "
             "on, by method and outcome (found, none).",
-            ["method", "outcome"],
+            ["network", "method", "outcome"],
             registry=r,
         )
         self.rpc_broadcast = Counter(
@@ -144,37 +145,43 @@ class Metrics:
             "eth_sendRawTransaction sent to a node (every node gets each one), by what the "
             "node said: accepted, known (it had it: already known, nonce too low with the "
             "same hash), rejected, unreachable.",
-            ["upstream", "outcome"],
+            ["network", "upstream", "outcome"],
             registry=r,
         )
         self.rpc_consensus = Counter(
             "gateway_rpc_consensus",
             "Calls answered by consensus (rpc.consensus), by method and outcome: agreed, "
             "dispute_error, dispute_highest, dispute_common, low_participants.",
-            ["method", "outcome"],
+            ["network", "method", "outcome"],
             registry=r,
         )
         self.upstream_misbehavior = Counter(
             "gateway_upstream_misbehavior",
             "Answers of a node outside the agreement of a consensus call (the node is then "
             "sidelined for rpc.consensus.punish_s).",
-            ["upstream", "method"],
+            ["network", "upstream", "method"],
             registry=r,
         )
         self.rpc_cache_requests = FastCounter(
             "gateway_rpc_cache_requests",
             "Cacheable calls, by hit or miss.",
-            ["result"],
+            ["network", "result"],
             r,
         )
         self.rpc_cache_bytes = Gauge(
-            "gateway_rpc_cache_bytes", "Bytes held by the response cache.", registry=r
+            "gateway_rpc_cache_bytes",
+            "Bytes held by the response cache.",
+            ["network"],
+            registry=r,
         )
         self.ws_connections = Gauge(
             "gateway_ws_connections", "Open JSON-RPC WebSocket connections.", registry=r
         )
         self.ws_subscriptions = Gauge(
-            "gateway_ws_subscriptions", "Client subscriptions, by type.", ["type"], registry=r
+            "gateway_ws_subscriptions",
+            "Client subscriptions, by type.",
+            ["network", "type"],
+            registry=r,
         )
         # --- identity
         self.auth_attempts = Counter(
@@ -323,6 +330,15 @@ class Metrics:
         self._http_children: dict[tuple[str, str, int], tuple[CounterChild, HistogramChild]] = {}
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
 
+    def of_network(self, network: str) -> Metrics:
+        """These metrics as one network's code sees them: the same registry and series,
+        with ``network`` (its chain id) filled in as the first label of each per-network
+        family (``PER_NETWORK``)."""
+        view = copy.copy(self)
+        for name in PER_NETWORK:
+            setattr(view, name, _NetworkFamily(getattr(self, name), network))
+        return view
+
     def child(self, metric: Any, *labels: str) -> Any:  # noqa: ANN401  # a labelled child
         """``metric.labels(*labels)``, remembered: hot paths call this per request."""
         key = (id(metric), labels)
@@ -359,6 +375,51 @@ class Metrics:
         metrics = cls(registry)
         metrics.build_info.info({"version": version, "commit": commit})
         return metrics
+
+
+# Families labelled by network first (``Metrics.of_network``).
+PER_NETWORK = (
+    "upstream_up",
+    "upstream_head_block",
+    "upstream_lag_blocks",
+    "upstream_breaker_state",
+    "rpc_requests",
+    "rpc_coalesced",
+    "rpc_upstream_requests",
+    "rpc_upstream_duration",
+    "rpc_failovers",
+    "rpc_hedges",
+    "rpc_empty_retries",
+    "rpc_broadcast",
+    "rpc_consensus",
+    "upstream_misbehavior",
+    "rpc_cache_requests",
+    "rpc_cache_bytes",
+    "ws_subscriptions",
+)
+
+
+class _NetworkFamily:
+    """A per-network family with the network's label value given: ``labels(*rest)``; a
+    family of no other label is used directly (``set``, ``inc``, ``dec``)."""
+
+    __slots__ = ("family", "network")
+
+    def __init__(self, family: Any, network: str) -> None:  # noqa: ANN401  # any family
+        self.family = family
+        self.network = network
+
+    def labels(self, *values: str) -> Any:  # noqa: ANN401  # the family's child
+        return self.family.labels(self.network, *values)
+
+    def set(self, value: float) -> None:
+        self.family.labels(self.network).set(value)
+
+    def inc(self, amount: float = 1) -> None:
+        self.family.labels(self.network).inc(amount)
+
+    def dec(self, amount: float = 1) -> None:
+        self.family.labels(self.network).dec(amount)
 
 
 def failures_counter(metrics: Metrics, loop: str) -> Callable[[str], None]:

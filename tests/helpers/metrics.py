@@ -6,9 +6,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:
-    """The value of sample ``name`` with exactly ``labels``; None when there is none."""
+    """The value of sample ``name`` with exactly ``labels``; None when there is none.
+
+    A ``network`` label not asked for is any network's: a one-network gateway's series."""
     for family in text_string_to_metric_families(text):
         for each in family.samples:
-            if each.name == name and each.labels == labels:
+            found = each.labels
+            if "network" not in labels:
+                found = {key: value for key, value in found.items() if key != "network"}
+            if each.name == name and found == labels:
                 return float(each.value)
     return None

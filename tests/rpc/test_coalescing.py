@@ -10,6 +10,7 @@ from gateway.app import create_app
 from gateway.rpc.coalesce import Coalescer
 from tests.helpers.fake_node import fake_node_app
 from tests.helpers.lane import LaneTestServer
+from tests.helpers.metrics import sample
 from tests.helpers.waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -70,9 +71,7 @@ async def _concurrent(client, method, params, count=50):
 
 async def _coalesced_count(client, method):
     text = await (await client.get("/metrics")).text()
-    prefix = f'gateway_rpc_coalesced_total{{method="{method}"}} '
-    values = [float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)]
-    return values[0] if values else 0.0
+    return sample(text, "gateway_rpc_coalesced_total", method=method) or 0.0
 
 
 async def test_identical_reads_make_one_node_call(make_client, slow_node):
