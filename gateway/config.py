@@ -586,6 +586,13 @@ class Settings(_Section):
             default = next(n for n in self.networks if self.default_network in n.names)
         return (default, *(network for network in self.networks if network is not default))
 
+    def network_for(self, chain_id: int, *, default: bool) -> NetworkSettings:
+        """The settings of the network of ``chain_id`` (the one network of the top-level
+        settings whatever its chain; ``default`` says which that is)."""
+        listed = self.network_list()
+        found = next((n for n in listed if n.chain_id == chain_id), None)
+        return found if found is not None else listed[0] if default else NetworkSettings()
+
     def siwe_chain_ids(self) -> frozenset[int]:
         if self.identity.chain_ids:
             return frozenset(self.identity.chain_ids)

@@ -54,6 +54,16 @@ def _logs() -> Iterator[LogLines]:
     structlog.reset_defaults()
 
 
+SECOND_CHAIN_ID = 31338
+
+
+@pytest.fixture(name="chain_b")
+def _chain_b(tmp_path: Path) -> Iterator[DevChain]:
+    """A second chain (id 31338) of this test alone, for gateways of two networks."""
+    with DevChain.start(chain_id=SECOND_CHAIN_ID, log_dir=tmp_path / "anvil-b") as chain:
+        yield chain
+
+
 @pytest.fixture(scope="session", name="postgres")
 def _postgres():
     """One private PostgreSQL for the session; each test that uses it gets a new database."""

@@ -78,7 +78,7 @@ WalletType = Literal["eoa", "contract"]
 def contract_wallets(app: web.Application) -> dict[int, ContractWallets]:
     """A contract-wallet checker for each network of the app, by chain id."""
     chains = app.get(CHAINS)
-    return {} if chains is None else {chain: ContractWallets(w3) for chain, w3 in chains}
+    return {} if chains is None else {each.chain_id: ContractWallets(each.web3) for each in chains}
 
 
 class ContractWalletsUnavailable(Exception):  # a state, said as such

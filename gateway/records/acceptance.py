@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -382,16 +382,21 @@ def check_policy(
     candidate: Candidate,
     settings: RecordsSettings,
     *,
-    chain_id: int | None,
+    chain_ids: Collection[int],
     now: float | None = None,
 ) -> None:
-    """Domain, schema and deadline rules. Raises the Rejected subclass of the first miss."""
+    """Domain, schema and deadline rules. Raises the Rejected subclass of the first miss.
+    Without domain rules, a domain's chainId must be one of ``chain_ids`` (the gateway's
+    networks; empty: any)."""
     domain = candidate.domain
     if settings.domains:
         if not any(_domain_matches(rule, domain) for rule in settings.domains):
             raise DomainNotAllowed("the record's EIP-712 domain is not accepted here")
-    elif chain_id is not None and "chainId" in domain and _as_int(domain["chainId"]) != chain_id:
-        raise DomainNotAllowed(f"the record's domain chainId is not this gateway's ({chain_id})")
+    elif chain_ids and "chainId" in domain and _as_int(domain["chainId"]) not in chain_ids:
+        known = ", ".join(str(chain) for chain in sorted(chain_ids))
+        raise DomainNotAllowed(
+            f"the record's domain chainId is not one of this gateway's ({known})"
+        )
     if settings.schemas:
         schema = settings.schemas.get(candidate.primary_type)
         if schema is None:
@@ -407,6 +412,12 @@ def check_policy(
             deadline = _as_int(candidate.message[field])
             if deadline is not None and deadline < moment:
                 raise Expired(f"{field} {deadline} has passed")
+
+
+def domain_chain_id(candidate: Candidate) -> int | None:
+    """The chainId of a record's EIP-712 domain, when it has one."""
+    domain = candidate.domain
+    return _as_int(domain["chainId"]) if "chainId" in domain else None
 
 
 def readers_of(candidate: Candidate, settings: RecordsSettings, signer: str) -> set[str]:

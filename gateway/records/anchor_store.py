@@ -25,21 +25,41 @@ Prover = Callable[[list[bytes]], tuple[bytes, list[str]]]
 
 
 class AnchorStore:
-    def __init__(self, database: Database) -> None:
+    """The anchoring of one network: its records (``records.chain_id``) and batches."""
+
+    def __init__(self, database: Database, chain_id: int, *, default: bool = True) -> None:
         self._db = database
         self._engine = database.engine
         self._writer = database.writer
+        self.chain_id = chain_id
+        self._default = default
+        self._mine = records.c.chain_id == chain_id
+        # The default network keeps the lock it had before networks (replicas agree).
+        self._lock = ANCHOR_LOCK if default else ANCHOR_LOCK + chain_id
 
     def leadership(self) -> contextlib.AbstractAsyncContextManager[bool]:
-        """One replica at a time anchors (see storage.leadership)."""
-        return leadership(self._db, ANCHOR_LOCK, "anchor.leadership")
+        """One replica at a time anchors a network (see storage.leadership)."""
+        return leadership(self._db, self._lock, "anchor.leadership")
+
+    async def adopt(self) -> None:
+        """The default network takes the records of no network (stored before networks,
+        or while its chain id was not known yet)."""
+        if not self._default:
+            return
+        async with self._db.operation("anchor.adopt"), self._writer.begin() as connection:
+            await connection.execute(
+                records.update().where(records.c.chain_id.is_(None)).values(chain_id=self.chain_id)
+            )
 
     async def unfinished(self) -> list[int]:
         """Batches built or sent but not confirmed, oldest first."""
         async with self._db.operation("anchor.unfinished"), self._engine.connect() as connection:
             result = await connection.execute(
                 sa.select(anchor_batches.c.id)
-                .where(anchor_batches.c.status.in_(("built", "sent")))
+                .where(
+                    anchor_batches.c.status.in_(("built", "sent")),
+                    anchor_batches.c.chain_id == self.chain_id,
+                )
                 .order_by(anchor_batches.c.id)
             )
             return [row.id for row in result]
@@ -50,7 +70,6 @@ class AnchorStore:
         *,
         max_batch: int,
         min_batch: int,
-        chain_id: int | None,
         contract: str,
     ) -> tuple[int, bytes, int] | None:
         """The oldest un-anchored records (at most ``max_batch``, at least ``min_batch``)
@@ -59,7 +78,7 @@ class AnchorStore:
             pending = list(
                 await connection.execute(
                     sa.select(records.c.seq, records.c.id)
-                    .where(records.c.batch_id.is_(None))
+                    .where(records.c.batch_id.is_(None), self._mine)
                     .order_by(records.c.seq)
                     .limit(max_batch)
                 )
@@ -72,7 +91,7 @@ class AnchorStore:
                     root="0x" + root.hex(),
                     count=len(pending),
                     status="built",
-                    chain_id=chain_id,
+                    chain_id=self.chain_id,
                     contract=contract,
                     created_at=time.time(),
                 )
@@ -120,6 +139,8 @@ class AnchorStore:
         """Records not in a batch yet."""
         async with self._db.operation("anchor.gauges"), self._engine.connect() as connection:
             pending = await connection.execute(
-                sa.select(sa.func.count()).select_from(records).where(records.c.batch_id.is_(None))
+                sa.select(sa.func.count())
+                .select_from(records)
+                .where(records.c.batch_id.is_(None), self._mine)
             )
             return int(pending.scalar_one())

@@ -47,9 +47,12 @@ class Anchorer:
         chain_id: int,
         metrics: Metrics,
         tracer: trace.Tracer,
+        default: bool = True,
     ) -> None:
+        """One network's anchoring; ``metrics`` with its label. The default network's also
+        anchors the records stored before networks (``AnchorStore.adopt``)."""
         self.settings = settings
-        self.store = AnchorStore(database)
+        self.store = AnchorStore(database, chain_id, default=default)
         self.sender = TxSender(w3, account, chain_id)
         self.round_health = Rounds("anchoring", log, failures_counter(metrics, "anchoring"))
         self.w3 = w3
@@ -102,6 +105,7 @@ class Anchorer:
                 await self._resume()
 
     async def _resume(self) -> None:
+        await self.store.adopt()
         for unfinished in await self.store.unfinished():
             await self._finish(unfinished)
         await self._refresh_gauges()
@@ -140,7 +144,6 @@ class Anchorer:
             prove,
             max_batch=self.settings.max_batch,
             min_batch=self.settings.min_batch,
-            chain_id=self.chain_id,
             contract=self.contract_address,
         )
         if built is None:

@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.background import cancel
 from gateway.bodies import json_response, parse_json, read_model, validate_model
 from gateway.caller import Caller, SessionLike, caller_of
-from gateway.chain.deploy import anchor_account, contract_address
+from gateway.chain.deploy import anchor_account, contract_address, load_account, read_deployments
 from gateway.chain.signatures import checksum_address
-from gateway.chain.wallets import ContractWallets
-from gateway.chain.web3 import WEB3
+from gateway.chain.wallets import contract_wallets
+from gateway.chain.web3 import CHAINS, ChainClient
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS
 from gateway.errors import InvalidParams
@@ -35,7 +35,8 @@ from gateway.telemetry import TELEMETRY
 log = structlog.get_logger("gateway.records")
 
 RECORDS = web.AppKey("records", RecordService)
-ANCHORER = web.AppKey("anchorer", Anchorer)
+ANCHORER = web.AppKey("anchorer", Anchorer)  # the default network's
+ANCHORERS = web.AppKey("anchorers", dict[int, Anchorer])  # by chain id
 RECORDS_LIMITER = web.AppKey("records_limiter", RateLimiter)
 
 routes = web.RouteTableDef()
@@ -193,8 +194,9 @@ async def _submitted(
     result = await app[RECORDS].submit(
         body.typedData, body.signature, claimed_signer=body.signer, session=session
     )
-    if result.created and ANCHORER in app:
-        app[ANCHORER].note_new_record()
+    anchorer = None if result.chain_id is None else app[ANCHORERS].get(result.chain_id)
+    if result.created and anchorer is not None:
+        anchorer.note_new_record()
     payload = {
         "id": result.id,
         "signer": checksum_address(result.signer),
@@ -279,51 +281,79 @@ async def get_proof(request: web.Request) -> web.Response:
 
 
 async def records_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The record service, and the anchorer when a key and a contract are configured."""
+    """The record service, and an anchorer for each network with a key and a contract."""
     settings = app[SETTINGS]
     telemetry = app[TELEMETRY]
-    web3 = app.get(WEB3)
+    chains = app.get(CHAINS)
+    default = None if chains is None else chains.default
     service = RecordService(
         settings,
         store=RecordStore(app[STORAGE]),
-        wallets=None if web3 is None else ContractWallets(web3),
+        wallets=contract_wallets(app),
+        default_chain_id=None if default is None else default.chain_id,
         metrics=telemetry.metrics,
         tracer=telemetry.tracer,
     )
     app[RECORDS] = service
     app[RECORDS_LIMITER] = limiter_for(app)
     register(app, "POST", "/records", submit_answerer(app))
-    task = None
-    account = anchor_account(settings.anchor)
-    if settings.anchor.enabled and web3 is not None and account is not None:
-        chain_id = settings.chain_id or await web3.eth.chain_id
-        address = contract_address(settings.anchor, chain_id)
-        if address is None:
-            log.warning(
-                "anchoring off: no MerkleAnchor address for this chain "
-                "(run `gateway contracts deploy`)",
-                chain_id=chain_id,
-            )
-        else:
-            anchorer = Anchorer(
-                settings.anchor,
-                database=app[STORAGE],
-                w3=web3,
-                account=account,
-                contract=address,
-                chain_id=chain_id,
-                metrics=telemetry.metrics,
-                tracer=telemetry.tracer,
-            )
-            app[ANCHORER] = anchorer
-            task = asyncio.create_task(anchorer.run_forever(), name="anchorer")
-    elif settings.anchor.enabled:
-        log.info("anchoring off: no anchor key configured")
+    anchorers = app[ANCHORERS] = {}
+    for chain in chains or ():
+        anchorer = _anchorer(app, chain)
+        if anchorer is not None:
+            anchorers[chain.chain_id] = anchorer
+            if chain.default:
+                app[ANCHORER] = anchorer
+    tasks = [
+        asyncio.create_task(anchorer.run_forever(), name=f"anchorer-{chain_id}")
+        for chain_id, anchorer in anchorers.items()
+    ]
     try:
         yield
     finally:
-        if task is not None:
-            await cancel(task)
+        await cancel(*tasks)
 
 
-__all__ = ["ANCHORER", "RECORDS", "RecordNotFound", "records_ctx", "routes"]
+def _anchorer(app: web.Application, chain: ChainClient) -> Anchorer | None:
+    """The anchorer of one network: [anchor] with the network's own settings over it."""
+    settings = app[SETTINGS]
+    own = settings.network_for(chain.chain_id, default=chain.default).anchor
+    if not (settings.anchor.enabled and own.enabled):
+        return None
+    account = (
+        load_account(own.private_key, None, None, "networks.anchor")
+        if own.private_key is not None
+        else anchor_account(settings.anchor)
+    )
+    if account is None:
+        log.info("anchoring off: no anchor key configured", chain_id=chain.chain_id)
+        return None
+    address = own.contract_address or (
+        contract_address(settings.anchor, chain.chain_id)
+        if chain.default
+        else read_deployments(settings.anchor.deployments_file)
+        .get(str(chain.chain_id), {})
+        .get("MerkleAnchor")
+    )
+    if address is None:
+        log.warning(
+            "anchoring off: no MerkleAnchor address for this chain "
+            "(run `gateway contracts deploy`)",
+            chain_id=chain.chain_id,
+        )
+        return None
+    telemetry = app[TELEMETRY]
+    return Anchorer(
+        settings.anchor,
+        database=app[STORAGE],
+        w3=chain.web3,
+        account=account,
+        contract=address,
+        chain_id=chain.chain_id,
+        metrics=telemetry.metrics.of_network(chain.label),
+        tracer=telemetry.tracer,
+        default=chain.default,
+    )
+
+
+__all__ = ["ANCHORER", "ANCHORERS", "RECORDS", "RecordNotFound", "records_ctx", "routes"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -41,22 +42,28 @@ class Submitted:
     signer: str
     received_at: float
     created: bool
+    chain_id: int | None  # the network that anchors it
 
 
 class RecordService:
-    def __init__(  # the collaborators of a record
+    def __init__(  # noqa: PLR0913  # the collaborators of a record
         self,
         settings: Settings,
         *,
         store: RecordStore,
-        wallets: ContractWallets | None,
+        wallets: Mapping[int, ContractWallets],
+        default_chain_id: int | None,
         metrics: Metrics,
         tracer: trace.Tracer,
     ) -> None:
         self.settings = settings.records
-        self.chain_id = settings.chain_id
+        # The networks' chains: a domain's chainId must be one (unless domain rules say).
+        self.chain_ids = frozenset(
+            n.chain_id for n in settings.network_list() if n.chain_id is not None
+        ) or frozenset(() if default_chain_id is None else {default_chain_id})
+        self.default_chain_id = default_chain_id
         self.store = store
-        self.wallets = wallets
+        self.wallets = wallets  # by chain id
         self.metrics = metrics
         self.tracer = tracer
 
@@ -74,8 +81,11 @@ class RecordService:
         try:
             with self._span("records.verify"):
                 candidate = acceptance.prepare(typed_data, max_bytes=self.settings.max_bytes)
-                acceptance.check_policy(candidate, self.settings, chain_id=self.chain_id)
-                signer, wallet_type = await self._signer(candidate, signature, claimed_signer)
+                acceptance.check_policy(candidate, self.settings, chain_ids=self.chain_ids)
+                chain_id = self._chain_of(candidate)
+                signer, wallet_type = await self._signer(
+                    candidate, signature, claimed_signer, chain_id
+                )
             self.metrics.records_verify_duration.labels().observe(time.perf_counter() - started)
             if self.settings.require_session_signer and (
                 session is None or session.address.lower() != signer
@@ -95,6 +105,7 @@ class RecordService:
                 if private
                 else set(),
                 nonce=nonce,
+                chain_id=chain_id,
             )
             with self._span("records.store"):
                 try:
@@ -102,7 +113,7 @@ class RecordService:
                 except DuplicateNonce as exc:
                     raise NonceReused(f"nonce {nonce} was already used by {signer}") from exc
             outcome = "created" if created else "duplicate"
-            return Submitted(candidate.id_hex, signer, received_at, created)
+            return Submitted(candidate.id_hex, signer, received_at, created, chain_id)
         except GatewayError as error:
             outcome = getattr(error, "outcome", None) or (
                 "unavailable" if isinstance(error, Unavailable) else "rejected"
@@ -125,18 +136,25 @@ class RecordService:
             raise acceptance.Rejected("the record's message needs a nonce field")
         return str(nonce)
 
+    def _chain_of(self, candidate: Candidate) -> int | None:
+        """The network of a record: its domain's chainId when that is one of the gateway's
+        networks, else the default network."""
+        chain = acceptance.domain_chain_id(candidate)
+        return chain if chain in self.chain_ids else self.default_chain_id
+
     async def _signer(
-        self, candidate: Candidate, signature: str, claimed: str | None
+        self, candidate: Candidate, signature: str, claimed: str | None, chain_id: int | None
     ) -> tuple[str, str]:
         """(lower-case signer, wallet type). Without a named signer the signer is the EOA
         recovered; a named one must have signed (``chain.wallets.verify_signer``: its key,
-        or its contract wallet on chain, EIP-6492 / EIP-1271)."""
+        or its contract wallet on the record's chain, EIP-6492 / EIP-1271)."""
         try:
             raw = signatures.signature_bytes(signature)
             if claimed is None:
                 return signatures.recover_address(candidate.id, raw, checksum=False), "eoa"
             with self._span("records.verify_signer"):
-                wallet_type = await verify_signer(self.wallets, claimed, candidate.id, raw)
+                wallets = None if chain_id is None else self.wallets.get(chain_id)
+                wallet_type = await verify_signer(wallets, claimed, candidate.id, raw)
         except (signatures.MalformedSignature, signatures.InvalidSignature) as exc:
             raise BadSignature(str(exc) or "signature is not by the named signer") from exc
         except ContractWalletsUnavailable as exc:

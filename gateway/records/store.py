@@ -30,6 +30,7 @@ class NewRecord:
     private: bool
     readers: set[str]
     nonce: str | None  # stored (signer, nonce) must be fresh when set
+    chain_id: int | None = None  # the network it is anchored on
 
 
 def _row(record: NewRecord, now: float) -> dict[str, Any]:
@@ -42,12 +43,13 @@ def _row(record: NewRecord, now: float) -> dict[str, Any]:
         "wallet_type": record.wallet_type,
         "private": record.private,
         "received_at": now,
+        "chain_id": record.chain_id,
     }
 
 
 _SQLITE_INSERT_RECORD = (
     "INSERT INTO records (id, signer, primary_type, typed_data, signature, wallet_type, "
-    "private, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+    "private, received_at, chain_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )  # no RETURNING (it doubles an insert's cost): rowcount says whether it was stored,
 # lastrowid is its seq (the rowid)
 
@@ -89,6 +91,7 @@ def _sqlite_commit(
                 record.wallet_type,
                 record.private,
                 now,
+                record.chain_id,
             ),
         )
         known[record.id] = now

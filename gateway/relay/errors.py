@@ -19,6 +19,12 @@ class RelayUnavailable(Unavailable):
     default_message = "gasless requests are not enabled on this gateway"
 
 
+class UnknownChain(RelayUnavailable):
+    http_status = 404
+    code = "relay.unknown_chain"
+    default_message = "gasless requests are not relayed on this chain here"
+
+
 class BadSignature(Unauthenticated):
     code = "relay.bad_signature"
     default_message = "the signature is not the signer's for this request"

@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -21,13 +22,19 @@ from gateway.chain.artifacts import load_artifact
 from gateway.chain.deploy import load_account, read_deployments
 from gateway.chain.signatures import checksum_address
 from gateway.chain.wallets import ContractWallets
-from gateway.chain.web3 import WEB3
+from gateway.chain.web3 import CHAINS, ChainClient
 from gateway.clock import rfc3339
 from gateway.config import SETTINGS, Settings
 from gateway.errors import InvalidParams
 from gateway.openapi import Parameter, operation
 from gateway.ratelimit import limiter_for
-from gateway.relay.errors import NotCancelable, NotTheSigner, RelayUnavailable, RequestNotFound
+from gateway.relay.errors import (
+    NotCancelable,
+    NotTheSigner,
+    RelayUnavailable,
+    RequestNotFound,
+    UnknownChain,
+)
 from gateway.relay.forward import Domain, selector_of
 from gateway.relay.sender import RelaySender
 from gateway.relay.service import RelayService, SubmitBody, Target
@@ -39,8 +46,9 @@ from gateway.telemetry.state import CURRENT_REQUEST
 
 log = structlog.get_logger("gateway.relay")
 
-RELAY = web.AppKey("relay", RelayService)
+RELAY = web.AppKey("relay", RelayService)  # the default network's
 RELAY_SENDER = web.AppKey("relay_sender", RelaySender)
+RELAYS = web.AppKey("relays", dict[int, "Relay"])  # by chain id
 routes = web.RouteTableDef()
 
 _ID = re.compile(r"0x[0-9a-fA-F]{64}")
@@ -71,11 +79,53 @@ class ForwarderInfo(BaseModel):
     domain: dict[str, Any]
 
 
-def _service(request: web.Request) -> RelayService:
-    service = request.app.get(RELAY)
-    if service is None:
+def _service(request: web.Request, chain_id: int | None = None) -> RelayService:
+    """The relay of ``chain_id`` (None: the default network's)."""
+    return _relay_of(request.app, chain_id).service
+
+
+def _relay_of(app: web.Application, chain_id: int | None) -> Relay:
+    relays = app.get(RELAYS) or {}
+    if not relays:
         raise RelayUnavailable
-    return service
+    if chain_id is None:
+        if RELAY not in app:
+            raise UnknownChain("the default network has no relay; name a chainId")
+        return Relay(app[RELAY], app[RELAY_SENDER])
+    found = relays.get(chain_id)
+    if found is None:
+        known = ", ".join(str(chain) for chain in relays)
+        raise UnknownChain(
+            f"gasless requests are not relayed on chain {chain_id} here (relayed on: {known})",
+            data={"chainIds": list(relays)},
+        )
+    return found
+
+
+def _wake(app: web.Application, chain_id: int | None) -> None:
+    """Start the sender of that network's relay now."""
+    relay = (app.get(RELAYS) or {}).get(chain_id) if chain_id is not None else None
+    if relay is not None:
+        relay.sender.wake.set()
+    elif RELAY_SENDER in app:
+        app[RELAY_SENDER].wake.set()
+
+
+def _chain_param(request: web.Request) -> int | None:
+    value = request.query.get("chainId")
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 20:
+        raise InvalidParams("chainId must be a chain id in decimal", code="relay.bad_chain_id")
+    return int(value)
+
+
+def _domain_chain(body: SubmitBody) -> int | None:
+    """The network a request is for: the chainId of the domain it was signed over."""
+    chain = None if body.domain is None else body.domain.get("chainId")
+    if isinstance(chain, str) and chain.isdigit() and len(chain) <= 20:
+        chain = int(chain)
+    return chain if isinstance(chain, int) and not isinstance(chain, bool) else None
 
 
 def represent(row: Any) -> dict[str, Any]:  # noqa: ANN401  # a relay_requests row
@@ -90,6 +140,7 @@ def represent(row: Any) -> dict[str, Any]:  # noqa: ANN401  # a relay_requests r
         "deadline": row.deadline,
         "data": row.data,
         "walletType": row.wallet_type,
+        "chainId": row.chain_id,
         "txHash": row.tx_hash,
         "blockNumber": row.block_number,
         "gasUsed": row.gas_used,
@@ -112,11 +163,19 @@ def _address_param(request: web.Request, name: str) -> str | None:
 @operation(
     summary="The forwarder, its EIP-712 domain, the allowed targets, and a signer's next nonce",
     tag="relay",
-    parameters=(Parameter("from", "query", "the signer's address: adds its nextNonce"),),
-    responses={200: ForwarderInfo, 422: "Bad address", 503: "Relay not enabled"},
+    parameters=(
+        Parameter("from", "query", "the signer's address: adds its nextNonce"),
+        Parameter("chainId", "query", "the network (default: the default network's)"),
+    ),
+    responses={
+        200: ForwarderInfo,
+        404: "No relay on that chain (`relay.unknown_chain`)",
+        422: "Bad address or chain id",
+        503: "Relay not enabled",
+    },
 )
 async def forwarder(request: web.Request) -> web.Response:
-    service = _service(request)
+    service = _service(request, _chain_param(request))
     return json_response(await service.forwarder_info(_address_param(request, "from")))
 
 
@@ -137,14 +196,19 @@ async def forwarder(request: web.Request) -> web.Response:
     },
 )
 async def submit(request: web.Request) -> web.Response:
-    service = _service(request)
+    if not request.app.get(RELAYS):  # before the body is read, as ever
+        raise RelayUnavailable
     body = await read_model(request, SubmitBody)
+    # The network of the domain it was signed over; a domain of no relayed chain goes to
+    # the default network's relay, which refuses it as relay.wrong_domain.
+    chain_id = _domain_chain(body)
+    service = _service(request, chain_id if chain_id in request.app[RELAYS] else None)
     current = CURRENT_REQUEST.get()
     row, created = await service.submit(
         body, await caller_of(request), current.traceparent() if current else None
     )
-    if created and RELAY_SENDER in request.app:
-        request.app[RELAY_SENDER].wake.set()
+    if created:
+        _wake(request.app, row.chain_id)
     return json_response(represent(row), status=202 if created else 200)
 
 
@@ -242,8 +306,7 @@ async def cancel_request(request: web.Request) -> web.Response:
     updated = await service.store.request_cancel(row.id)
     if updated.status in FINAL or not updated.cancel_requested:
         raise NotCancelable
-    if RELAY_SENDER in request.app:
-        request.app[RELAY_SENDER].wake.set()
+    _wake(request.app, row.chain_id)
     return json_response(represent(updated), status=202)
 
 
@@ -271,25 +334,74 @@ def _targets(settings: Settings, chain_id: int) -> dict[str, Target]:
     return targets
 
 
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """The relay of one network: what accepts requests, and what sends them."""
+
+    service: RelayService
+    sender: RelaySender
+
+
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The relay service and its sender, when a relayer key and a forwarder are known."""
+    """A relay service and its sender for each network with a relayer key and a
+    forwarder; one webhook deliverer for all of them (their outbox is one)."""
+    settings = app[SETTINGS]
+    relays = app[RELAYS] = {}
+    async with aiohttp.ClientSession() as session:
+        # The outbox is every network's: its store is of no network (chain 0).
+        outbox = RelayStore(app[STORAGE], 0, default=False)
+        webhooks = Webhooks(settings.relay, outbox, session, app[TELEMETRY].metrics)
+        if settings.relay.enabled:
+            for chain in app.get(CHAINS) or ():
+                relay = await _relay(app, chain, webhooks)
+                if relay is not None:
+                    relays[chain.chain_id] = relay
+                    if chain.default:
+                        app[RELAY], app[RELAY_SENDER] = relay.service, relay.sender
+        tasks = [
+            asyncio.create_task(relay.sender.run_forever(), name=f"relay-sender-{chain_id}")
+            for chain_id, relay in relays.items()
+        ]
+        if relays and settings.relay.webhooks:
+            tasks.append(
+                asyncio.create_task(
+                    webhooks.run_forever(settings.relay.poll_interval_s), name="relay-webhooks"
+                )
+            )
+        try:
+            yield
+        finally:
+            await cancel(*tasks)
+
+
+async def _relay(app: web.Application, chain: ChainClient, webhooks: Webhooks) -> Relay | None:
+    """The relay of one network: [relay] with the network's own settings over it."""
     settings = app[SETTINGS]
     relay = settings.relay
-    web3 = app.get(WEB3)
-    account = load_account(relay.private_key, relay.keystore_path, relay.keystore_password, "relay")
-    if not relay.enabled or web3 is None or account is None:
-        if relay.enabled and account is None:
-            log.info("relay off: no relayer key configured")
-        yield
-        return
-    chain_id = settings.chain_id or await web3.eth.chain_id
-    address = relay.forwarder_address or read_deployments(settings.anchor.deployments_file).get(
-        str(chain_id), {}
-    ).get("GatewayForwarder")
+    own = settings.network_for(chain.chain_id, default=chain.default).relay
+    if not own.enabled:
+        return None
+    account = (
+        load_account(own.private_key, None, None, "networks.relay")
+        if own.private_key is not None
+        else load_account(relay.private_key, relay.keystore_path, relay.keystore_password, "relay")
+    )
+    if account is None:
+        log.info("relay off: no relayer key configured", chain_id=chain.chain_id)
+        return None
+    deployed = read_deployments(settings.anchor.deployments_file).get(str(chain.chain_id), {})
+    address = (
+        own.forwarder_address
+        or (relay.forwarder_address if chain.default else None)
+        or deployed.get("GatewayForwarder")
+    )
     if address is None:
-        log.warning("relay off: no GatewayForwarder for this chain (gateway contracts deploy)")
-        yield
-        return
+        log.warning(
+            "relay off: no GatewayForwarder for this chain (gateway contracts deploy)",
+            chain_id=chain.chain_id,
+        )
+        return None
+    web3 = chain.web3
     contract = web3.eth.contract(
         address=AsyncWeb3.to_checksum_address(address), abi=load_artifact("GatewayForwarder")["abi"]
     )
@@ -304,46 +416,38 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     ) = await contract.functions.eip712Domain().call()
     domain = Domain(name, version, domain_chain, checksum_address(verifying))
     telemetry = app[TELEMETRY]
-    store = RelayStore(app[STORAGE])
-    app[RELAY] = RelayService(
+    metrics = telemetry.metrics.of_network(chain.label)
+    store = RelayStore(app[STORAGE], chain.chain_id, default=chain.default)
+    service = RelayService(
         relay,
         store=store,
         forwarder=contract,
         domain=domain,
         relayer=account,
-        targets=_targets(settings, chain_id),
+        targets=_targets(settings, chain.chain_id),
         wallets=ContractWallets(web3),
         limiter=limiter_for(app),
-        metrics=telemetry.metrics,
+        metrics=metrics,
         tracer=telemetry.tracer,
     )
-    async with aiohttp.ClientSession() as session:
-        webhooks = Webhooks(relay, store, session, app[TELEMETRY].metrics)
-        sender = RelaySender(
-            relay,
-            store=store,
-            w3=web3,
-            account=account,
-            forwarder=contract,
-            chain_id=chain_id,
-            metrics=telemetry.metrics,
-            tracer=telemetry.tracer,
-            webhooks=webhooks,
-        )
-        app[RELAY_SENDER] = sender
-        tasks = [asyncio.create_task(sender.run_forever(), name="relay-sender")]
-        if relay.webhooks:
-            tasks.append(
-                asyncio.create_task(
-                    webhooks.run_forever(relay.poll_interval_s), name="relay-webhooks"
-                )
-            )
-        log.info("relay on", forwarder=domain.verifying_contract, relayer=account.address)
-        try:
-            yield
-        finally:
-            for task in tasks:
-                await cancel(task)
+    sender = RelaySender(
+        relay,
+        store=store,
+        w3=web3,
+        account=account,
+        forwarder=contract,
+        chain_id=chain.chain_id,
+        metrics=metrics,
+        tracer=telemetry.tracer,
+        webhooks=webhooks,
+    )
+    log.info(
+        "relay on",
+        chain_id=chain.chain_id,
+        forwarder=domain.verifying_contract,
+        relayer=account.address,
+    )
+    return Relay(service, sender)
 
 
 __all__ = ["RELAY", "RELAY_SENDER", "relay_ctx", "routes"]

@@ -101,10 +101,14 @@ class RelaySender:
         self._decided: list[tuple[str, str, Events, dict[str, Any]]] = []
 
     async def run_forever(self) -> None:
+        adopted = False
         while True:
             try:
                 async with self.store.leadership() as leader:
                     if leader:
+                        if not adopted:  # rows from before networks, once
+                            await self.store.adopt()
+                            adopted = True
                         await self.round()
                 self.round_health.succeeded()
             except Exception as exc:  # noqa: BLE001  # the loop outlives a failed round

@@ -137,6 +137,8 @@ class RelayService:
         self.limiter = limiter
         self.metrics = metrics
         self.tracer = tracer
+        # A signer's quotas are its own on each network (the default's keep their keys).
+        self._quota_prefix = "relay:" if store.default else f"relay:{store.chain_id}:"
 
     async def forwarder_info(self, sender: str | None) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -302,8 +304,8 @@ class RelayService:
         requests = Limit(self.settings.requests_per_hour / hour, self.settings.requests_per_hour)
         gas = Limit(self.settings.gas_per_hour / hour, self.settings.gas_per_hour)
         for key, limit, cost, what in (
-            (f"relay:requests:{signer}", requests, 1.0, "requests"),
-            (f"relay:gas:{signer}", gas, float(request.gas), "gas"),
+            (f"{self._quota_prefix}requests:{signer}", requests, 1.0, "requests"),
+            (f"{self._quota_prefix}gas:{signer}", gas, float(request.gas), "gas"),
         ):
             wait = await self.limiter.acquire(key, limit, cost)
             if wait > 0:

@@ -36,13 +36,44 @@ Events = list[tuple[str, str]]
 
 
 class RelayStore:
-    def __init__(self, database: Database) -> None:
+    """The relay's rows of one network (``chain_id`` on requests, transactions and the
+    relayer's nonces); the webhook outbox is shared."""
+
+    def __init__(self, database: Database, chain_id: int, *, default: bool = True) -> None:
         self._db = database
         self._engine = database.engine
         self._writer = database.writer
+        self.chain_id = chain_id
+        self.default = default
+        self._mine = relay_requests.c.chain_id == chain_id
+        # The default network keeps the lock it had before networks (replicas agree).
+        self.lock = RELAY_LOCK if default else RELAY_LOCK + chain_id
 
-    def leadership(self, key: int = RELAY_LOCK) -> contextlib.AbstractAsyncContextManager[bool]:
-        return leadership(self._db, key, "relay.leadership")
+    def leadership(self, key: int | None = None) -> contextlib.AbstractAsyncContextManager[bool]:
+        return leadership(self._db, self.lock if key is None else key, "relay.leadership")
+
+    async def adopt(self) -> None:
+        """The default network takes the rows of no network (written before networks)."""
+        if not self.default:
+            return
+        async with self._db.operation("relay.adopt"), self._writer.begin() as connection:
+            for table in (relay_requests, relay_txs):
+                await connection.execute(
+                    table.update().where(table.c.chain_id.is_(None)).values(chain_id=self.chain_id)
+                )
+            mine = sa.select(relayer_nonces.c.relayer).where(
+                relayer_nonces.c.chain_id == self.chain_id
+            )
+            await connection.execute(
+                relayer_nonces.update()
+                .where(relayer_nonces.c.chain_id == 0, relayer_nonces.c.relayer.not_in(mine))
+                .values(chain_id=self.chain_id)
+            )
+
+    def _nonce_of(self, relayer: str) -> sa.ColumnElement[bool]:
+        return sa.and_(
+            relayer_nonces.c.chain_id == self.chain_id, relayer_nonces.c.relayer == relayer
+        )
 
     # --- requests ---------------------------------------------------------------------
 
@@ -70,6 +101,7 @@ class RelayStore:
             await connection.execute(
                 relay_requests.insert().values(
                     **row,
+                    chain_id=self.chain_id,
                     status="pending",
                     cancel_requested=False,
                     attempts=0,
@@ -84,10 +116,12 @@ class RelayStore:
         async with self._db.operation("relay.queued"), self._engine.connect() as connection:
             return await self._queued_nonces(connection, signer, forwarder)
 
-    @staticmethod
-    async def _queued_nonces(connection: AsyncConnection, signer: str, forwarder: str) -> list[int]:
+    async def _queued_nonces(
+        self, connection: AsyncConnection, signer: str, forwarder: str
+    ) -> list[int]:
         result = await connection.execute(
             sa.select(relay_requests.c.nonce).where(
+                self._mine,
                 relay_requests.c.signer == signer,
                 relay_requests.c.forwarder == forwarder,
                 relay_requests.c.status.in_(QUEUED),
@@ -123,7 +157,7 @@ class RelayStore:
         async with self._db.operation("relay.pending"), self._engine.connect() as connection:
             result = await connection.execute(
                 sa.select(relay_requests)
-                .where(relay_requests.c.status == "pending")
+                .where(self._mine, relay_requests.c.status == "pending")
                 .order_by(relay_requests.c.seq)
                 .limit(limit)
             )
@@ -134,7 +168,7 @@ class RelayStore:
         async with self._db.operation("relay.active"), self._engine.connect() as connection:
             result = await connection.execute(
                 sa.select(relay_requests)
-                .where(relay_requests.c.status.in_(ACTIVE))
+                .where(self._mine, relay_requests.c.status.in_(ACTIVE))
                 .order_by(relay_requests.c.relayer_nonce)
             )
             return list(result)
@@ -142,9 +176,9 @@ class RelayStore:
     async def counts(self) -> dict[str, int]:
         async with self._db.operation("relay.counts"), self._engine.connect() as connection:
             result = await connection.execute(
-                sa.select(relay_requests.c.status, sa.func.count()).group_by(
-                    relay_requests.c.status
-                )
+                sa.select(relay_requests.c.status, sa.func.count())
+                .where(self._mine)
+                .group_by(relay_requests.c.status)
             )
             return {row[0]: int(row[1]) for row in result}
 
@@ -153,7 +187,7 @@ class RelayStore:
             oldest: float | None = (
                 await connection.execute(
                     sa.select(sa.func.min(relay_requests.c.created_at)).where(
-                        relay_requests.c.status.in_(QUEUED)
+                        self._mine, relay_requests.c.status.in_(QUEUED)
                     )
                 )
             ).scalar_one()
@@ -225,7 +259,7 @@ class RelayStore:
                 signed_all.append(signed)
             await connection.execute(
                 relayer_nonces.update()
-                .where(relayer_nonces.c.relayer == relayer)
+                .where(self._nonce_of(relayer))
                 .values(next_nonce=first + len(batch))
             )
         return signed_all
@@ -300,14 +334,13 @@ class RelayStore:
             current = await self._take_nonce(connection, relayer, take=False)
             counter = max(current, chain_next)
             await connection.execute(
-                relayer_nonces.update()
-                .where(relayer_nonces.c.relayer == relayer)
-                .values(next_nonce=counter)
+                relayer_nonces.update().where(self._nonce_of(relayer)).values(next_nonce=counter)
             )
             held = {
                 row.relayer_nonce
                 for row in await connection.execute(
                     sa.select(relay_txs.c.relayer_nonce).where(
+                        relay_txs.c.chain_id == self.chain_id,
                         relay_txs.c.relayer == relayer,
                         relay_txs.c.relayer_nonce >= chain_next,
                     )
@@ -329,30 +362,34 @@ class RelayStore:
             current = await self._take_nonce(connection, relayer, take=False)
             await connection.execute(
                 relayer_nonces.update()
-                .where(relayer_nonces.c.relayer == relayer)
+                .where(self._nonce_of(relayer))
                 .values(next_nonce=max(current, chain_next))
             )
 
     async def _take_nonce(
         self, connection: AsyncConnection, relayer: str, *, take: bool = True
     ) -> int:
-        query = sa.select(relayer_nonces.c.next_nonce).where(relayer_nonces.c.relayer == relayer)
+        query = sa.select(relayer_nonces.c.next_nonce).where(self._nonce_of(relayer))
         if self._db.backend == "postgresql":
             query = query.with_for_update()
         current = (await connection.execute(query)).scalar_one_or_none()
         if current is None:
             current = 0
-            await connection.execute(relayer_nonces.insert().values(relayer=relayer, next_nonce=0))
+            await connection.execute(
+                relayer_nonces.insert().values(
+                    chain_id=self.chain_id, relayer=relayer, next_nonce=0
+                )
+            )
         if take:
             await connection.execute(
                 relayer_nonces.update()
-                .where(relayer_nonces.c.relayer == relayer)
+                .where(self._nonce_of(relayer))
                 .values(next_nonce=current + 1)
             )
         return int(current)
 
-    @staticmethod
     async def _insert_tx(  # noqa: PLR0913  # one row
+        self,
         connection: AsyncConnection,
         signed: Signed,
         request_id: str | None,
@@ -373,6 +410,7 @@ class RelayStore:
                 max_fee=str(signed.max_fee),
                 priority_fee=str(signed.priority_fee),
                 created_at=now,
+                chain_id=self.chain_id,
             )
         )
 

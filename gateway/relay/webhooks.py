@@ -64,6 +64,7 @@ class Webhooks:
                 "id": row.id,
                 "status": status,
                 "from": checksum_address(row.signer),
+                "chainId": row.chain_id,
                 **fields,
                 "at": rfc3339(time.time(), timespec="milliseconds"),
             }

@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from web3 import AsyncWeb3
 
-from gateway.chain.web3 import CHAINS, WEB3, ChainClients
+from gateway.chain.web3 import CHAINS, WEB3, ChainClient, ChainClients
 from gateway.config import SETTINGS, NetworkSettings, RpcSettings
 from gateway.rpc.cache import MemoryCache
 from gateway.rpc.networks import NETWORKS, Network, Networks
@@ -65,11 +65,16 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             if default.web3 is not None:
                 app[WEB3] = default.web3
             app[CHAINS] = ChainClients(
-                {
-                    network.chain_id: network.web3
+                [
+                    ChainClient(
+                        network.chain_id,
+                        network.web3,
+                        network.label,
+                        default=network is default,
+                    )
                     for network in networks
                     if network.web3 is not None and network.chain_id is not None
-                }
+                ]
             )
             yield
         finally:

@@ -64,9 +64,12 @@ records = sa.Table(
     sa.Column("batch_id", sa.BigInteger, sa.ForeignKey("anchor_batches.id"), nullable=True),
     sa.Column("leaf_index", sa.Integer, nullable=True),
     sa.Column("proof", sa.Text, nullable=True),  # JSON list of 0x… sibling hashes
+    # The network it is anchored on (its domain's chainId, else the default network's).
+    sa.Column("chain_id", sa.BigInteger, nullable=True),
     sa.Index(None, "signer", "seq"),
     sa.Index(None, "primary_type", "seq"),
     sa.Index(None, "batch_id"),
+    sa.Index(None, "chain_id", "batch_id"),
 )
 
 record_readers = sa.Table(
@@ -143,8 +146,10 @@ relay_requests = sa.Table(
     sa.Column("traceparent", sa.String(64), nullable=True),  # the submitting request's trace
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    sa.Column("chain_id", sa.BigInteger, nullable=True),  # the network it is relayed on
     sa.Index(None, "signer", "seq"),
     sa.Index(None, "status", "seq"),
+    sa.Index(None, "chain_id", "status", "seq"),
 )
 
 relay_txs = sa.Table(
@@ -159,6 +164,7 @@ relay_txs = sa.Table(
     sa.Column("max_fee", sa.String(40), nullable=False),
     sa.Column("priority_fee", sa.String(40), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("chain_id", sa.BigInteger, nullable=True),
     sa.Index(None, "request_id"),
     sa.Index(None, "relayer", "relayer_nonce"),
 )
@@ -166,6 +172,8 @@ relay_txs = sa.Table(
 relayer_nonces = sa.Table(
     "relayer_nonces",
     metadata,
+    # 0: the default network's, from before networks (adopted at start).
+    sa.Column("chain_id", sa.BigInteger, primary_key=True, server_default="0"),
     sa.Column("relayer", sa.String(42), primary_key=True),
     sa.Column("next_nonce", sa.BigInteger, nullable=False),
 )

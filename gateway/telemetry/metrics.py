@@ -208,28 +208,37 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
         )
         self.records_pending_anchor = Gauge(
-            "gateway_records_pending_anchor", "Records not yet in an anchor batch.", registry=r
+            "gateway_records_pending_anchor",
+            "Records not yet in an anchor batch.",
+            ["network"],
+            registry=r,
         )
         self.anchor_batches = Counter(
-            "gateway_anchor_batches", "Anchor batches, by outcome.", ["outcome"], registry=r
+            "gateway_anchor_batches",
+            "Anchor batches, by outcome.",
+            ["network", "outcome"],
+            registry=r,
         )
         self.anchor_batch_size = Histogram(
             "gateway_anchor_batch_size",
             "Records per anchored batch.",
+            ["network"],
             buckets=(1, 10, 100, 1_000, 10_000, 100_000, 1_000_000),
             registry=r,
         )
         self.anchor_last_success = Gauge(
             "gateway_anchor_last_success_timestamp_seconds",
             "Unix time of the last confirmed anchor batch.",
+            ["network"],
             registry=r,
         )
         self.anchor_gas_used = Counter(
-            "gateway_anchor_gas_used", "Gas used by anchor transactions.", registry=r
+            "gateway_anchor_gas_used", "Gas used by anchor transactions.", ["network"], registry=r
         )
         self.anchor_key_balance = Gauge(
             "gateway_anchor_key_balance_eth",
             "Balance of the anchoring key, in ether.",
+            ["network"],
             registry=r,
         )
         # --- gasless requests (relay)
@@ -237,40 +246,45 @@ class Metrics:
             "gateway_relay_requests",
             "Relay requests by outcome: accepted, each refusal's reason, and how accepted "
             "ones ended (confirmed, failed, expired, canceled).",
-            ["outcome"],
+            ["network", "outcome"],
             registry=r,
         )
         self.relay_pending = Gauge(
             "gateway_relay_pending",
             "Relay requests accepted and not final yet (queued, sent or mined).",
+            ["network"],
             registry=r,
         )
         self.relay_oldest_unfinished = Gauge(
             "gateway_relay_oldest_unfinished_seconds",
             "Age of the oldest relay request not mined yet (0 when none).",
+            ["network"],
             registry=r,
         )
         self.relay_at_fee_ceiling = Gauge(
             "gateway_relay_at_fee_ceiling",
             "Relay transactions waiting at relay.max_fee_gwei, unable to bump further.",
+            ["network"],
             registry=r,
         )
         self.relay_tx_sent = Counter(
             "gateway_relay_tx_sent",
             "Relayer transactions broadcast, by kind (new, bump: a fee replacement, noop: a "
             "zero-value replacement freeing a nonce).",
-            ["kind"],
+            ["network", "kind"],
             registry=r,
         )
         self.relay_confirm_seconds = Histogram(
             "gateway_relay_confirm_seconds",
             "From a relay request's acceptance to its confirmation.",
+            ["network"],
             buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
             registry=r,
         )
         self.relayer_balance = Gauge(
             "gateway_relayer_balance_wei",
             "Balance of the relayer key, in wei (it pays for every relayed request).",
+            ["network"],
             registry=r,
         )
         # --- storage: SQL and Redis
@@ -396,6 +410,19 @@ PER_NETWORK = (
     "rpc_cache_requests",
     "rpc_cache_bytes",
     "ws_subscriptions",
+    "records_pending_anchor",
+    "anchor_batches",
+    "anchor_batch_size",
+    "anchor_last_success",
+    "anchor_gas_used",
+    "anchor_key_balance",
+    "relay_requests",
+    "relay_pending",
+    "relay_oldest_unfinished",
+    "relay_at_fee_ceiling",
+    "relay_tx_sent",
+    "relay_confirm_seconds",
+    "relayer_balance",
 )
 
 
@@ -420,6 +447,9 @@ class _NetworkFamily:
 
     def dec(self, amount: float = 1) -> None:
         self.family.labels(self.network).dec(amount)
+
+    def observe(self, value: float) -> None:
+        self.family.labels(self.network).observe(value)
 
 
 def failures_counter(metrics: Metrics, loop: str) -> Callable[[str], None]:

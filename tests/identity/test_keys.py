@@ -51,4 +51,4 @@ def test_db_cli_upgrades(tmp_path, capsys):
     assert main(["db", "upgrade"], environ) == 0
     assert main(["db", "current"], environ) == 0
     assert f"schema revision {head_revision()}" in capsys.readouterr().out
-    assert head_revision() == "0003"  # identity, records, relay
+    assert head_revision() == "0004"  # identity, records, relay, networks

@@ -273,31 +273,31 @@ def test_configured_domains(rule: dict[str, Any], accepted: bool) -> None:
     candidate = prepare(order(), max_bytes=1 << 20)
     settings_ = policy(domains=[DomainRule.model_validate(rule)])
     if accepted:
-        check_policy(candidate, settings_, chain_id=31337)
+        check_policy(candidate, settings_, chain_ids={31337})
     else:
         with pytest.raises(DomainNotAllowed):
-            check_policy(candidate, settings_, chain_id=31337)
+            check_policy(candidate, settings_, chain_ids={31337})
 
 
 def test_a_chain_id_given_as_a_string_is_compared_as_a_number() -> None:
     typed = order()
     typed["domain"]["chainId"] = "0x7a69"
     candidate = prepare(typed, max_bytes=1 << 20)
-    check_policy(candidate, policy(domains=[{"chainId": 31337}]), chain_id=31337)
-    check_policy(candidate, policy(), chain_id=31337)
+    check_policy(candidate, policy(domains=[{"chainId": 31337}]), chain_ids={31337})
+    check_policy(candidate, policy(), chain_ids={31337})
     with pytest.raises(DomainNotAllowed):
-        check_policy(candidate, policy(), chain_id=1)
+        check_policy(candidate, policy(), chain_ids={1})
 
 
 def test_registered_schemas() -> None:
     candidate = prepare(order(), max_bytes=1 << 20)
     schema = {k: v for k, v in ORDER_TYPES.items() if k != "EIP712Domain"}
-    check_policy(candidate, policy(schemas={"Order": schema}), chain_id=31337)
+    check_policy(candidate, policy(schemas={"Order": schema}), chain_ids={31337})
     with pytest.raises(TypeNotAllowed):
-        check_policy(candidate, policy(schemas={"Mail": schema}), chain_id=31337)
+        check_policy(candidate, policy(schemas={"Mail": schema}), chain_ids={31337})
     renamed = {**schema, "Person": [{"name": "wallet", "type": "address"}]}
     with pytest.raises(SchemaMismatch):
-        check_policy(candidate, policy(schemas={"Order": renamed}), chain_id=31337)
+        check_policy(candidate, policy(schemas={"Order": renamed}), chain_ids={31337})
 
 
 def test_deadlines() -> None:
@@ -306,10 +306,10 @@ def test_deadlines() -> None:
     typed = order(validUntil=1_000)
     typed["types"] = types
     candidate = prepare(typed, max_bytes=1 << 20)
-    check_policy(candidate, policy(), chain_id=31337, now=999)
+    check_policy(candidate, policy(), chain_ids={31337}, now=999)
     with pytest.raises(Expired):
-        check_policy(candidate, policy(), chain_id=31337, now=1_001)
-    check_policy(candidate, policy(deadline_fields=["deadline"]), chain_id=31337, now=1_001)
+        check_policy(candidate, policy(), chain_ids={31337}, now=1_001)
+    check_policy(candidate, policy(deadline_fields=["deadline"]), chain_ids={31337}, now=1_001)
 
 
 def test_readers_are_the_signer_and_the_recipient_fields() -> None:

@@ -10,7 +10,6 @@ import json
 import pytest
 
 from gateway.app import create_app
-from gateway.chain import DevChain
 from gateway.config import load_settings
 from gateway.errors import SettingsError
 from gateway.rpc.networks import NETWORKS
@@ -21,12 +20,6 @@ pytestmark = pytest.mark.integration
 
 FIRST, SECOND = 31337, 31338
 STRANGER = "0x00000000000000000000000000000000000000aa"
-
-
-@pytest.fixture(name="chain_b")
-def _chain_b(tmp_path):
-    with DevChain.start(chain_id=SECOND, log_dir=tmp_path / "anvil-b") as chain:
-        yield chain
 
 
 def _networks(first: dict, second: dict, **extra) -> str:
