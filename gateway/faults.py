@@ -13,6 +13,11 @@ import signal
 _ENV = "GATEWAY_CRASH_POINT"
 
 
-def crash_point(name: str) -> None:
-    if os.environ.get(_ENV) == name:
+def crash_point(name: str, where: str | None = None) -> None:
+    """Die here when ``GATEWAY_CRASH_POINT`` is ``name``, or ``name@where`` (a point of one
+    network: ``relay.before_broadcast@31338``)."""
+    wanted = os.environ.get(_ENV)
+    if wanted is not None and (
+        wanted == name or (where is not None and wanted == f"{name}@{where}")
+    ):
         os.kill(os.getpid(), signal.SIGKILL)

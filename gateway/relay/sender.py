@@ -194,7 +194,7 @@ class RelaySender:
                 head=head,
             )
             span.set_attribute("relay.transactions", len(signed))
-            crash_point("relay.before_broadcast")
+            crash_point("relay.before_broadcast", str(self.chain_id))
             slots = asyncio.Semaphore(BROADCASTS_IN_FLIGHT)
 
             async def broadcast(tx: Signed) -> None:
@@ -209,7 +209,7 @@ class RelaySender:
                     for row, tx in zip(sendable, signed, strict=True)
                 ]
             )
-            crash_point("relay.after_broadcast")
+            crash_point("relay.after_broadcast", str(self.chain_id))
 
     def _execute_signer(self, row: Any, fees: Fees) -> Callable[[int], Signed]:  # noqa: ANN401
         return lambda nonce: self._sign_execute(row, nonce, fees)
