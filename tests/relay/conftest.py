@@ -33,14 +33,19 @@ def _chain(tmp_path: Path):
 @pytest.fixture(name="deployments")
 async def _deployments(chain: DevChain, tmp_path: Path) -> Path:
     path = tmp_path / "deployments.json"
+    await deploy_relay(chain, path)
+    return path
+
+
+async def deploy_relay(chain: DevChain, deployments: Path) -> None:
+    """The forwarder and the Guestbook on ``chain``, recorded under its chain id."""
     w3 = AsyncWeb3(AsyncHTTPProvider(chain.url))
     try:
         await deploy_relay_contracts(
-            w3, Account.from_key(chain.accounts[DEPLOYER].private_key), path
+            w3, Account.from_key(chain.accounts[DEPLOYER].private_key), deployments
         )
     finally:
         await w3.provider.disconnect()
-    return path
 
 
 @pytest.fixture(name="relay_env")

@@ -12,13 +12,12 @@ import pytest
 from eth_abi import encode
 from eth_account import Account
 from eth_utils import function_signature_to_4byte_selector
-from web3 import AsyncHTTPProvider, AsyncWeb3
 
-from gateway.chain.deploy import deploy_relay_contracts, read_deployments
+from gateway.chain.deploy import read_deployments
 from tests.conftest import SECOND_CHAIN_ID
 from tests.helpers.chain import call
 from tests.helpers.waiting import wait_until
-from tests.relay.conftest import DEPLOYER, RELAYER, TARGETS, signed_body
+from tests.relay.conftest import RELAYER, TARGETS, deploy_relay, signed_body
 from tests.relay.test_relay_crash import _call, _start
 
 pytestmark = pytest.mark.integration
@@ -31,13 +30,7 @@ async def _two_deployments(chain, chain_b, tmp_path: Path) -> Path:
     """GatewayForwarder and Guestbook on both chains, recorded per chain id in one file."""
     path = tmp_path / "deployments.json"
     for each in (chain, chain_b):
-        w3 = AsyncWeb3(AsyncHTTPProvider(each.url))
-        try:
-            await deploy_relay_contracts(
-                w3, Account.from_key(each.accounts[DEPLOYER].private_key), path
-            )
-        finally:
-            await w3.provider.disconnect()
+        await deploy_relay(each, path)
     return path
 
 
