@@ -29,6 +29,9 @@ from grafana_foundation_sdk.models.dashboard import (
 OUT = Path(__file__).resolve().parent / "dashboards"
 PROM = DataSourceRef(type_val="prometheus", uid="prometheus")
 SEL = 'instance=~"$instance"'
+# Series of one network (chain id) carry a `network` label; the dashboards' network
+# variable picks among them.
+NET = f'{SEL},network=~"$network"'
 _KINDS = {"timeseries": timeseries.Panel, "stat": stat.Panel, "table": table.Panel}
 
 
@@ -101,6 +104,9 @@ def dashboard(
         .time("now-1h", "now")
         .with_variable(
             variable("instance", "label_values(gateway_build_info, instance)", "Instance")
+        )
+        .with_variable(
+            variable("network", "label_values(gateway_upstream_up, network)", "Network")
         )
     )
     for each in variables:
@@ -248,22 +254,22 @@ def upstreams() -> dict:
         "Ethereum upstreams",
         "The JSON-RPC gateway: which nodes serve, how far behind they are, failovers, cache, limits, WebSocket.",
         [
-            panel("Up", [(f"gateway_upstream_up{{{SEL},{UPSTREAM}}}", "{{upstream}}")], width=8),
+            panel("Up", [(f"gateway_upstream_up{{{NET},{UPSTREAM}}}", "{{upstream}}")], width=8),
             panel(
                 "Head block (latest)",
-                [(f'gateway_upstream_head_block{{{SEL},{UPSTREAM},tag="latest"}}', "{{upstream}}")],
+                [(f'gateway_upstream_head_block{{{NET},{UPSTREAM},tag="latest"}}', "{{upstream}}")],
                 width=8,
             ),
             panel(
                 "Lag behind the best head",
-                [(f"gateway_upstream_lag_blocks{{{SEL},{UPSTREAM}}}", "{{upstream}}")],
+                [(f"gateway_upstream_lag_blocks{{{NET},{UPSTREAM}}}", "{{upstream}}")],
                 width=8,
             ),
             panel(
                 "Upstream latency p50 / p99",
                 [
                     (
-                        f"histogram_quantile({q}, sum by (le, upstream) (rate(gateway_rpc_upstream_duration_seconds_bucket{{{SEL},{UPSTREAM}}}[$__rate_interval])))",
+                        f"histogram_quantile({q}, sum by (le, upstream) (rate(gateway_rpc_upstream_duration_seconds_bucket{{{NET},{UPSTREAM}}}[$__rate_interval])))",
                         f"p{int(q * 100)} {{{{upstream}}}}",
                     )
                     for q in (0.5, 0.99)
@@ -275,8 +281,8 @@ def upstreams() -> dict:
                 [
                     (
                         ratio(
-                            f'gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM},outcome="error"}}',
-                            f"gateway_rpc_upstream_requests_total{{{SEL},{UPSTREAM}}}",
+                            f'gateway_rpc_upstream_requests_total{{{NET},{UPSTREAM},outcome="error"}}',
+                            f"gateway_rpc_upstream_requests_total{{{NET},{UPSTREAM}}}",
                             "upstream",
                         ),
                         "{{upstream}}",
@@ -288,7 +294,7 @@ def upstreams() -> dict:
                 "Failovers",
                 [
                     (
-                        f"sum by (upstream) (increase(gateway_rpc_failovers_total{{{SEL},{UPSTREAM}}}[$__range]))",
+                        f"sum by (upstream) (increase(gateway_rpc_failovers_total{{{NET},{UPSTREAM}}}[$__range]))",
                         "from {{upstream}}",
                     )
                 ],
@@ -297,7 +303,7 @@ def upstreams() -> dict:
             ),
             panel(
                 "Circuit breaker (0 closed, 1 half-open, 2 open)",
-                [(f"gateway_upstream_breaker_state{{{SEL},{UPSTREAM}}}", "{{upstream}}")],
+                [(f"gateway_upstream_breaker_state{{{NET},{UPSTREAM}}}", "{{upstream}}")],
                 width=8,
             ),
             panel(
@@ -305,8 +311,8 @@ def upstreams() -> dict:
                 [
                     (
                         ratio(
-                            f'gateway_rpc_cache_requests_total{{{SEL},result="hit"}}',
-                            f"gateway_rpc_cache_requests_total{{{SEL}}}",
+                            f'gateway_rpc_cache_requests_total{{{NET},result="hit"}}',
+                            f"gateway_rpc_cache_requests_total{{{NET}}}",
                             "",
                         ),
                         "hit ratio",
@@ -319,7 +325,7 @@ def upstreams() -> dict:
                 "JSON-RPC calls by method and outcome",
                 [
                     (
-                        f"sum by (method, outcome) (rate(gateway_rpc_requests_total{{{SEL}}}[$__rate_interval]))",
+                        f"sum by (method, outcome) (rate(gateway_rpc_requests_total{{{NET}}}[$__rate_interval]))",
                         "{{method}} {{outcome}}",
                     )
                 ],
@@ -344,7 +350,7 @@ def upstreams() -> dict:
             ),
             panel(
                 "WebSocket subscriptions",
-                [(f"sum by (type) (gateway_ws_subscriptions{{{SEL}}})", "{{type}}")],
+                [(f"sum by (type) (gateway_ws_subscriptions{{{NET}}})", "{{type}}")],
                 width=8,
             ),
             row(
@@ -356,7 +362,7 @@ def upstreams() -> dict:
                 "Consensus calls by outcome",
                 [
                     (
-                        f"sum by (method, outcome) (increase(gateway_rpc_consensus_total{{{SEL}}}[$__range]))",
+                        f"sum by (method, outcome) (increase(gateway_rpc_consensus_total{{{NET}}}[$__range]))",
                         "{{method}} {{outcome}}",
                     )
                 ],
@@ -368,7 +374,7 @@ def upstreams() -> dict:
                 "Nodes outside the agreement",
                 [
                     (
-                        f"sum by (upstream, method) (increase(gateway_upstream_misbehavior_total{{{SEL},{UPSTREAM}}}[$__range]))",
+                        f"sum by (upstream, method) (increase(gateway_upstream_misbehavior_total{{{NET},{UPSTREAM}}}[$__range]))",
                         "{{upstream}} {{method}}",
                     )
                 ],
@@ -379,7 +385,7 @@ def upstreams() -> dict:
                 "Null lookups asked again",
                 [
                     (
-                        f"sum by (method, outcome) (increase(gateway_rpc_empty_retries_total{{{SEL}}}[$__range]))",
+                        f"sum by (method, outcome) (increase(gateway_rpc_empty_retries_total{{{NET}}}[$__range]))",
                         "{{method}} {{outcome}}",
                     )
                 ],
@@ -391,7 +397,7 @@ def upstreams() -> dict:
                 "Transactions broadcast, by node and outcome",
                 [
                     (
-                        f"sum by (upstream, outcome) (increase(gateway_rpc_broadcast_total{{{SEL},{UPSTREAM}}}[$__range]))",
+                        f"sum by (upstream, outcome) (increase(gateway_rpc_broadcast_total{{{NET},{UPSTREAM}}}[$__range]))",
                         "{{upstream}} {{outcome}}",
                     )
                 ],
@@ -468,14 +474,14 @@ def identity_and_records() -> dict:
             ),
             panel(
                 "Records waiting for an anchor",
-                [(f"sum(gateway_records_pending_anchor{{{SEL}}})", "pending")],
+                [(f"sum(gateway_records_pending_anchor{{{NET}}})", "pending")],
                 width=8,
             ),
             panel(
                 "Anchor batches",
                 [
                     (
-                        f"sum by (outcome) (increase(gateway_anchor_batches_total{{{SEL}}}[$__range]))",
+                        f"sum by (outcome) (increase(gateway_anchor_batches_total{{{NET}}}[$__range]))",
                         "{{outcome}}",
                     )
                 ],
@@ -486,7 +492,7 @@ def identity_and_records() -> dict:
                 "Time since the last anchor",
                 [
                     (
-                        f"time() - max(gateway_anchor_last_success_timestamp_seconds{{{SEL}}})",
+                        f"time() - max(gateway_anchor_last_success_timestamp_seconds{{{NET}}})",
                         "since last anchor",
                     )
                 ],
@@ -498,7 +504,7 @@ def identity_and_records() -> dict:
                 "Batch size (median)",
                 [
                     (
-                        f"histogram_quantile(0.5, sum by (le) (rate(gateway_anchor_batch_size_bucket{{{SEL}}}[$__range])))",
+                        f"histogram_quantile(0.5, sum by (le) (rate(gateway_anchor_batch_size_bucket{{{NET}}}[$__range])))",
                         "median records per batch",
                     )
                 ],
@@ -506,13 +512,13 @@ def identity_and_records() -> dict:
             ),
             panel(
                 "Gas used by anchoring",
-                [(f"sum(increase(gateway_anchor_gas_used_total{{{SEL}}}[$__range]))", "gas")],
+                [(f"sum(increase(gateway_anchor_gas_used_total{{{NET}}}[$__range]))", "gas")],
                 kind="stat",
                 width=8,
             ),
             panel(
                 "Anchor key balance",
-                [(f"min(gateway_anchor_key_balance_eth{{{SEL}}})", "ETH")],
+                [(f"min(gateway_anchor_key_balance_eth{{{NET}}})", "ETH")],
                 kind="stat",
                 width=8,
             ),
@@ -521,7 +527,7 @@ def identity_and_records() -> dict:
                 "Relay requests by outcome",
                 [
                     (
-                        f"sum by (outcome) (rate(gateway_relay_requests_total{{{SEL}}}[$__rate_interval]))",
+                        f"sum by (outcome) (rate(gateway_relay_requests_total{{{NET}}}[$__rate_interval]))",
                         "{{outcome}}",
                     )
                 ],
@@ -531,7 +537,7 @@ def identity_and_records() -> dict:
                 "Relay: acceptance to confirmation p50 / p99",
                 [
                     (
-                        f"histogram_quantile({q}, sum by (le) (rate(gateway_relay_confirm_seconds_bucket{{{SEL}}}[$__range])))",
+                        f"histogram_quantile({q}, sum by (le) (rate(gateway_relay_confirm_seconds_bucket{{{NET}}}[$__range])))",
                         f"p{int(q * 100)}",
                     )
                     for q in (0.5, 0.99)
@@ -542,7 +548,7 @@ def identity_and_records() -> dict:
                 "Relay transactions sent by kind",
                 [
                     (
-                        f"sum by (kind) (increase(gateway_relay_tx_sent_total{{{SEL}}}[$__range]))",
+                        f"sum by (kind) (increase(gateway_relay_tx_sent_total{{{NET}}}[$__range]))",
                         "{{kind}}",
                     )
                 ],
@@ -552,15 +558,15 @@ def identity_and_records() -> dict:
             panel(
                 "Relay requests not final / oldest unmined",
                 [
-                    (f"sum(gateway_relay_pending{{{SEL}}})", "not final"),
-                    (f"max(gateway_relay_oldest_unfinished_seconds{{{SEL}}})", "oldest (s)"),
-                    (f"sum(gateway_relay_at_fee_ceiling{{{SEL}}})", "at the fee ceiling"),
+                    (f"sum(gateway_relay_pending{{{NET}}})", "not final"),
+                    (f"max(gateway_relay_oldest_unfinished_seconds{{{NET}}})", "oldest (s)"),
+                    (f"sum(gateway_relay_at_fee_ceiling{{{NET}}})", "at the fee ceiling"),
                 ],
                 width=8,
             ),
             panel(
                 "Relayer balance",
-                [(f"min(gateway_relayer_balance_wei{{{SEL}}}) / 1e18", "ETH")],
+                [(f"min(gateway_relayer_balance_wei{{{NET}}}) / 1e18", "ETH")],
                 kind="stat",
                 width=8,
             ),

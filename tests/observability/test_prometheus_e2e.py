@@ -1,5 +1,6 @@
-"""A real Prometheus scrapes a real gateway under a scripted workload; every dashboard query
-and every alert expression must return data, and UpstreamDown must go pending."""
+"""A real Prometheus scrapes a real gateway of two networks under a scripted workload;
+every dashboard query returns data for each network, every alert expression returns data,
+and UpstreamDown goes pending."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.helpers.processes import free_port, gateway_process, wait_http
 from tests.helpers.waiting import eventually
 from tests.identity.conftest import ORIGIN, make_message, personal_sign
 from tests.observability.test_rules_and_dashboards import OBSERVABILITY, dashboard_exprs
-from tests.records.conftest import mail, sign_typed
+from tests.records.conftest import DOMAIN, mail, sign_typed
 from tests.relay.conftest import signed_body
 
 pytestmark = pytest.mark.integration
@@ -34,10 +35,14 @@ _VARIABLES = {
     "$route": ".*",
     "$upstream": ".*",
 }
+SECOND = 31338
+# Per-network queries the second network (one node) has no data for: only nodes that
+# disagree, or one ahead of the others, make these.
+_ONE_NODE_HAS_NONE = ("gateway_rpc_empty_retries_total", "gateway_upstream_misbehavior_total")
 
 
-def _substitute(expr: str) -> str:
-    for name, value in _VARIABLES.items():
+def _substitute(expr: str, network: str = ".*") -> str:
+    for name, value in {**_VARIABLES, "$network": network}.items():
         expr = expr.replace(name, value)
     return expr
 
@@ -57,20 +62,37 @@ def _stack(tmp_path):
         DevChain.start(log_dir=tmp_path / "a") as chain_a,
         DevChain.start(log_dir=tmp_path / "b") as chain_b,
         DevChain.start(log_dir=tmp_path / "c") as chain_c,
+        DevChain.start(chain_id=SECOND, log_dir=tmp_path / "d") as chain_d,
     ):
         # The nodes are one network to the gateway (its own calls go to any): the same
         # contracts at the same addresses on each (same deployer, same nonces).
+        # The second network, chain_d alone, gets the same ones, at the same addresses too.
         deployed = []
-        for chain in (chain_a, chain_b, chain_c):
+        for chain in (chain_a, chain_b, chain_c, chain_d):
             anchor = deploy(chain, "MerkleAnchor", ["address"], [chain.accounts[9].address])
             forwarder = deploy(chain, "GatewayForwarder")
             guestbook = deploy(chain, "Guestbook", ["address"], [forwarder])
             deployed.append((anchor, forwarder, guestbook))
-        assert deployed[0] == deployed[1] == deployed[2]
+        assert deployed[0] == deployed[1] == deployed[2] == deployed[3]
         port = free_port()
+        networks = [
+            {
+                "chain_id": 31337,
+                "upstreams": [
+                    {"url": chain_a.url, "ws_url": chain_a.ws_url},
+                    {"url": chain_b.url},
+                    {"url": chain_c.url},
+                ],
+            },
+            {
+                "chain_id": SECOND,
+                "upstreams": [{"url": chain_d.url, "ws_url": chain_d.ws_url}],
+                "anchor": {"contract_address": anchor},
+                "relay": {"forwarder_address": forwarder},
+            },
+        ]
         env = {
-            "GATEWAY_UPSTREAMS": f"{chain_a.url}|{chain_a.ws_url},{chain_b.url},{chain_c.url}",
-            "GATEWAY_CHAIN_ID": "31337",
+            "GATEWAY_NETWORKS": json.dumps(networks),
             "GATEWAY_SIWE_DOMAINS": "app.example",
             "GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path / 'gw.db'}",
             "GATEWAY_IDENTITY__KEYS_DIR": str(tmp_path / "keys"),
@@ -123,6 +145,7 @@ def _stack(tmp_path):
                 "prometheus": f"http://127.0.0.1:{prom_port}",
                 "chain_b": chain_b,
                 "chain_c": chain_c,
+                "chain_d": chain_d,
             }
         finally:
             for process in (gateway, prometheus):
@@ -196,6 +219,42 @@ async def _workload(session: aiohttp.ClientSession, base: str) -> None:
     await eventually(relayed, timeout_s=30, what="the relayed request confirmed")
 
 
+async def _second_network(session: aiohttp.ClientSession, base: str) -> None:
+    """Reads, a record and a gasless request on the second network."""
+    for method in ("eth_chainId", "eth_blockNumber", "eth_chainId"):
+        payload = {"jsonrpc": "2.0", "id": 1, "method": method, "params": []}
+        async with session.post(f"{base}/rpc/{SECOND}", json=payload) as r:
+            assert "result" in await r.json()
+    payload = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "eth_getBalance",
+        "params": ["0x" + "22" * 20, "latest"],
+    }
+    async with session.post(f"{base}/rpc/{SECOND}", json=payload) as r:
+        reply = await r.json()  # the [rpc] consensus rule, with one node on this network
+        assert reply["error"]["code"] == -32003, reply
+    alice = Account.create()
+    typed = mail(alice.address, contents="second network", domain={**DOMAIN, "chainId": SECOND})
+    async with session.post(
+        f"{base}/records", json={"typedData": typed, "signature": sign_typed(alice, typed)}
+    ) as r:
+        assert r.status == 201, await r.text()
+    signer = Account.create()
+    async with session.get(f"{base}/relay/forwarder?chainId={SECOND}&from={signer.address}") as r:
+        info = await r.json()
+    body = {**signed_body(info, signer, "second"), "domain": info["domain"]}
+    async with session.post(f"{base}/relay", json=body) as r:
+        assert r.status == 202, await r.text()
+        request_id = (await r.json())["id"]
+
+    async def relayed() -> bool:
+        async with session.get(f"{base}/relay/{request_id}") as r:
+            return (await r.json())["status"] == "confirmed"
+
+    await eventually(relayed, timeout_s=30, what="the second network's request confirmed")
+
+
 async def _checked_across_nodes(session: aiohttp.ClientSession, base: str, chain_c) -> None:
     """Node C alone moves on: a different balance (consensus outvotes it) and transactions
     the others lack (receipts they answer null are asked again of C)."""
@@ -226,18 +285,42 @@ async def _query(session, prometheus: str, expr: str) -> list:
     return body["data"]["result"]
 
 
+async def _without_data(session: aiohttp.ClientSession, prometheus: str) -> list[str]:
+    """Dashboard queries (each network's, for per-network ones) and alert series that
+    Prometheus has no data for."""
+    empty = []
+    for board, title, expr in dashboard_exprs():
+        if expr.startswith("label_values"):
+            continue
+        networks = ["31337", str(SECOND)] if "$network" in expr else [".*"]
+        for network in networks:
+            if network == str(SECOND) and any(name in expr for name in _ONE_NODE_HAS_NONE):
+                continue
+            if not await _query(session, prometheus, _substitute(expr, network)):
+                empty.append(f"{board} / {title} (network {network}): {expr}")
+    groups = yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())["groups"]
+    for rule in (rule for group in groups for rule in group["rules"]):
+        series = _alert_series(rule["expr"])
+        if not await _query(session, prometheus, series):
+            empty.append(f"alert {rule['alert']}: {series}")
+    return empty
+
+
 @pytest.mark.timeout(240)
 async def test_every_dashboard_query_and_alert_returns_data(stack):
     base, prometheus = stack["gateway"], stack["prometheus"]
     async with (
         aiohttp.ClientSession() as session,
         session.ws_connect(base.replace("http", "ws") + "/rpc") as ws,
+        session.ws_connect(base.replace("http", "ws") + f"/rpc/{SECOND}") as ws_second,
     ):
-        await ws.send_json(
-            {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
-        )
-        assert "result" in json.loads((await ws.receive(timeout=10)).data)
+        for each in (ws, ws_second):
+            await each.send_json(
+                {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+            )
+            assert "result" in json.loads((await each.receive(timeout=10)).data)
         await _workload(session, base)
+        await _second_network(session, base)
         await _checked_across_nodes(session, base, stack["chain_c"])
         # an upstream failure: reads that land on B fail over, B goes down
         stack["chain_b"].stop()
@@ -253,39 +336,24 @@ async def test_every_dashboard_query_and_alert_returns_data(stack):
             ) as r:
                 await r.read()
             await asyncio.sleep(0.1)
-        await eventually(  # the anchor batch, scraped
-            lambda: _query(
-                session, prometheus, 'gateway_anchor_batches_total{outcome="confirmed"} > 0'
-            ),
-            timeout_s=60,
-            what="the anchor batch in Prometheus",
-        )
-        rules = [
-            r
-            for g in yaml.safe_load((OBSERVABILITY / "alerts.yml").read_text())["groups"]
-            for r in g["rules"]
-        ]
-
-        async def without_data() -> list[str]:
-            empty = []
-            for board, title, expr in dashboard_exprs():
-                if expr.startswith("label_values"):
-                    continue
-                if not await _query(session, prometheus, _substitute(expr)):
-                    empty.append(f"{board} / {title}: {expr}")
-            for rule in rules:
-                series = _alert_series(rule["expr"])
-                if not await _query(session, prometheus, series):
-                    empty.append(f"alert {rule['alert']}: {series}")
-            return empty
+        for network in ("31337", str(SECOND)):
+            confirmed = (
+                f'gateway_anchor_batches_total{{network="{network}",outcome="confirmed"}} > 0'
+            )
+            await eventually(  # each network's anchor batch, scraped
+                lambda confirmed=confirmed: _query(session, prometheus, confirmed),
+                timeout_s=60,
+                what=f"the anchor batch of network {network} in Prometheus",
+            )
 
         async def all_have_data() -> bool:  # rate() and increase() need scrapes after traffic
-            return not await without_data()
+            return not await _without_data(session, prometheus)
 
         try:
             await eventually(all_have_data, timeout_s=30, what="data for every query")
         except AssertionError:
-            pytest.fail("queries without data:\n" + "\n".join(await without_data()))
+            missing = await _without_data(session, prometheus)
+            pytest.fail("queries without data:\n" + "\n".join(missing))
 
         async with session.get(f"{prometheus}/api/v1/alerts") as r:
             alerts = (await r.json())["data"]["alerts"]
