@@ -1,7 +1,7 @@
 """JSON-RPC over HTTP: anvil direct vs a bare aiohttp pass-through proxy vs the gateway with
 full observability, at the same concurrency, in one run.
 
-    .venv/bin/python bench/rpc_http.py [--seconds 8] [--connections 32]
+    .venv/bin/python bench/rpc_http.py [--seconds 8] [--connections 32] [--two-networks]
 
 Each case is run flat out (every connection sends its next call as soon as the last is
 answered: latency there is mostly queueing, concurrency / throughput) and paced (each
@@ -53,6 +53,25 @@ wrk.body = [[%s]]
 """
 
 
+# name -> (the call, whether the gateway's cache is on for it)
+CASES = {
+    "eth_blockNumber": (
+        {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
+        False,
+    ),
+    "eth_chainId": ({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, True),
+    "eth_getBlockByNumber(finalized)": (
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "eth_getBlockByNumber",
+            "params": ["0x10", False],
+        },
+        True,
+    ),
+}
+
+
 def post(url: str, payload: dict) -> dict:
     request = urllib.request.Request(
         url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}
@@ -61,7 +80,7 @@ def post(url: str, payload: dict) -> dict:
         return json.loads(response.read())
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=32)
@@ -77,26 +96,24 @@ def main() -> None:
         action="store_true",
         help="also a gateway with rpc.explain_headers=false beside each: what the headers cost",
     )
-    args = parser.parse_args()
+    parser.add_argument(
+        "--two-networks",
+        action="store_true",
+        help="also the gateway with a second network (another anvil, chain 31338) beside "
+        "each, called at /rpc and /rpc/31337: what serving several networks costs",
+    )
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     work = Path(tempfile.mkdtemp(prefix="bench-rpc-"))
-    cases = {
-        "eth_blockNumber": (
-            {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []},
-            False,
-        ),
-        "eth_chainId": ({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []}, True),
-        "eth_getBlockByNumber(finalized)": (
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "eth_getBlockByNumber",
-                "params": ["0x10", False],
-            },
-            True,
-        ),
-    }
-    with DevChain.start(log_dir=work / "anvil") as chain:
+    with contextlib.ExitStack() as chains:
+        chain = chains.enter_context(DevChain.start(log_dir=work / "anvil"))
         chain.rpc("anvil_mine", ["0x100"])  # 256 blocks: block 16 is finalized
+        second = None
+        if args.two_networks:
+            second = chains.enter_context(DevChain.start(chain_id=31338, log_dir=work / "b"))
         proxy_port = free_port()
         with contextlib.ExitStack() as servers:
             servers.enter_context(
@@ -108,25 +125,7 @@ def main() -> None:
                     ready_url=f"http://127.0.0.1:{proxy_port}/ready",
                 )
             )
-            gateways = {}
-            explains = (True, False) if args.without_explain else (True,)
-            for cache in (False, True):
-                for explain in explains:
-                    port = free_port()
-                    env = gateway_env(
-                        work,
-                        chain.url,
-                        f"gw{port}.db",
-                        GATEWAY_RPC__CACHE_ENABLED="true" if cache else "false",
-                        GATEWAY_RPC__EXPLAIN_HEADERS="true" if explain else "false",
-                        GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
-                        GATEWAY_RPC__ANONYMOUS__BURST="1000000",
-                        GATEWAY_SERVER__EVENT_LOOP=args.loop,
-                    )
-                    servers.enter_context(
-                        serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
-                    )
-                    gateways[cache, explain] = f"http://127.0.0.1:{port}/rpc"
+            gateways = start_gateways(servers, work, chain, second, args)
             targets = {
                 "anvil direct": chain.url,
                 "bare aiohttp proxy": f"http://127.0.0.1:{proxy_port}/",
@@ -138,7 +137,7 @@ def main() -> None:
             )
             header = f"{'case':<34} {'target':<36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs proxy':>9}"
             proxy_rps: dict[str, float] = {}
-            for name, (payload, cached) in cases.items():
+            for name, (payload, cached) in CASES.items():
                 print()
                 print(header)
                 script = work / f"{name.replace('(', '_').replace(')', '')}.lua"
@@ -147,6 +146,10 @@ def main() -> None:
                 urls = [*targets.items(), (label, gateways[cached, True])]
                 if args.without_explain:
                     urls.append((label.replace(")", ", no explain)"), gateways[cached, False]))
+                if second is not None:
+                    two = gateways[cached, "two"]
+                    urls.append((label.replace(")", ", 2 networks)"), two))
+                    urls.append((label.replace(")", ", 2 networks, /31337)"), f"{two}/31337"))
                 for target, url in urls:
                     assert "result" in post(url, payload), (target, post(url, payload))
                     run_wrk(
@@ -154,6 +157,7 @@ def main() -> None:
                     )
                 rows = interleaved(urls, script, args.seconds, args.connections, args.rounds)
                 proxy_rps[name] = print_rows(name, rows)
+                print_networks(rows)
                 paced_script = work / f"paced-{script.name}"
                 paced_script.write_text(script.read_text() + PACED % args.paced_ms)
                 paced = interleaved(urls, paced_script, args.seconds, args.connections, args.rounds)
@@ -172,6 +176,56 @@ def main() -> None:
                 f"work): {floor.requests_per_s:.0f} req/s, "
                 f"{floor.requests_per_s / proxy_rps['eth_chainId']:.2f}x the bare proxy's eth_chainId"
             )
+
+
+def start_gateways(
+    servers: contextlib.ExitStack,
+    work: Path,
+    chain: DevChain,
+    second: DevChain | None,
+    args: argparse.Namespace,
+) -> dict[tuple[bool, object], str]:
+    """(cache, explain) -> the URL of a gateway so configured; (cache, "two"): the same
+    gateway serving a second network (``second``) too."""
+    gateways: dict[tuple[bool, object], str] = {}
+    explains = (True, False) if args.without_explain else (True,)
+    for cache in (False, True):
+        for explain in explains:
+            port = free_port()
+            env = gateway_env(
+                work,
+                chain.url,
+                f"gw{port}.db",
+                GATEWAY_RPC__CACHE_ENABLED="true" if cache else "false",
+                GATEWAY_RPC__EXPLAIN_HEADERS="true" if explain else "false",
+                GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
+                GATEWAY_RPC__ANONYMOUS__BURST="1000000",
+                GATEWAY_SERVER__EVENT_LOOP=args.loop,
+            )
+            servers.enter_context(
+                serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
+            )
+            gateways[cache, explain] = f"http://127.0.0.1:{port}/rpc"
+        if second is not None:  # the same gateway, serving a second network too
+            port = free_port()
+            env = {
+                key: value
+                for key, value in env.items()
+                if key not in {"GATEWAY_UPSTREAMS", "GATEWAY_CHAIN_ID"}
+            }
+            env["GATEWAY_RPC__EXPLAIN_HEADERS"] = "true"
+            env["GATEWAY_DATABASE_URL"] = f"sqlite:///{work / f'gw{port}.db'}"
+            env["GATEWAY_NETWORKS"] = json.dumps(
+                [
+                    {"chain_id": 31337, "upstreams": [{"url": chain.url}]},
+                    {"chain_id": 31338, "upstreams": [{"url": second.url}]},
+                ]
+            )
+            servers.enter_context(
+                serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
+            )
+            gateways[cache, "two"] = f"http://127.0.0.1:{port}/rpc"
+    return gateways
 
 
 # Think time drawn uniformly from 0..2x the mean, so connections do not move in lockstep
@@ -201,6 +255,14 @@ def interleaved(
             if target not in best or result.requests_per_s > best[target].requests_per_s:
                 best[target] = result
     return [(target, best[target]) for target, _ in urls]
+
+
+def print_networks(rows: list[tuple[str, Result]]) -> None:
+    """The gateways serving two networks against the one serving one, on the same calls."""
+    one = rows[2][1].requests_per_s
+    for target, result in rows:
+        if "2 networks" in target:
+            print(f"{'':<34} {target}: {result.requests_per_s / one:.3f}x the one-network gateway")
 
 
 def print_rows(name: str, rows: list[tuple[str, Result]]) -> float:

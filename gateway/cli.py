@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -19,6 +21,9 @@ from gateway.errors import SettingsError
 from gateway.server import serve_app
 from gateway.storage import SchemaOutOfDate
 from gateway.telemetry import configure_logging
+
+if TYPE_CHECKING:
+    from gateway.chain import DevChain
 
 log = structlog.get_logger("gateway")
 
@@ -51,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
         help="mine a block every N seconds, so pages and subscriptions are live (default 2; "
         "0: only on each transaction)",
     )
+    dev.add_argument(
+        "--chains",
+        type=_chain_ids,
+        default=(31337,),
+        help="chain ids, comma-separated: one anvil each, every one a network of the gateway "
+        "(/rpc/<chain id>; the first is /rpc). Default 31337",
+    )
 
     check = commands.add_parser("check-config", help="validate settings and print them, masked")
     common(check)
@@ -65,10 +77,12 @@ def _parser() -> argparse.ArgumentParser:
 
     contracts = commands.add_parser("contracts", help="the project's contracts")
     contracts_commands = contracts.add_subparsers(dest="contracts_command", required=True)
-    common(
-        contracts_commands.add_parser(
-            "deploy", help="deploy MerkleAnchor with the anchor key; record its address"
-        )
+    deploy = contracts_commands.add_parser(
+        "deploy", help="deploy MerkleAnchor with the anchor key; record its address"
+    )
+    common(deploy)
+    deploy.add_argument(
+        "--network", help="the network to deploy on (a chain id or an alias; default: the default)"
     )
 
     db = commands.add_parser("db", help="database schema")
@@ -79,6 +93,16 @@ def _parser() -> argparse.ArgumentParser:
     ):
         common(db_commands.add_parser(name, help=text))
     return parser
+
+
+def _chain_ids(value: str) -> tuple[int, ...]:
+    try:
+        chains = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        chains = ()
+    if not chains or min(chains) < 1 or len(set(chains)) != len(chains):
+        raise argparse.ArgumentTypeError("chain ids: distinct positive integers, e.g. 31337,31338")
+    return chains
 
 
 def _settings(
@@ -116,58 +140,82 @@ def _dev(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print("gateway dev: GATEWAY_PORT must be a port number", file=sys.stderr)
         return 2
     try:
-        chain_ctx = DevChain.start(
-            port=args.anvil_port,
-            block_time_s=args.block_time or None,
-            log_dir=state / "anvil",
-        )
-        with chain_ctx as chain:
-            settings = _settings(
-                args,
-                environ,
-                {
-                    "GATEWAY_HOST": host,
-                    "GATEWAY_PORT": str(port),
-                    "GATEWAY_UPSTREAMS": f"{chain.url}|{chain.ws_url}",
-                    "GATEWAY_CHAIN_ID": str(chain.chain_id),
-                    "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
-                    "GATEWAY_IDENTITY__KEYS_DIR": str(state / "keys"),
-                    "GATEWAY_IDENTITY__COOKIE_SECURE": "false",  # plain http on loopback
-                    # anvil's public dev key #0 anchors (never a real key), every 5 seconds
-                    "GATEWAY_ANCHOR__PRIVATE_KEY": chain.accounts[0].private_key,
-                    "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(state / "deployments.json"),
-                    "GATEWAY_ANCHOR__INTERVAL_S": environ.get("GATEWAY_ANCHOR__INTERVAL_S", "5"),
-                    "GATEWAY_WEBAPP__ENABLED": environ.get("GATEWAY_WEBAPP__ENABLED", "true"),
-                    # gasless requests: anvil's dev key #9 pays (never a real key), for the
-                    # example Guestbook deployed with the forwarder
-                    "GATEWAY_RELAY__PRIVATE_KEY": chain.accounts[9].private_key,
-                    "GATEWAY_RELAY__TARGETS": environ.get(
-                        "GATEWAY_RELAY__TARGETS", '{"Guestbook": ["sign(string)"]}'
-                    ),
-                    # a dApp's dev server (localhost:3000, :5173, …) may call it from a browser
-                    "GATEWAY_CORS_ORIGINS": environ.get("GATEWAY_CORS_ORIGINS", "*"),
-                    "GATEWAY_SIWE_DOMAINS": environ.get(
-                        "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{port},localhost:{port}"
-                    ),
-                },
-            )
+        with contextlib.ExitStack() as anvils:
+            chains = [
+                anvils.enter_context(
+                    DevChain.start(
+                        port=args.anvil_port if index == 0 else 0,
+                        chain_id=chain_id,
+                        block_time_s=args.block_time or None,
+                        # The first chain's state where it always was.
+                        log_dir=state / ("anvil" if index == 0 else f"anvil-{chain_id}"),
+                    )
+                )
+                for index, chain_id in enumerate(args.chains)
+            ]
+            settings = _settings(args, environ, _dev_environment(chains, environ, host, port))
             configure_logging(settings.log)
-            _print_banner(chain, settings)
-            _deploy_dev_contracts(settings)
+            _print_banner(chains, settings)
+            for chain in chains:
+                _deploy_dev_contracts(settings, chain.url)
             return _run(settings)
     except DevChainError as exc:
         print(f"gateway dev: {exc}", file=sys.stderr)
         return 1
 
 
-def _deploy_dev_contracts(settings: Settings) -> None:
+def _dev_environment(
+    chains: Sequence[DevChain], environ: Mapping[str, str], host: str, port: int
+) -> dict[str, str]:
+    """The settings of ``gateway dev``: its anvils, state under .gateway/, dev keys."""
+    first = chains[0]
+    state = Path(".gateway")
+    nodes = {}
+    if len(chains) == 1:  # one network: the top-level settings, as ever
+        nodes = {
+            "GATEWAY_UPSTREAMS": f"{first.url}|{first.ws_url}",
+            "GATEWAY_CHAIN_ID": str(first.chain_id),
+        }
+    else:
+        networks = [
+            {"chain_id": c.chain_id, "upstreams": [{"url": c.url, "ws_url": c.ws_url}]}
+            for c in chains
+        ]
+        nodes = {"GATEWAY_NETWORKS": json.dumps(networks)}
+    return {
+        "GATEWAY_HOST": host,
+        "GATEWAY_PORT": str(port),
+        **nodes,
+        "GATEWAY_DATABASE_URL": f"sqlite:///{state / 'gateway.db'}",
+        "GATEWAY_IDENTITY__KEYS_DIR": str(state / "keys"),
+        "GATEWAY_IDENTITY__COOKIE_SECURE": "false",  # plain http on loopback
+        # anvil's public dev key #0 anchors (never a real key), every 5 seconds
+        "GATEWAY_ANCHOR__PRIVATE_KEY": first.accounts[0].private_key,
+        "GATEWAY_ANCHOR__DEPLOYMENTS_FILE": str(state / "deployments.json"),
+        "GATEWAY_ANCHOR__INTERVAL_S": environ.get("GATEWAY_ANCHOR__INTERVAL_S", "5"),
+        "GATEWAY_WEBAPP__ENABLED": environ.get("GATEWAY_WEBAPP__ENABLED", "true"),
+        # gasless requests: anvil's dev key #9 pays (never a real key), for the example
+        # Guestbook deployed with the forwarder
+        "GATEWAY_RELAY__PRIVATE_KEY": first.accounts[9].private_key,
+        "GATEWAY_RELAY__TARGETS": environ.get(
+            "GATEWAY_RELAY__TARGETS", '{"Guestbook": ["sign(string)"]}'
+        ),
+        # a dApp's dev server (localhost:3000, :5173, …) may call it from a browser
+        "GATEWAY_CORS_ORIGINS": environ.get("GATEWAY_CORS_ORIGINS", "*"),
+        "GATEWAY_SIWE_DOMAINS": environ.get(
+            "GATEWAY_SIWE_DOMAINS", f"127.0.0.1:{port},localhost:{port}"
+        ),
+    }
+
+
+def _deploy_dev_contracts(settings: Settings, url: str) -> None:
     """A fresh anvil has no contracts: deploy them before the gateway starts."""
     from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: PLC0415  # dev only
 
     from gateway.chain.deploy import anchor_account, deploy_all  # noqa: PLC0415
 
     async def deploy() -> dict[str, str]:
-        w3 = AsyncWeb3(AsyncHTTPProvider(settings.upstreams[0].url))
+        w3 = AsyncWeb3(AsyncHTTPProvider(url))
         try:
             account = anchor_account(settings.anchor)
             assert account is not None  # noqa: S101  # set by _dev
@@ -176,15 +224,13 @@ def _deploy_dev_contracts(settings: Settings) -> None:
             await w3.provider.disconnect()
 
     for name, address in asyncio.run(deploy()).items():
-        print(f"  {name} deployed at {address}", file=sys.stderr, flush=True)
+        print(f"  {name} deployed at {address}  ({url})", file=sys.stderr, flush=True)
     print(file=sys.stderr, flush=True)
 
 
-def _print_banner(chain: object, settings: Settings) -> None:
-    from gateway.chain import DevChain  # noqa: PLC0415  # dev only
-
-    assert isinstance(chain, DevChain)  # noqa: S101  # narrowing for the type checker
+def _print_banner(chains: Sequence[DevChain], settings: Settings) -> None:
     base = f"http://{settings.server.host}:{settings.server.port}"
+    chain = chains[0]
     lines = [
         "",
         "  dApp gateway (dev)",
@@ -197,7 +243,11 @@ def _print_banner(chain: object, settings: Settings) -> None:
         ),
         f"  Metrics  {base}/metrics",
         f"  Ready    {base}/readyz",
-        f"  anvil    {chain.url}  chain id {chain.chain_id}  log {chain.log_path}",
+        *(
+            f"  anvil    {each.url}  chain id {each.chain_id}  (JSON-RPC: {base}/rpc/"
+            f"{each.chain_id})  log {each.log_path}"
+            for each in chains
+        ),
         "",
         "  Funded dev accounts (anvil's public test mnemonic; never use them on a real chain):",
         *(f"  ({i}) {a.address}  {a.private_key}" for i, a in enumerate(chain.accounts[:5])),
@@ -229,20 +279,33 @@ def _keys(command: str, settings: Settings) -> int:
     return 0
 
 
-async def _deploy(settings: Settings) -> int:
+async def _deploy(settings: Settings, network: str | None) -> int:
     from web3 import AsyncHTTPProvider, AsyncWeb3  # noqa: PLC0415  # only this command
 
     from gateway.chain.deploy import anchor_account, deploy_all  # noqa: PLC0415
 
+    networks = settings.network_list()
+    chosen = networks[0]
+    if network is not None:
+        found = [n for n in networks if network in n.names]
+        if not found:
+            known = ", ".join(name for n in networks for name in n.names) or "none"
+            print(
+                f"gateway contracts deploy: no network {network!r} (known: {known})",
+                file=sys.stderr,
+            )
+            return 1
+        chosen = found[0]
     account = anchor_account(settings.anchor)
-    if account is None or not settings.upstreams:
+    if account is None or not chosen.upstreams:
         print(
             "gateway contracts deploy: needs an anchor key (GATEWAY_ANCHOR__PRIVATE_KEY or "
-            "a keystore) and an upstream (GATEWAY_UPSTREAMS)",
+            "a keystore) and an upstream (GATEWAY_UPSTREAMS, or the network's upstreams)",
             file=sys.stderr,
         )
         return 1
-    w3 = AsyncWeb3(AsyncHTTPProvider(settings.upstreams[0].url))
+    # Recorded under the chain id the node reports (deployments.json, per chain).
+    w3 = AsyncWeb3(AsyncHTTPProvider(chosen.upstreams[0].url))
     try:
         deployed = await deploy_all(w3, account, settings.anchor.deployments_file)
     finally:
@@ -294,7 +357,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     if args.command == "db":
         return asyncio.run(_db(args.db_command, settings))
     if args.command == "contracts":
-        return asyncio.run(_deploy(settings))
+        return asyncio.run(_deploy(settings, args.network))
     configure_logging(settings.log)
     for warning in settings.warnings():
         log.warning("check the settings", detail=warning)

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from gateway.background import running
-from gateway.bodies import read_body
+from gateway.bodies import json_response, read_body
 from gateway.caller import (
     SESSIONS,
     Caller,
@@ -299,6 +299,44 @@ async def rpc_ws_network(request: web.Request) -> web.StreamResponse:
     _service, websockets = _network_of(request)
     caller = await rpc_caller(request)
     return await websockets.serve(request, caller)
+
+
+class NetworkInfo(BaseModel):
+    """One network the gateway serves."""
+
+    chainId: int | None  # noqa: N815  # JSON's field names
+    alias: str | None
+    default: bool
+    rpc: str  # its JSON-RPC path (POST, and GET for the WebSocket)
+    blockNumber: int | None  # noqa: N815  # the tip it serves (None: no node answered yet)
+
+
+class NetworkList(BaseModel):
+    networks: list[NetworkInfo]
+
+
+@routes.get("/networks")
+@operation(
+    summary="The networks (chains) this gateway serves, with the block each is at",
+    tag="json-rpc",
+    responses={200: NetworkList},
+    description="A frontend on several chains makes a transport per entry (`rpc`); the "
+    "default one is also at /rpc.",
+)
+async def networks(request: web.Request) -> web.Response:
+    listed = []
+    for network in request.app[NETWORKS]:
+        head = network.pool.head_number()
+        listed.append(
+            {
+                "chainId": network.chain_id,
+                "alias": network.settings.alias,
+                "default": network is request.app[NETWORKS].default,
+                "rpc": f"/rpc/{network.chain_id}" if network.chain_id is not None else "/rpc",
+                "blockNumber": head if head >= 0 else None,
+            }
+        )
+    return json_response({"networks": listed})
 
 
 async def rpc_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).parent
 STATIC = ROOT / "gateway" / "webapp" / "static"
 CHAIN_ID = 31337
+SECOND_CHAIN_ID = 31338  # the dev gateway's second network
 
 
 def _browser_paths() -> tuple[str, str]:
@@ -138,6 +139,9 @@ def _dev_gateway(tmp_path_factory: pytest.TempPathFactory, site: Path) -> Iterat
                 str(port),
                 "--anvil-port",
                 str(anvil_port),
+                # Two networks, as a dApp on two chains has: the page lets the wallet pick.
+                "--chains",
+                f"{CHAIN_ID},{SECOND_CHAIN_ID}",
             ],
             cwd=work,
             env=env,

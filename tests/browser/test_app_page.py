@@ -3,7 +3,9 @@ gateway's, with a test wallet (an EIP-1193 provider on an anvil dev key) injecte
 
 from __future__ import annotations
 
+import json
 import os
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,9 +13,9 @@ import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.browser.conftest import ROOT, DevGateway, wallet_script
+from tests.browser.conftest import CHAIN_ID, ROOT, SECOND_CHAIN_ID, DevGateway, wallet_script
 from tests.helpers.waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -161,7 +163,7 @@ def test_a_page_from_an_origin_not_allowed_is_refused(open_browser, dev_gateway:
 def test_the_click_is_the_parent_of_the_gateways_server_span(open_browser, dev_gateway):
     driver = open_browser(wallet_script(dev_gateway.anvil_url))
     load(driver, dev_gateway.page_url())
-    sign_in(driver)  # one click: /rpc, /auth/message, /auth/verify, /auth/session, ...
+    sign_in(driver)  # one click: /auth/message, /auth/verify, /auth/session, ...
     assert text(driver, "trace-action") == "sign in"
     trace_id, click_span = text(driver, "trace-id"), text(driver, "trace-span")
 
@@ -172,7 +174,8 @@ def test_the_click_is_the_parent_of_the_gateways_server_span(open_browser, dev_g
             if span.trace_id.hex() == trace_id and span.kind == Span.SPAN_KIND_SERVER
         }
 
-    wanted = {"POST /rpc", "POST /auth/message", "POST /auth/verify", "GET /auth/session"}
+    # (the chain id to sign in with is the chosen network's, from GET /networks at load)
+    wanted = {"POST /auth/message", "POST /auth/verify", "GET /auth/session"}
     spans = wait_until(
         lambda: server_spans() if wanted <= server_spans().keys() else None,
         what=f"the sign-in's server spans {sorted(wanted)} at the receiver",
@@ -218,3 +221,41 @@ def test_without_a_wallet_the_page_says_what_is_needed(open_browser, dev_gateway
     assert missing == []  # no /favicon.ico, nothing else missing
     screenshot = Path(os.environ.get(NO_WALLET_SCREENSHOT_ENV, tmp_path / "no-wallet.png"))
     assert driver.save_screenshot(str(ROOT / screenshot))
+
+
+def test_the_wallet_picks_the_second_network(open_browser, dev_gateway: DevGateway):
+    """The dev gateway serves two chains: the page lists both with their block numbers;
+    on the second one the wallet signs in with its chain id, and a record signed there is
+    anchored on that chain and its proof verified there."""
+    driver = open_browser(wallet_script(dev_gateway.anvil_url, account=4))
+    load(driver, dev_gateway.page_url())
+    for chain_id in (CHAIN_ID, SECOND_CHAIN_ID):
+        row = f"#networks tr[data-chain-id='{chain_id}']"
+        wait(driver, 10, 0.1).until(
+            lambda d, row=row: d.find_element(By.CSS_SELECTOR, row).text.split()[-1].isdigit(),
+            message=f"the block number of network {chain_id}",
+        )
+    Select(driver.find_element(By.ID, "network")).select_by_value(str(SECOND_CHAIN_ID))
+    wait_text(driver, "network-chain", lambda t: t == str(SECOND_CHAIN_ID))
+
+    sign_in(driver)
+    assert driver.execute_script("return window.__testWallet.chainId") == SECOND_CHAIN_ID
+    token = driver.execute_script("return sessionStorage.getItem('gateway.session')")
+    request = urllib.request.Request(
+        f"{dev_gateway.url}/auth/session", headers={"Authorization": f"Bearer {token}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["chainId"] == SECOND_CHAIN_ID
+
+    click(driver, "submit-record")
+    record_id = wait_text(driver, "record-id", lambda t: t.startswith("0x"))
+    wait(driver, 30, 0.2).until(
+        lambda d: (
+            "verified on chain"
+            in d.find_element(By.CSS_SELECTOR, f"tr[data-id='{record_id}']").text
+        ),
+        message="the record anchored and verified on the second chain",
+    )
+    with urllib.request.urlopen(f"{dev_gateway.url}/records/{record_id}/proof", timeout=10) as r:
+        assert json.loads(r.read())["chainId"] == SECOND_CHAIN_ID
+    assert shown_errors(driver) == {}

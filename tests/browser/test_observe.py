@@ -102,7 +102,8 @@ def test_a_click_is_one_trace_in_jaeger(open_browser, dev_gateway: DevGateway, o
 
     found = wait_until(spans, timeout_s=30, what=f"trace {trace_id} in Jaeger")
     by_id = {span["spanID"]: span for span in found}
-    server = next(s for s in found if s["operationName"] == "POST /rpc")
+    # The page reads on the network it chose: /rpc/<chain id> (GET /networks)
+    server = next(s for s in found if s["operationName"] == "POST /rpc/{network}")
     assert [r["spanID"] for r in server["references"]] == [click_span]  # the click's child
     client = next(
         s

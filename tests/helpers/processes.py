@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from gateway.server import free_port
@@ -52,12 +52,14 @@ def wait_http(url: str, *, status: int = 200, timeout_s: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def gateway_dev(work: Path, port: int, env: Mapping[str, str]) -> Iterator[str]:
-    """`gateway dev` (anvil and the gateway) run from ``work`` on ``port``, ready; its URL.
-    Stopped with SIGINT, as Ctrl-C stops it."""
+def gateway_dev(
+    work: Path, port: int, env: Mapping[str, str], args: Sequence[str] = ()
+) -> Iterator[str]:
+    """`gateway dev [args]` (anvil and the gateway) run from ``work`` on ``port``, ready;
+    its URL. Stopped with SIGINT, as Ctrl-C stops it."""
     with (work / "dev.log").open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "dev", "--port", str(port)],
+            [sys.executable, "-m", "gateway", "dev", "--port", str(port), *args],
             cwd=work,
             env={**os.environ, **env},
             stdout=out,

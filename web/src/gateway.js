@@ -33,6 +33,7 @@ export function createGateway(base) {
   let token = sessionStorage.getItem(TOKEN_KEY);
   let action = null;
   let nextId = 1;
+  let rpcPath = "/rpc"; // the chosen network's (GET /networks lists them)
 
   async function call(path, { method = "GET", body, accept = "application/json" } = {}) {
     const headers = { Accept: accept };
@@ -64,8 +65,9 @@ export function createGateway(base) {
     return data;
   }
 
-  async function rpc(method, params = []) {
-    const reply = await call("/rpc", {
+  /** A JSON-RPC call on the chosen network, or on the one at `path` ("/rpc/31338"). */
+  async function rpc(method, params = [], path = rpcPath) {
+    const reply = await call(path, {
       method: "POST",
       body: { jsonrpc: "2.0", id: nextId++, method, params },
     });
@@ -83,13 +85,16 @@ export function createGateway(base) {
     setAction(value) {
       action = value;
     },
+    setNetwork(path) {
+      rpcPath = path;
+    },
     setToken(value) {
       token = value;
       if (value === null) sessionStorage.removeItem(TOKEN_KEY);
       else sessionStorage.setItem(TOKEN_KEY, value);
     },
     websocketUrl() {
-      return `${base.replace(/^http/, "ws")}/rpc`;
+      return `${base.replace(/^http/, "ws")}${rpcPath}`;
     },
   };
 }

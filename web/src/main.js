@@ -20,7 +20,15 @@ const MERKLE_ANCHOR = parseAbi([
 const params = new URLSearchParams(location.search);
 const gateway = createGateway((params.get("gateway") ?? location.origin).replace(/\/$/, ""));
 const $ = (id) => document.getElementById(id);
-const state = { wallet: null, address: null, chainId: null, records: new Map(), verified: new Set() };
+const state = {
+  wallet: null,
+  address: null,
+  chainId: null, // the chosen network's
+  networks: [],
+  socket: null,
+  records: new Map(),
+  verified: new Set(),
+};
 
 function show(id, text) {
   $(id).textContent = text;
@@ -56,6 +64,55 @@ async function act(name, slot, work) {
 async function gatewayChainId() {
   if (state.chainId === null) state.chainId = Number.parseInt(await gateway.rpc("eth_chainId"), 16);
   return state.chainId;
+}
+
+/** The gateway's networks (GET /networks): the picker, and each one's block number. */
+async function refreshNetworks() {
+  const { networks } = await gateway.call("/networks");
+  state.networks = networks;
+  const picker = $("network");
+  if (picker.options.length !== networks.length) {
+    const wanted = Number(params.get("chain") ?? NaN);
+    const chosen = networks.find((n) => n.chainId === wanted) ?? networks.find((n) => n.default);
+    picker.replaceChildren(
+      ...networks.map((network) => {
+        const option = document.createElement("option");
+        option.value = String(network.chainId);
+        option.textContent = network.alias ? `${network.alias} (${network.chainId})` : `chain ${network.chainId}`;
+        option.selected = network === chosen;
+        return option;
+      }),
+    );
+    choose(chosen);
+  }
+  $("networks").replaceChildren(
+    ...networks.map((network) => {
+      const row = document.createElement("tr");
+      row.dataset.chainId = String(network.chainId);
+      for (const text of [String(network.chainId), network.alias ?? "", network.blockNumber ?? "…"]) {
+        const cell = document.createElement("td");
+        cell.textContent = String(text);
+        row.append(cell);
+      }
+      return row;
+    }),
+  );
+}
+
+/** Work on `network` from now on: its /rpc path, its chain id for the wallet, its heads. */
+function choose(network) {
+  state.chainId = network.chainId;
+  gateway.setNetwork(network.rpc);
+  show("network-chain", String(network.chainId));
+  if (state.socket) state.socket.close(); // followHeads opens the new network's
+}
+
+async function changeNetwork() {
+  const network = state.networks.find((n) => String(n.chainId) === $("network").value);
+  if (!network) return;
+  choose(network);
+  await refreshBlock();
+  await refreshBalance();
 }
 
 async function pickWallet() {
@@ -138,6 +195,7 @@ async function refreshBalance() {
 
 function followHeads() {
   const socket = new WebSocket(gateway.websocketUrl());
+  state.socket = socket;
   socket.addEventListener("open", () => {
     socket.send(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_subscribe", params: ["newHeads"] }));
   });
@@ -150,8 +208,11 @@ function followHeads() {
     }
   });
   socket.addEventListener("close", () => {
+    if (state.socket !== socket) return;
     show("heads-status", "reconnecting");
-    setTimeout(followHeads, 2000);
+    // Another network chosen: its heads at once; a dropped connection: again in 2 s.
+    const chosen = gateway.websocketUrl() !== socket.url;
+    setTimeout(followHeads, chosen ? 0 : 2000);
   });
   show("heads-status", "live");
 }
@@ -188,7 +249,7 @@ async function signGasless() {
   if (!state.address) throw new GatewayError("page.signed_out", "sign in first");
   const chainId = await gatewayChainId();
   await ensureChain((await pickWallet()).provider, chainId);
-  const info = await gateway.call(`/relay/forwarder?from=${state.address}`);
+  const info = await gateway.call(`/relay/forwarder?chainId=${chainId}&from=${state.address}`);
   const target = info.targets.find((each) => each.functions.includes("sign(string)"));
   if (!target) throw new GatewayError("page.no_gasless_target", "the relay allows no Guestbook here");
   const message = {
@@ -202,7 +263,9 @@ async function signGasless() {
   };
   const typedData = { types: info.types, primaryType: info.primaryType, domain: info.domain, message };
   const signature = await walletCall("eth_signTypedData_v4", [state.address, JSON.stringify(typedData)]);
-  let relayed = await gateway.call("/relay", { method: "POST", body: { request: message, signature } });
+  // The domain it was signed over names the network that relays it.
+  const body = { request: message, signature, domain: info.domain };
+  let relayed = await gateway.call("/relay", { method: "POST", body });
   show("relay-id", relayed.id);
   while (!RELAY_FINAL.has(relayed.status)) {
     show("relay-status", relayed.status);
@@ -248,7 +311,8 @@ async function verifyOnChain(id) {
     functionName: "verify",
     args: [proof.root, proof.leaf, proof.proof],
   });
-  const result = await gateway.rpc("eth_call", [{ to: proof.contract, data }, "latest"]);
+  // On the chain the record is anchored on (the proof names it).
+  const result = await gateway.rpc("eth_call", [{ to: proof.contract, data }, "latest"], `/rpc/${proof.chainId}`);
   if (decodeFunctionResult({ abi: MERKLE_ANCHOR, functionName: "verify", data: result })) {
     state.verified.add(id);
   }
@@ -276,14 +340,19 @@ async function start() {
   $("submit-record").addEventListener("click", () => act("submit record", "records", submitRecord));
   $("gasless").addEventListener("click", () => act("gasless note", "gasless", signGasless));
   $("refresh").addEventListener("click", () =>
-    act("refresh", "chain", () => Promise.all([refreshBlock(), refreshBalance(), refreshRecords()])),
+    act("refresh", "chain", () =>
+      Promise.all([refreshNetworks(), refreshBlock(), refreshBalance(), refreshRecords()]),
+    ),
   );
+  $("network").addEventListener("change", () => act("choose network", "chain", changeNetwork));
   await act("load", "chain", async () => {
+    await refreshNetworks();
     await refreshBlock();
     await findWallet();
     await refreshSession();
     followHeads();
   });
+  setInterval(() => refreshNetworks().catch(errorsIn("chain")), 2000);
   setInterval(() => {
     const pending = [...$("records").children].some((row) => row.className !== "verified");
     if (state.address && pending) refreshRecords().catch(errorsIn("records"));
