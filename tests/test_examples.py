@@ -117,28 +117,30 @@ def test_every_tour_command_runs_and_shows_its_result(dev):
     assert json.loads(by_hand[1])["result"] == "0x7a69"
 
 
-def test_the_readme_settings_file_is_valid(tmp_path):
-    """The README's TOML example, as `gateway check-config` reads it."""
-    text = (ROOT / "README.md").read_text()
-    (block,) = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
-    (tmp_path / "gateway.toml").write_text(block)
+def _check_config(path: Path) -> dict:
     checked = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "check-config",
-            "--config",
-            str(tmp_path / "gateway.toml"),
-        ],
+        [sys.executable, "-m", "gateway", "check-config", "--config", str(path)],
         capture_output=True,
         text=True,
         check=False,
         env={k: v for k, v in os.environ.items() if not k.startswith(("GATEWAY_", "OTEL_"))},
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    effective = json.loads(checked.stdout)
+    return json.loads(checked.stdout)
+
+
+def test_the_readme_settings_files_are_valid(tmp_path):
+    """The README's TOML examples (one network, then two), as `gateway check-config` reads
+    them."""
+    text = (ROOT / "README.md").read_text()
+    one, two = re.findall(r"```toml\n(.*?)```", text, re.DOTALL)
+    (tmp_path / "one.toml").write_text(one)
+    (tmp_path / "two.toml").write_text(two)
+    effective = _check_config(tmp_path / "one.toml")
     assert [u["name"] for u in effective["upstreams"]] == ["node-a", "node-b"]
+    networks = _check_config(tmp_path / "two.toml")["networks"]
+    assert [(n["chain_id"], n["alias"]) for n in networks] == [(1, "mainnet"), (8453, "base")]
+    assert networks[1]["rpc"]["max_lag_blocks"] == 20
 
 
 def test_make_dev_takes_its_port():

@@ -3,11 +3,22 @@
 // RainbowKit's createAuthenticationAdapter returns the adapter it is given; AppKit's
 // createSIWEConfig wraps the same methods. The test calls the methods in the order each
 // kit does (see test_snippets.py).
-import { createWalletClient, custom, encodeFunctionData, parseAbi } from "viem";
+import {
+  createPublicClient,
+  createWalletClient,
+  custom,
+  encodeFunctionData,
+  http,
+  parseAbi,
+  webSocket,
+} from "viem";
 import { createSiweMessage } from "viem/siwe";
 
 window.kits = {
+  createPublicClient,
   createWalletClient,
+  http,
+  webSocket,
   custom,
   encodeFunctionData,
   parseAbi,

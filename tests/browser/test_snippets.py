@@ -99,6 +99,34 @@ def test_the_readme_adapter_signs_in(open_browser, dev_gateway: DevGateway, name
     assert result["after"] is None  # signed out: the token no longer opens a session
 
 
+def test_the_transport_per_chain_reads_each_chain(open_browser, dev_gateway: DevGateway):
+    """The snippet's clients, one per network of the dev gateway (two chains): each reads
+    its own chain's id over HTTP and gets its own chain's heads over the WebSocket."""
+    driver = open_browser(wallet_script(dev_gateway.anvil_url, account=5))
+    driver.get(f"{dev_gateway.page_origin}/snippets.html")
+    WebDriverWait(driver, 15).until(
+        lambda d: d.execute_script("return document.body.dataset.ready") == "true"
+    )
+    read = """
+const clients = await clientsPerChain();
+const read = [];
+for (const { chainId, client, heads } of clients) {
+  const head = await new Promise((resolve, reject) => {
+    const unwatch = heads.watchBlocks({
+      onBlock: (block) => { unwatch(); resolve(Number(block.number)); },
+      onError: reject,
+    });
+  });
+  read.push({ chainId, asked: await client.getChainId(), head });
+}
+return { read };
+"""
+    result = driver.execute_async_script(runnable("transports", dev_gateway.url, driver=read))
+    assert "error" not in result, result["error"]
+    assert [(r["chainId"], r["asked"]) for r in result["read"]] == [(31337, 31337), (31338, 31338)]
+    assert all(r["head"] >= 0 for r in result["read"])
+
+
 def test_the_readme_gasless_example_is_relayed(open_browser, dev_gateway: DevGateway):
     driver = open_browser(wallet_script(dev_gateway.anvil_url, account=3))
     driver.get(f"{dev_gateway.page_origin}/snippets.html")
