@@ -105,9 +105,7 @@ def dashboard(
         .with_variable(
             variable("instance", "label_values(gateway_build_info, instance)", "Instance")
         )
-        .with_variable(
-            variable("network", "label_values(gateway_upstream_up, network)", "Network")
-        )
+        .with_variable(variable("network", "label_values(gateway_upstream_up, network)", "Network"))
     )
     for each in variables:
         board = board.with_variable(each)

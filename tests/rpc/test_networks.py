@@ -203,11 +203,12 @@ async def test_a_reorg_on_one_network_flushes_only_its_entries(two_networks, fre
     assert len(beta.cache) == kept
 
 
+@pytest.mark.parametrize("beta_own", [False, True], ids=["shared", "beta's own"])
 async def test_rate_limits_are_one_budget_across_networks_unless_a_network_has_its_own(
-    aiohttp_client, fresh_anvil, chain_b, make_settings
+    aiohttp_client, fresh_anvil, chain_b, make_settings, beta_own
 ):
     limited = {"GATEWAY_RPC__ANONYMOUS__RATE_PER_S": "0.001", "GATEWAY_RPC__ANONYMOUS__BURST": "2"}
-    own = {"rpc": {"anonymous": {"rate_per_s": 0.001, "burst": 3}}}
+    own = {"rpc": {"anonymous": {"rate_per_s": 0.001, "burst": 3}}} if beta_own else {}
     settings = make_settings(
         GATEWAY_NETWORKS=_networks(_node(fresh_anvil), _node(chain_b), **own), **limited
     )
@@ -217,8 +218,13 @@ async def test_rate_limits_are_one_budget_across_networks_unless_a_network_has_i
     async def statuses(path: str, count: int) -> list[int]:
         return [(await client.post(path, json=payload)).status for _ in range(count)]
 
-    assert await statuses("/rpc/beta", 4) == [200, 200, 200, 429]  # its own budget of 3
-    assert await statuses("/rpc/alpha", 3) == [200, 200, 429]  # [rpc]'s, untouched by beta
+    if beta_own:
+        assert await statuses("/rpc/beta", 4) == [200, 200, 200, 429]  # its own budget of 3
+        assert await statuses("/rpc/alpha", 3) == [200, 200, 429]  # [rpc]'s, untouched by beta
+    else:  # one budget of 2 for the caller, whichever network it calls
+        assert await statuses("/rpc/alpha", 1) == [200]
+        assert await statuses("/rpc/beta", 2) == [200, 429]
+        assert await statuses("/rpc", 1) == [429]
 
 
 def test_networks_settings_are_checked():

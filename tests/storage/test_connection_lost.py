@@ -59,14 +59,21 @@ async def test_a_sqlite_database_that_cannot_be_opened_is_unavailable(tmp_path):
     finally:
         await db.close()
         # aiosqlite stops the thread of the connection that failed to open without awaiting
-        # it: let every such thread finish while this test's loop still runs.
+        # it: let every such thread finish while this test's loop still runs (0.21: the
+        # Connection is the thread; 0.22: a thread running its _connection_worker_thread).
         import threading
 
         import aiosqlite
 
-        for _ in range(40):
-            if not any(
-                isinstance(t, aiosqlite.Connection) and t.is_alive() for t in threading.enumerate()
-            ):
+        def aiosqlite_threads() -> list[threading.Thread]:
+            return [
+                t
+                for t in threading.enumerate()
+                if t.is_alive()
+                and (isinstance(t, aiosqlite.Connection) or "connection_worker" in t.name)
+            ]
+
+        for _ in range(100):
+            if not aiosqlite_threads():
                 break
             await asyncio.sleep(0.05)
