@@ -66,7 +66,7 @@ settings = load_settings(None, {"GATEWAY_CHAIN_ID": "31337"}).records
 async def submit(request):
     body = orjson.loads(await request.read())
     candidate = acceptance.prepare(body["typedData"], max_bytes=settings.max_bytes)
-    acceptance.check_policy(candidate, settings, chain_id=31337)
+    acceptance.check_policy(candidate, settings, chain_ids={31337})
     signature = signatures.signature_bytes(body["signature"])
     signer = signatures.recover_address(candidate.id, signature, checksum=False)
     payload = {"id": candidate.id_hex, "signer": signer}
@@ -120,7 +120,7 @@ def verify_only(bodies: list[bytes]) -> float:
     for body in bodies:
         request = orjson.loads(body)
         candidate = acceptance.prepare(request["typedData"], max_bytes=settings.max_bytes)
-        acceptance.check_policy(candidate, settings, chain_id=31337)
+        acceptance.check_policy(candidate, settings, chain_ids={31337})
         signatures.recover_address(
             candidate.id, signatures.signature_bytes(request["signature"]), checksum=False
         )
