@@ -180,13 +180,14 @@ class RecordStore:
         self, group: list[NewRecord]
     ) -> list[tuple[bool, float] | BaseException]:
         async with self._db.operation("records.flush"):
-            if self._db.backend == "sqlite":
+            if self._db.sqlite_worker is not None:  # a SQLite file: one thread hop a group
                 now = time.time()
                 return await self._db.in_writer_thread(lambda db: _sqlite_commit(db, group, now))
             return await self._commit(group)
 
     async def _commit(self, group: list[NewRecord]) -> list[tuple[bool, float] | BaseException]:
-        """PostgreSQL: the same steps as ``_sqlite_commit``, through SQLAlchemy."""
+        """PostgreSQL (and SQLite in memory): the same steps as ``_sqlite_commit``, through
+        SQLAlchemy."""
         now = time.time()
         outcomes: list[tuple[bool, float] | BaseException | None] = [None] * len(group)
         async with self._writer.begin() as connection:

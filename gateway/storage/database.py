@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 
 from gateway.errors import StorageUnavailable
 from gateway.storage.groupcommit import GroupCommit
+from gateway.storage.sqlite_worker import PRAGMAS, SqliteWorker
 from gateway.telemetry import Metrics
 
 log = structlog.get_logger("gateway.storage")
@@ -43,27 +44,12 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(path[1:])
 
 
-def _in_transaction(connection: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
-    if connection.in_transaction:  # left open by the connection's last user: not ours
-        connection.rollback()
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        result = work(connection)
-    except BaseException:
-        connection.rollback()
-        raise
-    connection.commit()
-    return result
-
-
 def _on_sqlite_connect(dbapi_connection: Any, _record: object) -> None:  # noqa: ANN401  # DB-API objects are untyped
     cursor = dbapi_connection.cursor()
     # WAL: readers never block the writer. synchronous=NORMAL in WAL mode survives a crash
     # of the process (kill -9); only an OS crash or power loss can lose the last commits.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=5000")
+    for pragma in PRAGMAS[:4]:  # journal_mode, synchronous, foreign_keys, busy_timeout
+        cursor.execute(pragma)
     cursor.close()
 
 
@@ -93,6 +79,8 @@ class Database:
         self.backend = backend
         self.path = path  # a SQLite file's (None: PostgreSQL, or SQLite in memory)
         self.deadline_s: float | None = None  # of one operation (see ``open``)
+        # A SQLite file's whole group commits (``in_writer_thread``); none in memory.
+        self.sqlite_worker = SqliteWorker(path) if backend == "sqlite" and path else None
         self._writes: GroupCommit[Callable[[AsyncConnection], Awaitable[Any]], Any] = GroupCommit(
             self._commit_writes, name="sqlite-group-commit"
         )
@@ -167,15 +155,12 @@ class Database:
         return outcomes
 
     async def in_writer_thread(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """SQLite: ``work`` on the one writer connection, in its own thread, in one
-        transaction (committed when it returns, rolled back when it raises): a whole group
-        commit in one thread hop, where each SQLAlchemy statement is a hop of its own."""
-        async with self.writer.connect() as connection:
-            raw = await connection.get_raw_connection()
-            driver = raw.driver_connection  # aiosqlite's connection, which owns the thread
-            # aiosqlite 0.21-0.22 runs a callable in its thread with _execute (pinned).
-            result: T = await driver._execute(_in_transaction, driver._conn, work)  # type: ignore[union-attr]  # noqa: SLF001
-            return result
+        """SQLite file: ``work`` in one transaction on the gateway's own connection, in
+        its own thread (``SqliteWorker``): a whole group commit in one thread hop, where
+        each SQLAlchemy statement is a hop of its own. Only when ``sqlite_worker`` is set."""
+        if self.sqlite_worker is None:
+            raise RuntimeError("in_writer_thread needs a SQLite file (sqlite_worker)")
+        return await self.sqlite_worker.run(work)
 
     @contextlib.asynccontextmanager
     async def operation(self, op: str) -> AsyncIterator[None]:
@@ -197,6 +182,8 @@ class Database:
                 observe_storage(self.metrics, self.backend, op, outcome, started)
 
     async def close(self) -> None:
+        if self.sqlite_worker is not None:
+            await self.sqlite_worker.close()
         await self.engine.dispose()
         if self.writer is not self.engine:
             await self.writer.dispose()
@@ -207,7 +194,13 @@ async def storage_errors() -> AsyncIterator[None]:
     """Database failures become StorageUnavailable (503 with a clear code), never a 500."""
     try:
         yield
-    except (sa.exc.OperationalError, sa.exc.InterfaceError, OSError, TimeoutError) as exc:
+    except (
+        sa.exc.OperationalError,
+        sa.exc.InterfaceError,
+        sqlite3.OperationalError,  # the gateway's own SQLite connection (sqlite_worker)
+        OSError,
+        TimeoutError,
+    ) as exc:
         raise StorageUnavailable(detail=f"{type(exc).__name__}: {exc}") from exc
     except sa.exc.DBAPIError as exc:
         # A connection lost mid-query (asyncpg's ConnectionDoesNotExistError, a backend
