@@ -33,6 +33,18 @@ pytestmark = [
 ]
 
 
+async def _cache_kib(session: aiohttp.ClientSession, url: str) -> int:
+    """What the replica's response cache holds (gateway_rpc_cache_bytes), in KiB."""
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    held = [
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("gateway_rpc_cache_bytes{")
+    ]
+    return int(sum(held) // 1024)
+
+
 def _growth(samples: list[tuple[float, int, int]], column: int, since: float) -> float:
     window = [sample for sample in samples if sample[0] >= since]
     first = statistics.mean(sample[column] for sample in window[:3])
@@ -44,6 +56,7 @@ async def test_a_soak_stays_flat(cluster, capsys):
     ledger = Ledger()
     duration = MINUTES * 60
     samples: dict[int, list[tuple[float, int, int]]] = {r.index: [] for r in cluster.replicas}
+    cached: dict[int, list[int]] = {r.index: [] for r in cluster.replicas}  # KiB, per sample
     rows = []
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
         workload = Workload(session, [r.url for r in cluster.replicas], ledger, seed=2)
@@ -54,9 +67,14 @@ async def test_a_soak_stays_flat(cluster, capsys):
             for replica in cluster.replicas:
                 rss, fds = replica.resources()
                 samples[replica.index].append((elapsed, rss, fds))
+                cached[replica.index].append(await _cache_kib(session, replica.url))
             rows.append(
                 [f"{elapsed / 60:.1f}", str(answered)]
-                + [f"{samples[i][-1][1] // 1024} MiB / {samples[i][-1][2]}" for i in samples]
+                + [
+                    f"{samples[i][-1][1] // 1024} MiB / {samples[i][-1][2]} / "
+                    f"{cached[i][-1] / 1024:.1f} MiB"
+                    for i in samples
+                ]
             )
             await asyncio.sleep(SAMPLE_S)
         workload.running = False
@@ -71,7 +89,7 @@ async def test_a_soak_stays_flat(cluster, capsys):
         index: (_growth(series, 1, since), _growth(series, 2, since))
         for index, series in samples.items()
     }
-    header = ["minute", "answers"] + [f"replica {i} RSS / fds" for i in samples]
+    header = ["minute", "answers"] + [f"replica {i} RSS / fds / cache" for i in samples]
     summary = [
         ["requests answered", str(sum(ledger.answers.values()))],
         ["records acknowledged / anchored", f"{len(ledger.records)} / {anchored}"],
