@@ -178,7 +178,9 @@ def part_two(work: Path) -> None:
         Upstream(config, session=None)  # type: ignore[arg-type]  # routing only, no calls
         for config in settings_for(work, GATEWAY_UPSTREAMS="http://a:1,http://b:2").upstreams
     ]
-    pool = UpstreamPool(upstreams, settings.rpc, chain_id=31337, metrics=metrics)
+    pool = UpstreamPool(
+        upstreams, settings.rpc, chain_id=31337, metrics=metrics.of_network("31337")
+    )
     for upstream in upstreams:
         upstream.healthy = True
         upstream.head.latest = 100
@@ -268,6 +270,9 @@ async def part_three(work: Path, count: int, repeats: int) -> None:
         no_lane = settings_for(
             work, GATEWAY_UPSTREAMS=chain.url, GATEWAY_SERVER__LANE="false", **PRODUCTION
         )
+        unexplained = settings_for(
+            work, GATEWAY_UPSTREAMS=chain.url, GATEWAY_RPC__EXPLAIN_HEADERS="false", **PRODUCTION
+        )
         post = http_post("/rpc", CHAIN_ID)
         rows = [
             ("bare aiohttp app: GET /healthz", bare_json_app, http_get("/healthz")),
@@ -276,6 +281,11 @@ async def part_three(work: Path, count: int, repeats: int) -> None:
             ("gateway app: POST /rpc eth_chainId, cache hit", lambda: create_app(settings), post),
             ("  the same, every request sampled (always_on)", lambda: create_app(always), post),
             ("  the same, lane off (aiohttp's request path)", lambda: create_app(no_lane), post),
+            (
+                "  the same, no X-Gateway-* headers (rpc.explain_headers=false)",
+                lambda: create_app(unexplained),
+                post,
+            ),
         ]
         measured = await measure_all(rows, count=count, repeats=repeats)
     print("Part 3: the whole app (production sampling, JSON access line, metrics) on anvil")
