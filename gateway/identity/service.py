@@ -6,6 +6,7 @@ import dataclasses
 import secrets
 import string
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,6 +91,35 @@ class SignIn:
     session: Session
 
 
+class RecentChecks:
+    """Keys checked within the last ``ttl_s`` seconds, oldest first: an entry older than
+    that is dropped as the next one is remembered, so the map holds only the keys of the
+    last ``ttl_s`` (a token used once stays no longer than that)."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self._checked: OrderedDict[str, float] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._checked)
+
+    def fresh(self, key: str, now: float) -> bool:
+        checked = self._checked.get(key)
+        return checked is not None and now - checked <= self.ttl_s
+
+    def remember(self, key: str, now: float) -> None:
+        self._checked[key] = now
+        self._checked.move_to_end(key)
+        while self._checked:
+            oldest, at = next(iter(self._checked.items()))
+            if now - at <= self.ttl_s:
+                break
+            del self._checked[oldest]
+
+    def forget(self, key: str) -> None:
+        self._checked.pop(key, None)
+
+
 class SignInService:
     """Everything sign-in needs, independent of HTTP."""
 
@@ -111,7 +141,7 @@ class SignInService:
         self.wallets = wallets  # by chain id: the nodes of that network
         self.metrics = metrics
         self.tracer = tracer
-        self._not_revoked: dict[str, float] = {}
+        self._not_revoked = RecentChecks(REVOCATION_CACHE_S)
 
     async def issue_nonce(self, client: str) -> tuple[str, float]:
         nonce = new_nonce()
@@ -265,14 +295,11 @@ class SignInService:
         logout takes effect on this path within ``REVOCATION_CACHE_S``."""
         session = self.tokens.decode(token)
         now = time.monotonic()
-        checked = self._not_revoked.get(session.jti)
-        if checked is None or now - checked > REVOCATION_CACHE_S:
+        if not self._not_revoked.fresh(session.jti, now):
             if await self.store.is_revoked(session.jti):
-                self._not_revoked.pop(session.jti, None)
+                self._not_revoked.forget(session.jti)
                 raise RevokedToken
-            if len(self._not_revoked) > 100_000:
-                self._not_revoked.clear()
-            self._not_revoked[session.jti] = now
+            self._not_revoked.remember(session.jti, now)
         return session
 
     async def session(self, token: str) -> Session:
@@ -284,6 +311,6 @@ class SignInService:
     async def logout(self, token: str) -> Session:
         session = await self.session(token)
         await self.store.revoke(session.jti, now=time.time(), expires_at=session.expires_at)
-        self._not_revoked.pop(session.jti, None)
+        self._not_revoked.forget(session.jti)
         log.info("logout", address=session.address)
         return session
