@@ -2,6 +2,7 @@
 full observability, at the same concurrency, in one run.
 
     .venv/bin/python bench/rpc_http.py [--seconds 8] [--connections 32] [--two-networks]
+        [--baseline DIR[:EXTRA]]  # DIR: an earlier commit (git worktree add DIR <commit>)
 
 Each case is run flat out (every connection sends its next call as soon as the last is
 answered: latency there is mostly queueing, concurrency / throughput) and paced (each
@@ -102,6 +103,12 @@ def arguments() -> argparse.Namespace:
         help="also the gateway with a second network (another anvil, chain 31338) beside "
         "each, called at /rpc and /rpc/31337: what serving several networks costs",
     )
+    parser.add_argument(
+        "--baseline",
+        help="a checkout of an earlier commit, as a PYTHONPATH (after a ':', packages it "
+        "needs that this venv has dropped): its gateway beside each, at its defaults (what "
+        "the gateway measured then, in the same run)",
+    )
     return parser.parse_args()
 
 
@@ -146,6 +153,8 @@ def main() -> None:
                 urls = [*targets.items(), (label, gateways[cached, True])]
                 if args.without_explain:
                     urls.append((label.replace(")", ", no explain)"), gateways[cached, False]))
+                if args.baseline is not None:
+                    urls.append((label.replace(")", ", baseline)"), gateways[cached, "baseline"]))
                 if second is not None:
                     two = gateways[cached, "two"]
                     urls.append((label.replace(")", ", 2 networks)"), two))
@@ -188,43 +197,46 @@ def start_gateways(
     """(cache, explain) -> the URL of a gateway so configured; (cache, "two"): the same
     gateway serving a second network (``second``) too."""
     gateways: dict[tuple[bool, object], str] = {}
+
+    def env_for(cache: bool, **settings: str) -> dict[str, str]:
+        port = free_port()
+        return gateway_env(
+            work,
+            chain.url,
+            f"gw{port}.db",
+            GATEWAY_RPC__CACHE_ENABLED="true" if cache else "false",
+            GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
+            GATEWAY_RPC__ANONYMOUS__BURST="1000000",
+            **settings,
+        )
+
+    def start(env: dict[str, str]) -> str:
+        port = free_port()
+        servers.enter_context(serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log"))
+        return f"http://127.0.0.1:{port}/rpc"
+
     explains = (True, False) if args.without_explain else (True,)
     for cache in (False, True):
         for explain in explains:
-            port = free_port()
-            env = gateway_env(
-                work,
-                chain.url,
-                f"gw{port}.db",
-                GATEWAY_RPC__CACHE_ENABLED="true" if cache else "false",
-                GATEWAY_RPC__EXPLAIN_HEADERS="true" if explain else "false",
-                GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
-                GATEWAY_RPC__ANONYMOUS__BURST="1000000",
-                GATEWAY_SERVER__EVENT_LOOP=args.loop,
+            gateways[cache, explain] = start(
+                env_for(
+                    cache,
+                    GATEWAY_RPC__EXPLAIN_HEADERS="true" if explain else "false",
+                    GATEWAY_SERVER__EVENT_LOOP=args.loop,
+                )
             )
-            servers.enter_context(
-                serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
-            )
-            gateways[cache, explain] = f"http://127.0.0.1:{port}/rpc"
         if second is not None:  # the same gateway, serving a second network too
-            port = free_port()
-            env = {
-                key: value
-                for key, value in env.items()
-                if key not in {"GATEWAY_UPSTREAMS", "GATEWAY_CHAIN_ID"}
-            }
-            env["GATEWAY_RPC__EXPLAIN_HEADERS"] = "true"
-            env["GATEWAY_DATABASE_URL"] = f"sqlite:///{work / f'gw{port}.db'}"
+            env = env_for(cache, GATEWAY_SERVER__EVENT_LOOP=args.loop)
+            del env["GATEWAY_UPSTREAMS"], env["GATEWAY_CHAIN_ID"]
             env["GATEWAY_NETWORKS"] = json.dumps(
                 [
                     {"chain_id": 31337, "upstreams": [{"url": chain.url}]},
                     {"chain_id": 31338, "upstreams": [{"url": second.url}]},
                 ]
             )
-            servers.enter_context(
-                serving_gateway(port, env, cpu=0, log=work / f"gateway-{port}.log")
-            )
-            gateways[cache, "two"] = f"http://127.0.0.1:{port}/rpc"
+            gateways[cache, "two"] = start(env)
+        if args.baseline is not None:  # the earlier commit's gateway, its own settings only
+            gateways[cache, "baseline"] = start(env_for(cache, PYTHONPATH=args.baseline))
     return gateways
 
 
@@ -258,11 +270,11 @@ def interleaved(
 
 
 def print_networks(rows: list[tuple[str, Result]]) -> None:
-    """The gateways serving two networks against the one serving one, on the same calls."""
+    """The gateway against the other gateway rows: two networks, no explain headers, the
+    baseline commit (each as a ratio of the gateway's requests/s)."""
     one = rows[2][1].requests_per_s
-    for target, result in rows:
-        if "2 networks" in target:
-            print(f"{'':<34} {target}: {result.requests_per_s / one:.3f}x the one-network gateway")
+    for target, result in rows[3:]:
+        print(f"{'':<34} {target}: the gateway is {one / result.requests_per_s:.3f}x it")
 
 
 def print_rows(name: str, rows: list[tuple[str, Result]]) -> float:
