@@ -194,7 +194,7 @@ class RpcSettings(_Section):
     anonymous: RpcTierSettings = RpcTierSettings()
     signed_in: RpcTierSettings = RpcTierSettings(rate_per_s=200.0, burst=400.0)
     ws_max_subscriptions: Annotated[int, Field(ge=1)] = 50
-    # Distinct upstream subscriptions (one WebSocket to a node each) for the whole gateway:
+    # Distinct upstream subscriptions (one WebSocket to a node each) of each network:
     # clients share identical ones, so only distinct filters count.
     ws_max_upstream_subscriptions: Annotated[int, Field(ge=1)] = 1000
     ws_max_connections_per_caller: Annotated[int, Field(ge=1)] = 20

@@ -100,12 +100,14 @@ class Anchorer:
             self.wake.set()
 
     async def resume(self) -> None:
+        """The start-up round: records from before networks taken on (once), then what a
+        previous process left unfinished."""
         async with self.store.leadership() as leader:
             if leader:
+                await self.store.adopt()
                 await self._resume()
 
     async def _resume(self) -> None:
-        await self.store.adopt()
         for unfinished in await self.store.unfinished():
             await self._finish(unfinished)
         await self._refresh_gauges()

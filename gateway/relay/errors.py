@@ -19,8 +19,7 @@ class RelayUnavailable(Unavailable):
     default_message = "gasless requests are not enabled on this gateway"
 
 
-class UnknownChain(RelayUnavailable):
-    http_status = 404
+class UnknownChain(NotFound):
     code = "relay.unknown_chain"
     default_message = "gasless requests are not relayed on this chain here"
 

@@ -38,7 +38,7 @@ from gateway.relay.errors import (
 from gateway.relay.forward import Domain, selector_of
 from gateway.relay.sender import RelaySender
 from gateway.relay.service import RelayService, SubmitBody, Target
-from gateway.relay.store import FINAL, RelayStore
+from gateway.relay.store import FINAL, RelayStore, WebhookOutbox
 from gateway.relay.webhooks import Webhooks
 from gateway.storage import STORAGE
 from gateway.telemetry import TELEMETRY
@@ -348,8 +348,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     relays = app[RELAYS] = {}
     async with aiohttp.ClientSession() as session:
-        # The outbox is every network's: its store is of no network (chain 0).
-        outbox = RelayStore(app[STORAGE], 0, default=False)
+        outbox = WebhookOutbox(app[STORAGE])  # every network's events
         webhooks = Webhooks(settings.relay, outbox, session, app[TELEMETRY].metrics)
         if settings.relay.enabled:
             for chain in app.get(CHAINS) or ():

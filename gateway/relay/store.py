@@ -49,8 +49,9 @@ class RelayStore:
         # The default network keeps the lock it had before networks (replicas agree).
         self.lock = RELAY_LOCK if default else RELAY_LOCK + chain_id
 
-    def leadership(self, key: int | None = None) -> contextlib.AbstractAsyncContextManager[bool]:
-        return leadership(self._db, self.lock if key is None else key, "relay.leadership")
+    def leadership(self) -> contextlib.AbstractAsyncContextManager[bool]:
+        """One sender per network across replicas."""
+        return leadership(self._db, self.lock, "relay.leadership")
 
     async def adopt(self) -> None:
         """The default network takes the rows of no network (written before networks)."""
@@ -426,6 +427,20 @@ class RelayStore:
                     for url, body in events
                 ],
             )
+
+
+class WebhookOutbox:
+    """The webhook events every network's relay enqueues (``RelayStore._enqueue``, in the
+    transaction of the status change), and their delivery state; one deliverer at a time
+    across replicas."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+        self._engine = database.engine
+        self._writer = database.writer
+
+    def leadership(self) -> contextlib.AbstractAsyncContextManager[bool]:
+        return leadership(self._db, WEBHOOK_LOCK, "relay.leadership")
 
     async def due_events(self, now: float, limit: int = 50) -> list[Any]:
         async with self._db.operation("relay.webhooks"), self._engine.connect() as connection:

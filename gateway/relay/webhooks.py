@@ -23,7 +23,7 @@ from gateway.background import Rounds
 from gateway.chain.signatures import checksum_address
 from gateway.clock import rfc3339
 from gateway.config import RelaySettings
-from gateway.relay.store import WEBHOOK_LOCK, Events, RelayStore
+from gateway.relay.store import Events, WebhookOutbox
 from gateway.telemetry import Metrics
 from gateway.telemetry.metrics import failures_counter
 
@@ -43,7 +43,7 @@ class Webhooks:
     def __init__(
         self,
         settings: RelaySettings,
-        store: RelayStore,
+        store: WebhookOutbox,
         session: aiohttp.ClientSession,
         metrics: Metrics,
     ) -> None:
@@ -75,7 +75,7 @@ class Webhooks:
         """Deliver due events (one replica at a time), several at once."""
         while True:
             try:
-                async with self.store.leadership(WEBHOOK_LOCK) as leader:
+                async with self.store.leadership() as leader:
                     if leader:
                         await self.deliver_due()
                 self.round_health.succeeded()

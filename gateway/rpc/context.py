@@ -3,6 +3,7 @@ pool and its cache (``gateway.rpc.networks``)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -53,11 +54,11 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
         default = networks.default
         app[POOL] = default.pool
         app[CACHE] = default.cache
-        started: list[UpstreamPool] = []
         try:
+            # Every network's nodes checked at once: start-up waits for the slowest
+            # network, not for the sum of them.
+            await asyncio.gather(*(network.pool.start() for network in networks))
             for network in networks:
-                await network.pool.start()
-                started.append(network.pool)
                 # The gateway's own chain work (contract wallets, anchoring, the relay) goes
                 # through the pool too; without nodes there is none to do.
                 if network.pool.upstreams:
@@ -78,8 +79,7 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             )
             yield
         finally:
-            for pool in started:
-                await pool.stop()
+            await asyncio.gather(*(network.pool.stop() for network in networks))
 
 
 def _network(
