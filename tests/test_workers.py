@@ -43,7 +43,10 @@ def _workers(pid: int) -> list[int]:
     result = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True, check=False)
     found = []
     for child in map(int, result.stdout.split()):
-        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except FileNotFoundError:  # exited since pgrep listed it (a short-lived helper)
+            continue
         if b"spawn_main" in cmdline and b"resource_tracker" not in cmdline:
             found.append(child)
     return found
