@@ -27,6 +27,7 @@ from gateway.error_responses import ERROR_CONTENT_TYPE, error_body, unhandled_bo
 from gateway.errors import GatewayError
 from gateway.lane.framing import Frame
 from gateway.telemetry import TELEMETRY, Telemetry
+from gateway.telemetry.logging import Facts
 from gateway.telemetry.scope import CLIENT_CLOSED, RequestScope, open_scope, request_id_from
 
 log = structlog.get_logger("gateway.lane")
@@ -48,6 +49,8 @@ class LaneReply:
     body: bytes
     headers: tuple[tuple[str, str], ...] = ()
     content_type: str = JSON
+    head: bytes = b""  # more header lines, rendered (after ``headers``)
+    facts: Facts | None = None  # how the answer was made (the access line, the span)
 
 
 def error_reply(error: GatewayError) -> LaneReply:
@@ -193,7 +196,7 @@ class Lane:
     def _finish(self, scope: RequestScope, reply: LaneReply, client_ip: str) -> bytes:
         """The response's bytes, after its span, metrics and access line."""
         self.answered += 1
-        scope.finish(reply.status, len(reply.body), client_ip, reply.headers)
+        scope.finish(reply.status, len(reply.body), client_ip, reply.facts)
         return self._render(reply, scope.request_id)
 
     def _render(self, reply: LaneReply, request_id: str) -> bytes:
@@ -202,10 +205,9 @@ class Lane:
         body = reply.body
         parts = [_status_line(reply.status)]
         if reply.headers:
-            parts.append(
-                "".join([f"{name}: {value}\r\n" for name, value in reply.headers]).encode()
-            )
+            parts.append(header_lines(reply.headers))
         parts += (
+            reply.head,
             _content_type_line(reply.content_type),
             request_id.encode(),
             _SERVER_HEADERS,
@@ -219,6 +221,11 @@ class Lane:
 
 
 _SERVER_HEADERS = b"\r\nServer: gateway\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "
+
+
+def header_lines(headers: tuple[tuple[str, str], ...]) -> bytes:
+    """``headers`` as the lines of a response head."""
+    return "".join([f"{name}: {value}\r\n" for name, value in headers]).encode()
 
 
 @functools.cache

@@ -13,8 +13,10 @@
 - ``Server-Timing``: the gateway's own time and, when a node was asked, the node's
   (``gw;dur=0.210, upstream;dur=1.534``, in milliseconds), which browsers' dev tools show.
 
-The same facts are attributes of the rpc span (``gateway.cache``, ``gateway.upstream``,
-``gateway.attempt``); browsers may read them across origins (``cors.EXPOSE_HEADERS``).
+The same facts are fields of the access line and attributes of the server span
+(``cache``, ``upstream``, ``attempts``, ``block``, ``consensus``; ``gateway.<fact>`` on the
+span), named when the line is rendered, off the request's path; browsers may read the
+headers across origins (``cors.EXPOSE_HEADERS``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ from collections import Counter
 from dataclasses import dataclass
 
 Headers = tuple[tuple[str, str], ...]
+# The access line's (and span's) name of each X-Gateway-* header.
+_FIELD_OF = {
+    f"X-Gateway-{name.title()}": name
+    for name in ("cache", "upstream", "attempts", "block", "consensus")
+}
 
 
 @dataclass(slots=True)
@@ -36,6 +43,27 @@ class Explain:
     node_s: float = 0.0
     block: int | None = None
     consensus: str | None = None
+
+    def fields(self) -> dict[str, str]:
+        """This call's facts as the access line and the span name them (``Facts``)."""
+        out = {"cache": self.cache}
+        if self.upstream is not None:
+            out["upstream"], out["attempts"] = self.upstream, str(self.attempts)
+        if self.block is not None and self.block >= 0:
+            out["block"] = str(self.block)
+        if self.consensus:
+            out["consensus"] = self.consensus
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFacts:
+    """The facts of a reply, read from its ``X-Gateway-*`` headers (a batch's, summed up)."""
+
+    headers: Headers
+
+    def fields(self) -> dict[str, str]:
+        return {_FIELD_OF[name]: value for name, value in self.headers if name in _FIELD_OF}
 
 
 def headers_of(explains: list[Explain], started: float, *, batch: bool) -> Headers:
@@ -59,6 +87,20 @@ def headers_of(explains: list[Explain], started: float, *, batch: bool) -> Heade
         out.append(("X-Gateway-Consensus", consensus))
     out.append(("Server-Timing", _timing(total_ms, node_ms)))
     return tuple(out)
+
+
+# A cache hit's headers, rendered: the lane's commonest reply, made in one formatting step
+# (the same lines as rendering ``headers_of`` would give: tests/rpc/test_explain_headers.py).
+_HIT = b"X-Gateway-Cache: hit\r\nServer-Timing: gw;dur=%.3f\r\n"
+_HIT_AT = b"X-Gateway-Cache: hit\r\nX-Gateway-Block: %d\r\nServer-Timing: gw;dur=%.3f\r\n"
+
+
+def hit_head(block: int | None, started: float) -> bytes:
+    """The header lines of a cache hit answered at ``block`` (None: not a block read)."""
+    total_ms = (time.perf_counter() - started) * 1000
+    if block is None or block < 0:
+        return _HIT % total_ms
+    return _HIT_AT % (block, total_ms)
 
 
 def _single(one: Explain, started: float) -> Headers:

@@ -28,7 +28,7 @@ from gateway.ratelimit import limiter_for
 from gateway.rpc import jsonrpc
 from gateway.rpc.cache import RedisCache
 from gateway.rpc.context import UPSTREAM_SESSION
-from gateway.rpc.explain import Explain, headers_of
+from gateway.rpc.explain import Explain, HeaderFacts, headers_of, hit_head
 from gateway.rpc.jsonrpc import RpcInvalidRequest, RpcParseError
 from gateway.rpc.networks import NETWORKS
 from gateway.rpc.pool import UpstreamPool
@@ -156,11 +156,10 @@ async def _rpc_http(request: web.Request, service: RpcService) -> web.StreamResp
     answer = await rpc_answer(service, body, caller)
     if answer.status == 204:
         return web.Response(status=204)
-    if answer.headers:
-        response = _json(answer.body, status=answer.status, headers=dict(answer.headers))
-        response[FACTS] = answer.headers
-        return response
-    return _json(answer.body, status=answer.status)
+    response = _json(answer.body, status=answer.status, headers=dict(answer.headers))
+    if answer.facts is not None:
+        response[FACTS] = answer.facts
+    return response
 
 
 async def rpc_answer(
@@ -188,17 +187,23 @@ async def _answer_parsed(
         reply = await service.execute(call, caller, explain=explain)
         if call.notification:
             return LaneReply(204, b"")
-        return LaneReply(
-            200, reply, headers_of([explain], started, batch=False) if explained else ()
-        )
+        return _explained(reply, [explain], started, batch=False, explained=explained)
     explains: list[Explain] = []
     replies = await service.run(parsed, caller, explains=explains)
     if not replies:
         return LaneReply(204, b"")
     body = jsonrpc.batch_bytes(replies) if parsed.batch else replies[0]
-    return LaneReply(
-        200, body, headers_of(explains, started, batch=parsed.batch) if explained else ()
-    )
+    return _explained(body, explains, started, batch=parsed.batch, explained=explained)
+
+
+def _explained(
+    body: bytes, explains: list[Explain], started: float, *, batch: bool, explained: bool
+) -> LaneReply:
+    """A 200 with the headers that say how its calls were answered (``rpc.explain_headers``)."""
+    if not explained or not explains:
+        return LaneReply(200, body)
+    headers = headers_of(explains, started, batch=batch)
+    return LaneReply(200, body, headers, facts=HeaderFacts(headers) if batch else explains[0])
 
 
 def rpc_answerer(service: RpcService, app: web.Application) -> Callable[[LaneRequest], Answer]:
@@ -226,16 +231,29 @@ def rpc_answerer(service: RpcService, app: web.Application) -> Callable[[LaneReq
             explain = Explain()
             reply = service.cached_reply(call, caller, explain)
             if reply is not None:
-                wait = service.admit_now(call, caller)
-                if wait > 0:
-                    retry = (("Retry-After", retry_after(wait)),)
-                    return LaneReply(429, _limited_reply(call, wait), retry)
-                service.count_cached_reply(call, caller)
-                explanation = headers_of([explain], started, batch=False) if explained else ()
-                return LaneReply(200, reply, explanation)
+                return _hit(service, call, caller, reply, explain, started if explained else None)
         return _answer_parsed(service, parsed, caller, started)
 
     return answer
+
+
+def _hit(  # noqa: PLR0913, PLR0917  # what the lane knows of the call by then
+    service: RpcService,
+    call: jsonrpc.Call,
+    caller: Caller,
+    reply: bytes,
+    explain: Explain,
+    started: float | None,
+) -> LaneReply:
+    """A cached reply, once the caller's rate limit admits it; with the headers that say so
+    when ``started`` (None: ``rpc.explain_headers`` is off), rendered at once."""
+    wait = service.admit_now(call, caller)
+    if wait > 0:
+        return LaneReply(429, _limited_reply(call, wait), (("Retry-After", retry_after(wait)),))
+    service.count_cached_reply(call, caller)
+    if started is None:
+        return LaneReply(200, reply)
+    return LaneReply(200, reply, head=hit_head(explain.block, started), facts=explain)
 
 
 def _with_session(

@@ -8,7 +8,7 @@ import re
 import sys
 import time
 from collections.abc import Mapping, MutableMapping
-from typing import Any, BinaryIO, ClassVar
+from typing import Any, BinaryIO, ClassVar, Protocol
 
 import orjson
 import structlog
@@ -186,20 +186,13 @@ def _access_fields(fields: tuple[Any, ...]) -> dict[str, Any]:
         "trace_id": f"{trace_id:032x}",
         "span_id": f"{span_id:016x}",
     }
-    return own if facts is None else {**fact_fields(facts), **own}
+    return own if facts is None else {**facts.fields(), **own}
 
 
-Facts = tuple[tuple[str, str], ...]  # response headers that say how an answer was made
-_FIELD_OF = {
-    f"X-Gateway-{name.title()}": name
-    for name in ("cache", "upstream", "attempts", "block", "consensus")
-}
+class Facts(Protocol):
+    """How an answer was made (rpc/explain.py's ``Explain``): its access-line fields."""
 
-
-def fact_fields(facts: Facts) -> dict[str, str]:
-    """``(("X-Gateway-Cache", "hit"),)`` -> ``{"cache": "hit"}``: the ``X-Gateway-*``
-    headers among ``facts`` (rpc/explain.py's), by their access-line and span names."""
-    return {_FIELD_OF[name]: value for name, value in facts if name in _FIELD_OF}
+    def fields(self) -> dict[str, str]: ...
 
 
 def _render_access_line(deferred: tuple[Any, ...]) -> bytes:

@@ -10,6 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gateway.caller import client_ip
+from gateway.telemetry.logging import Facts
 from gateway.telemetry.metrics import HTTP_METHODS
 from gateway.telemetry.scope import CLIENT_CLOSED, open_scope, request_id_from
 from gateway.telemetry.state import REQUEST_ID, TELEMETRY
@@ -23,9 +24,9 @@ _UNMATCHED = "unmatched"
 # with a ConnectionResetError; a body cut short is an IncompleteReadError).
 _HANG_UP = (ConnectionError, asyncio.IncompleteReadError)
 
-# How a response was made, in its X-Gateway-* headers (the JSON-RPC answer sets it): the
-# access line and the server span carry the same facts.
-FACTS = web.ResponseKey("gateway_facts", tuple)
+# How a response was made, as its X-Gateway-* headers say (the JSON-RPC answer sets it):
+# the access line and the server span carry the same facts.
+FACTS = web.ResponseKey("gateway_facts", Facts)
 
 
 def client_gone(request: web.Request) -> bool:

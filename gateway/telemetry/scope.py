@@ -26,7 +26,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from gateway.telemetry.logging import Facts, fact_fields, write_access_line
+from gateway.telemetry.logging import Facts, write_access_line
 from gateway.telemetry.sampling import Parent, new_span_id, parse_traceparent
 from gateway.telemetry.state import CURRENT_REQUEST, RequestContext, Telemetry
 
@@ -98,8 +98,8 @@ class RequestScope:
         exemplar = None
         span = self.span
         if span is not None:
-            if facts:
-                span.set_attributes({f"gateway.{k}": v for k, v in fact_fields(facts).items()})
+            if facts is not None:
+                span.set_attributes({f"gateway.{k}": v for k, v in facts.fields().items()})
             span.set_attributes(
                 {
                     "http.request.method": self.method_label,
@@ -126,7 +126,7 @@ class RequestScope:
                 request_id=self.request_id,
                 trace_id=self.trace_id,
                 span_id=self.span_id,
-                facts=facts or None,
+                facts=facts,
             )
 
 
