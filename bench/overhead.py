@@ -175,7 +175,7 @@ def part_two(work: Path) -> None:
     key = cache_key("eth_chainId", [])
     cache.put(key, b'"0x7a69"', height=-1, head=0)
     upstreams = [
-        Upstream(config, session=None)  # type: ignore[arg-type]  # routing only, no calls
+        Upstream(config)  # routing only, no calls
         for config in settings_for(work, GATEWAY_UPSTREAMS="http://a:1,http://b:2").upstreams
     ]
     pool = UpstreamPool(

@@ -110,7 +110,7 @@ class UpstreamSettings(_Section):
 class UpstreamPoolSettings(_Section):
     # Per-check timeout of `/readyz`.
     readiness_timeout_s: PositiveFloat = 2.0
-    # Connection pool size to the nodes.
+    # Connections kept open to each node (JSON-RPC over HTTP).
     max_connections: Annotated[int, Field(ge=1, le=10_000)] = 100
 
 

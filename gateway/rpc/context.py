@@ -1,5 +1,6 @@
-"""The upstream resources of an app: one HTTP session, and per network its nodes, their
-pool and its cache (``gateway.rpc.networks``)."""
+"""The upstream resources of an app: per network its nodes (each with its keep-alive
+connections), their pool and its cache (``gateway.rpc.networks``), and one aiohttp session
+for the nodes' WebSocket subscriptions."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from gateway.chain.web3 import CHAINS, WEB3, ChainClient, ChainClients
 from gateway.config import SETTINGS, NetworkSettings, RpcSettings
 from gateway.rpc.cache import MemoryCache
 from gateway.rpc.networks import NETWORKS, Network, Networks
+from gateway.rpc.nodeclient import NodeClient
 from gateway.rpc.pool import NewHead, UpstreamPool
 from gateway.rpc.provider import PoolProvider
 from gateway.rpc.upstream import Upstream
@@ -25,9 +27,10 @@ CACHE = web.AppKey("cache", MemoryCache)
 
 
 async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
-    """One client session (one connection pool) for every node of every network, traced
-    and propagating ``traceparent``; each network's pool checks its nodes' chain id and
-    starts tracking heads. ``POOL``, ``CACHE`` and ``WEB3`` are the default network's."""
+    """Every node of every network with its own connections (at most
+    ``upstream_pool.max_connections`` each), traced and propagating ``traceparent``; each
+    network's pool checks its nodes' chain id and starts tracking heads. ``POOL``, ``CACHE``
+    and ``WEB3`` are the default network's."""
     settings = app[SETTINGS]
     telemetry = app[TELEMETRY]
     connector = aiohttp.TCPConnector(
@@ -43,7 +46,7 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
                         settings.rpc,
                         cache_max_bytes=settings.rpc.cache_max_bytes // len(configured),
                     ),
-                    session,
+                    settings.upstream_pool.max_connections,
                     telemetry,
                 )
                 for config in configured
@@ -80,19 +83,22 @@ async def upstream_ctx(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await asyncio.gather(*(network.pool.stop() for network in networks))
+            await asyncio.gather(
+                *(upstream.close() for network in networks for upstream in network.pool.upstreams)
+            )
 
 
 def _network(
     config: NetworkSettings,
     rpc: RpcSettings,
-    session: aiohttp.ClientSession,
+    max_connections: int,
     telemetry: Telemetry,
 ) -> Network:
     metrics = telemetry.metrics.of_network(config.label)
     upstreams = [
         Upstream(
             upstream,
-            session,
+            NodeClient(upstream.url, max_connections=max_connections),
             tracer=telemetry.tracer,
             breaker_threshold=rpc.breaker_threshold,
             breaker_cooldown_s=rpc.breaker_cooldown_s,

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.config import UpstreamSettings
 from gateway.errors import UpstreamError, UpstreamTimeout
+from gateway.rpc.nodeclient import NodeClient, NodeConnectError, NodeReplyError
 from gateway.telemetry.state import CURRENT_REQUEST
 
 
@@ -95,12 +95,13 @@ class Breaker:
 
 
 class Upstream:
-    """A node the gateway forwards to. Owns no session: the app's pool is shared."""
+    """A node the gateway forwards to, through its own keep-alive connections
+    (``NodeClient``; ``close`` closes them)."""
 
     def __init__(
         self,
         settings: UpstreamSettings,
-        session: aiohttp.ClientSession,
+        client: NodeClient | None = None,
         *,
         tracer: trace.Tracer | None = None,
         breaker_threshold: int = 5,
@@ -110,9 +111,9 @@ class Upstream:
         self.name = settings.name
         self.url = settings.url
         self.weight = settings.weight
-        self._session = session
+        self.client = client if client is not None else NodeClient(settings.url)
         self._ids = itertools.count(1)
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_s)
+        self._timeout_s = settings.timeout_s
         self.head = Head()
         self.healthy = False
         self.chain_ok = True
@@ -164,28 +165,23 @@ class Upstream:
         return await self._post(body, timeout_s, traceparent)
 
     async def _post(self, body: bytes, timeout_s: float | None, traceparent: str) -> bytes:
-        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
-        headers = {"Content-Type": "application/json"}
-        if traceparent:
-            headers["traceparent"] = traceparent
         started = time.perf_counter()
         try:
-            async with self._session.post(
-                self.url, data=body, timeout=timeout, headers=headers
-            ) as response:
-                reply = await response.read()
-                if response.status != 200:
-                    raise UpstreamFailed(f"{self.name}: HTTP {response.status}", received=True)
+            async with asyncio.timeout(self._timeout_s if timeout_s is None else timeout_s):
+                reply = await self.client.post(body, traceparent=traceparent)
         except TimeoutError as exc:
             raise UpstreamTimedOut(detail=f"{self.name}: timed out") from exc
-        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
+        except NodeConnectError as exc:  # never connected: nothing was sent
             raise UpstreamFailed(f"{self.name}: {exc}", received=False) from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailed(
-                f"{self.name}: {type(exc).__name__}: {exc}", received=True
-            ) from exc
+        except NodeReplyError as exc:
+            raise UpstreamFailed(f"{self.name}: {exc}", received=True) from exc
+        if reply.status != 200:
+            raise UpstreamFailed(f"{self.name}: HTTP {reply.status}", received=True)
         self.latencies.append(time.perf_counter() - started)
-        return reply
+        return reply.body
+
+    async def close(self) -> None:
+        await self.client.close()
 
     async def call(
         self, method: str, params: list[Any] | None = None, *, timeout_s: float | None = None
