@@ -48,6 +48,7 @@ from gateway.telemetry.sampling import TraceDecider, parse_traceparent
 from gateway.telemetry.tracing import build_tracer_providers
 
 CHAIN_ID = b'{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}'
+BLOCK_NUMBER = b'{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
 ORIGIN = "https://app.example"
 PRODUCTION = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 
@@ -273,6 +274,14 @@ async def part_three(work: Path, count: int, repeats: int) -> None:
         unexplained = settings_for(
             work, GATEWAY_UPSTREAMS=chain.url, GATEWAY_RPC__EXPLAIN_HEADERS="false", **PRODUCTION
         )
+        uncached = settings_for(
+            work,
+            GATEWAY_UPSTREAMS=chain.url,
+            GATEWAY_RPC__CACHE_ENABLED="false",
+            GATEWAY_RPC__ANONYMOUS__RATE_PER_S="1000000",
+            GATEWAY_RPC__ANONYMOUS__BURST="1000000",
+            **PRODUCTION,
+        )
         post = http_post("/rpc", CHAIN_ID)
         rows = [
             ("bare aiohttp app: GET /healthz", bare_json_app, http_get("/healthz")),
@@ -285,6 +294,11 @@ async def part_three(work: Path, count: int, repeats: int) -> None:
                 "  the same, no X-Gateway-* headers (rpc.explain_headers=false)",
                 lambda: create_app(unexplained),
                 post,
+            ),
+            (
+                "gateway app: POST /rpc eth_blockNumber, cache off (a node call)",
+                lambda: create_app(uncached),
+                http_post("/rpc", BLOCK_NUMBER),
             ),
         ]
         measured = await measure_all(rows, count=count, repeats=repeats)
