@@ -11,6 +11,7 @@ from gateway import health, openapi
 from gateway.config import SETTINGS, Settings
 from gateway.cors import cors_middleware
 from gateway.error_responses import render_exception
+from gateway.heap import heap_ctx
 from gateway.identity import routes as identity
 from gateway.records import routes as records
 from gateway.relay import routes as relay
@@ -43,6 +44,7 @@ def create_app(
     app[SETTINGS] = settings
     app[SPAN_EXPORTERS] = tuple(span_exporters)
     app.cleanup_ctx.append(telemetry_ctx)  # first in, last out: spans of cleanup still flush
+    app.cleanup_ctx.append(heap_ctx)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(upstream_ctx)  # the nodes, and web3.py on one of them

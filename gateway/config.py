@@ -65,6 +65,9 @@ class ServerSettings(_Section):
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     # Cached JSON-RPC reads answered in the connection protocol (gateway/lane/).
     lane: bool = True
+    # Every so often, memory the process freed is given back to the OS (glibc's
+    # malloc_trim; gateway/heap.py); 0: never.
+    heap_trim_interval_s: Annotated[float, Field(ge=0)] = 30.0
     # With workers: each also serves on this port + its index.
     metrics_port: Port = 0
     # Browser origins allowed to call the API from another origin (CORS), e.g.

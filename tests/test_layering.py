@@ -33,6 +33,7 @@ LAYERS = {
         "openapi",
         "error_responses",
         "cors",
+        "heap",
     },
     "base": {
         "config",
