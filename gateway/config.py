@@ -61,7 +61,7 @@ class ServerSettings(_Section):
     trust_forwarded_for: bool = False
     # Processes sharing the port; with several, each also serves on metrics_port + index.
     workers: Annotated[int, Field(ge=1, le=256)] = 1
-    # uvloop when installed ("auto"), or force one; see gateway/eventloop.py.
+    # uvloop (a dependency but on Windows) under "auto", or force one; see gateway/eventloop.py.
     event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
     # Cached JSON-RPC reads answered in the connection protocol (gateway/lane/).
     lane: bool = True

@@ -1,7 +1,8 @@
-"""The event loop choice: uvloop only when asked for (or installed, under "auto")."""
+"""The event loop choice: uvloop (a dependency) under "auto" and when asked for, asyncio's
+own when asked for or where uvloop is missing."""
 
 import asyncio
-import importlib.util
+import sys
 
 import pytest
 
@@ -14,14 +15,18 @@ def test_asyncio_is_asyncio():
     assert eventloop.run(asyncio.sleep(0, result=7), "asyncio") == 7
 
 
-def test_auto_takes_uvloop_only_when_installed():
-    installed = importlib.util.find_spec("uvloop") is not None
-    assert (eventloop.loop_factory("auto") is not None) == installed
-    assert eventloop.run(asyncio.sleep(0, result=3), "auto") == 3
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop is not a dependency on Windows")
+@pytest.mark.parametrize("choice", ["auto", "uvloop"])
+def test_auto_and_uvloop_serve_on_uvloop(choice):
+    async def loop_type() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert eventloop.loop_factory(choice) is not None
+    assert eventloop.run(loop_type(), choice).startswith("uvloop")
 
 
-def test_asking_for_a_missing_uvloop_says_so():
-    if importlib.util.find_spec("uvloop") is not None:
-        pytest.skip("uvloop is installed here")
+def test_without_uvloop_auto_is_asyncio_and_asking_for_it_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # as where it is not installed
+    assert eventloop.loop_factory("auto") is None
     with pytest.raises(SettingsError, match="uvloop is not installed"):
         eventloop.loop_factory("uvloop")

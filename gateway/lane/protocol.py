@@ -73,8 +73,7 @@ class LaneProtocol(asyncio.Protocol):
     # --- asyncio's protocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # noqa: S101  # a stream server's
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # a stream server's (uvloop's is no subclass)
         self._server.connections.add(self)
         self._idle_from_now()
 
