@@ -14,6 +14,12 @@ by one ``Content-Length`` of plain digits, by ``Transfer-Encoding: chunked`` (ex
 trailers read and dropped), or by the connection's end; 1xx replies skipped; a body larger
 than ``max_reply_bytes`` refused. No content coding is asked for, so one that comes is an
 error. ``http`` and ``https`` URLs; ``user:password@`` in the URL is sent as Basic auth.
+
+A request is never sent twice: once its bytes are written the node may act on them (a raw
+transaction), so what to do after a failure is the pool's to judge (reads fail over,
+transactions are not sent again). A kept-alive connection that the node closed while idle
+is dropped when its end arrives, before it could be reused, and one idle for longer than
+``IDLE_S`` is not reused.
 """
 
 from __future__ import annotations
@@ -194,11 +200,6 @@ class ReplyFramer:
         self._head: _Head | None = None
         self._chunks: _Chunks | None = None
 
-    @property
-    def started(self) -> bool:
-        """Some bytes of a reply have come."""
-        return bool(self._buffer) or self._head is not None
-
     def feed(self, data: bytes) -> Reply | None:
         """Add bytes; the reply once it is whole (NodeReplyError when it cannot be one)."""
         self._buffer += data
@@ -253,7 +254,6 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Reply] | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.used = False  # has served a request (a reused connection may be stale)
         self.idle_since = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -295,9 +295,6 @@ class _Connection(asyncio.Protocol):
             error = NodeReplyError(detail if exc is None else f"{detail}: {exc}")
             error.__cause__ = exc
             waiter.set_exception(error)
-
-    def reply_started(self) -> bool:
-        return self._framer.started
 
     def close(self) -> None:
         self.closed = True
@@ -364,28 +361,11 @@ class NodeClient:
         request = b"%s%sContent-Length: %d\r\n\r\n%s" % (self._head, extra, len(body), body)
         connection = await self._acquire()
         try:
-            reply = await self._exchange(connection, request)
-        except NodeReplyError:
-            if not connection.used or connection.reply_started():
-                raise
-            # A kept-alive connection the node had closed meanwhile, found at the first
-            # byte: once more on a new connection (nothing of a reply had come). The
-            # request may have reached the node: a failure now is a failed reply.
-            try:
-                connection = await self._acquire(fresh=True)
-            except NodeConnectError as exc:
-                raise NodeReplyError(str(exc)) from exc
-            reply = await self._exchange(connection, request)
-        return reply
-
-    async def _exchange(self, connection: _Connection, request: bytes) -> Reply:
-        try:
             reply = await connection.send(request)
         except BaseException:
             connection.close()  # cancelled or failed mid-exchange: its bytes are unknown
             self._release(connection)
             raise
-        connection.used = True
         self._release(connection)
         return reply
 
@@ -404,9 +384,9 @@ class NodeClient:
         with contextlib.suppress(ValueError):
             self._idle.remove(connection)
 
-    async def _acquire(self, *, fresh: bool = False) -> _Connection:
+    async def _acquire(self) -> _Connection:
         now = time.monotonic()
-        while self._idle and not fresh:
+        while self._idle:
             connection = self._idle.pop()  # the most recently used: the likeliest alive
             if connection.closed or now - connection.idle_since > IDLE_S:
                 connection.close()
@@ -420,7 +400,7 @@ class NodeClient:
             finally:
                 if waiter in self._slot_waiters:
                     self._slot_waiters.remove(waiter)
-            if self._idle and not fresh:
+            if self._idle:
                 return await self._acquire()
         return await self._connect()
 

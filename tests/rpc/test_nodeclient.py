@@ -217,33 +217,39 @@ async def test_no_more_connections_than_the_limit_are_opened():
     assert node.connections == 3
 
 
-async def test_a_connection_the_node_closed_while_idle_is_not_a_failure():
-    async def then_hang_up(_request: bytes) -> bytes | None:
-        return _reply(OK, b"Connection: keep-alive")
+async def test_a_connection_the_node_closed_while_idle_is_not_reused():
+    class ClosingWhenIdle(RawNode):
+        async def _serve(self, reader, writer):  # one reply, then its idle timeout
+            self.connections += 1
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.requests.append(head + await reader.readexactly(2))
+            writer.write(_reply())
+            await writer.drain()
+            writer.close()
 
-    async with RawNode(then_hang_up) as node:
+    async with ClosingWhenIdle(_ok) as node:
         client = NodeClient(node.url)
         await client.post(b"{}")
-        # The node drops its side of the kept-alive connection without a word (as a node's
-        # idle timeout does), and the next call finds out only when it writes.
-        node.answer = _hang_up_once(node)
+        await asyncio.sleep(0.05)  # the connection's end arrives while it is idle
         reply = await client.post(b"{}")
         await client.close()
     assert reply.body == OK
     assert node.connections == 2
 
 
-def _hang_up_once(node: RawNode):
-    hung_up = False
+async def test_a_request_the_node_took_and_then_hung_up_on_is_not_sent_again():
+    async with RawNode(_ok) as node:
+        client = NodeClient(node.url)
+        await client.post(b"{}")
+        node.answer = _hang_up  # takes the next request, then drops the connection
+        with pytest.raises(NodeReplyError):
+            await client.post(b'{"method":"eth_sendRawTransaction"}')
+        await client.close()
+    assert [r.endswith(b'eth_sendRawTransaction"}') for r in node.requests] == [False, True]
 
-    async def answer(_request: bytes) -> bytes | None:
-        nonlocal hung_up
-        if not hung_up:
-            hung_up = True
-            return None
-        return _reply()
 
-    return answer
+async def _hang_up(_request: bytes) -> None:
+    return None
 
 
 async def test_a_reply_cut_short_by_the_node_is_a_failed_reply():
