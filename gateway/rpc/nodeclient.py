@@ -69,10 +69,9 @@ class _Head:
 
 def _head_of(head: bytes, max_reply_bytes: int) -> _Head | None:
     """A reply's head (without its blank line); None for a 1xx, which another follows."""
-    lines = head.split(b"\r\n")
-    unbroken = head.replace(b"\r\n", b"")
+    lines = head.split(b"\r\n")  # a bare CR or LF is left in a line, which then matches not
     status_line = _STATUS.fullmatch(lines[0])
-    if status_line is None or b"\r" in unbroken or b"\n" in unbroken:
+    if status_line is None:
         raise NodeReplyError("the reply is not HTTP/1.1")
     if len(lines) - 1 > MAX_HEADERS:
         raise NodeReplyError("the reply has too many header fields")
@@ -251,7 +250,7 @@ class _Connection(asyncio.Protocol):
     def __init__(self, client: NodeClient) -> None:
         self._client = client
         self._framer = ReplyFramer(client.max_reply_bytes)
-        self._waiter: asyncio.Future[Reply] | None = None
+        self._pending_reply: asyncio.Future[Reply] | None = None
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
@@ -259,11 +258,15 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # a stream's: a Transport
 
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and self.transport is not None and not self.transport.is_closing()
+
     def send(self, request: bytes) -> asyncio.Future[Reply]:
         if self.transport is None or self.transport.is_closing():
-            raise NodeReplyError("the connection is closed")
+            raise NodeConnectError("the connection is closed")  # nothing was written
         waiter = asyncio.get_running_loop().create_future()
-        self._waiter = waiter
+        self._pending_reply = waiter
         self.transport.write(request)
         return waiter
 
@@ -289,7 +292,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._client.forget(self)
-        waiter, self._waiter = self._waiter, None
+        waiter, self._pending_reply = self._pending_reply, None
         if waiter is not None and not waiter.done():
             detail = "the node closed the connection before its reply was complete"
             error = NodeReplyError(detail if exc is None else f"{detail}: {exc}")
@@ -302,7 +305,7 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _resolve(self, reply: Reply) -> None:
-        waiter, self._waiter = self._waiter, None
+        waiter, self._pending_reply = self._pending_reply, None
         if waiter is None or waiter.done():  # a reply nobody waits for: not this protocol
             self.close()
             return
@@ -311,7 +314,7 @@ class _Connection(asyncio.Protocol):
         waiter.set_result(reply)
 
     def _fail(self, exc: NodeReplyError) -> None:
-        waiter, self._waiter = self._waiter, None
+        waiter, self._pending_reply = self._pending_reply, None
         self.close()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
@@ -388,7 +391,7 @@ class NodeClient:
         now = time.monotonic()
         while self._idle:
             connection = self._idle.pop()  # the most recently used: the likeliest alive
-            if connection.closed or now - connection.idle_since > IDLE_S:
+            if not connection.reusable or now - connection.idle_since > IDLE_S:
                 connection.close()
                 continue
             return connection

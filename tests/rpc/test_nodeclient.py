@@ -237,6 +237,19 @@ async def test_a_connection_the_node_closed_while_idle_is_not_reused():
     assert node.connections == 2
 
 
+async def test_a_connection_whose_transport_is_closing_is_not_reused():
+    async with RawNode(_ok) as node:
+        client = NodeClient(node.url)
+        await client.post(b"{}")
+        (idle,) = client._idle  # the client's own state: closing, its end not yet seen
+        assert idle.transport is not None
+        idle.transport.close()
+        reply = await client.post(b"{}")
+        await client.close()
+    assert reply.body == OK
+    assert node.connections == 2
+
+
 async def test_a_request_the_node_took_and_then_hung_up_on_is_not_sent_again():
     async with RawNode(_ok) as node:
         client = NodeClient(node.url)
