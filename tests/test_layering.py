@@ -34,6 +34,7 @@ LAYERS = {
         "error_responses",
         "cors",
         "heap",
+        "heldwrites",
     },
     "base": {
         "config",

@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 
 from gateway.config import SETTINGS
+from gateway.heldwrites import HeldWrites
 from gateway.lane.answers import Lane, LaneRequest
 from gateway.lane.framing import UNFRAMED, Frame, Framer
 
@@ -53,12 +54,14 @@ class LaneProtocol(asyncio.Protocol):
         "_peer_ip",
         "_pending",
         "_server",
+        "_writes",
         "transport",
     )
 
     def __init__(self, server: LaneServer) -> None:
         self._server = server
         self._lane = server.lane
+        self._writes = server.writes
         self._framer = Framer(server.max_body, max_headers=server.max_headers)
         self.transport: asyncio.Transport | None = None
         self._pending = b""  # received, not yet answered nor handed over
@@ -89,11 +92,15 @@ class LaneProtocol(asyncio.Protocol):
         if self._answering is not None:
             self._closing = True
             return True  # keep the transport open for the reply
+        if self.transport is not None:
+            self._writes.flush(self.transport)  # the transport closes once it sent them
         return False
 
     def connection_lost(self, exc: BaseException | None) -> None:  # noqa: ARG002  # asyncio's signature
         self._server.connections.discard(self)
         self._cancel_keepalive()
+        if self.transport is not None:
+            self._writes.drop(self.transport)
         if self._pending and self.transport is not None:  # a request cut short?
             frame = self._framer.read(self._pending, 0)
             if isinstance(frame, Frame) and frame.plain and frame.route in self._lane.routes:
@@ -124,7 +131,7 @@ class LaneProtocol(asyncio.Protocol):
         for frame in frames:
             if transport is None or self._closing:
                 return
-            if transport.get_write_buffer_size() > MAX_UNSENT_BYTES:
+            if transport.get_write_buffer_size() + self._writes.held(transport) > MAX_UNSENT_BYTES:
                 self._pending = data[start:]
                 self._hold_if_too_much()
                 return
@@ -144,7 +151,7 @@ class LaneProtocol(asyncio.Protocol):
                 self._answering = reply
                 reply.add_done_callback(self._answered)
                 return
-            transport.write(reply)
+            self._writes.write(transport, reply)
         if start < size:  # a head not all here
             self._pending = data[start:]
         self._idle_from_now()
@@ -193,11 +200,11 @@ class LaneProtocol(asyncio.Protocol):
             return
         if answer.exception() is not None:  # a bug in the lane itself: nothing sane to send
             log.error("lane answer failed", exc_info=answer.exception())
-            transport.close()
+            self._close()
             return
-        transport.write(answer.result())
+        self._writes.write(transport, answer.result())
         if self._closing:
-            transport.close()
+            self._close()
             return
         if self._paused_reading:
             self._paused_reading = False
@@ -213,6 +220,7 @@ class LaneProtocol(asyncio.Protocol):
         assert transport is not None  # noqa: S101  # only while connected
         self._server.connections.discard(self)
         self._cancel_keepalive()
+        self._writes.flush(transport)  # the lane's replies go before aiohttp's
         if self._paused_reading:
             self._paused_reading = False
             transport.resume_reading()
@@ -268,7 +276,13 @@ class LaneProtocol(asyncio.Protocol):
                 self._expire,
             )
             return
-        self.transport.close()
+        self._close()
+
+    def _close(self) -> None:
+        """Close once the replies held for the connection are given to its transport."""
+        if self.transport is not None:
+            self._writes.flush(self.transport)
+            self.transport.close()
 
     async def shutdown(self) -> None:
         """Close once the answer in progress, if any, is sent; an idle connection now."""
@@ -278,8 +292,7 @@ class LaneProtocol(asyncio.Protocol):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(answering)
             await asyncio.sleep(0)  # its done callback has written the reply
-        if self.transport is not None:
-            self.transport.close()
+        self._close()
 
 
 class LaneServer:
@@ -301,6 +314,7 @@ class LaneServer:
         self.max_headers = max_headers
         self.keepalive_s = keepalive_s
         self.connections: set[LaneProtocol] = set()
+        self.writes = HeldWrites()  # the replies of a loop's pass, written as it ends
 
     def __call__(self) -> LaneProtocol:
         return LaneProtocol(self)

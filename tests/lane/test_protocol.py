@@ -4,6 +4,7 @@ have answered, on the same connections as everything aiohttp answers, in order."
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import aiohttp
 import pytest
@@ -140,6 +141,29 @@ async def test_pipelined_requests_are_answered_in_order(start):
     assert [r.json()["id"] for r in replies[:-1]] == ids
     assert replies[-1].json() == {"status": "ok"}
     assert answered(server) >= 1  # the first chainId at least: aiohttp holds the rest after a miss
+
+
+async def test_requests_sent_before_the_clients_end_are_all_answered(start):
+    """A client that sends its requests and then half-closes gets every answer the lane
+    made, then the connection's end: the replies held for the connection go out before it
+    closes. (aiohttp closes such a connection without answering; a miss in flight is
+    answered by the lane too, ``eof_received``.)"""
+    server = await start()
+    await exchange(server, post(CHAIN_ID))
+    # Sent and ended before the server's loop runs again, more than one read takes: on
+    # uvloop the requests and the end then arrive in one pass, before its replies go out.
+    burst = b"".join(call("eth_chainId", call_id=i) for i in range(2000))
+    assert len(burst) > 4 * 65536
+    sock = socket.create_connection((server.host, server.port))
+    sock.sendall(burst)
+    sock.shutdown(socket.SHUT_WR)
+    sock.setblocking(False)
+    connection = Connection(*await asyncio.open_connection(sock=sock))
+    replies = [await connection.reply() for _ in range(2000)]
+    assert [r.json()["id"] for r in replies] == list(range(2000))
+    assert await connection.closed()
+    connection.close()
+    assert answered(server) == 2001
 
 
 async def test_a_request_arriving_a_byte_at_a_time_is_answered(start):
