@@ -83,7 +83,8 @@ def _check(item: Any) -> Call | Invalid:  # noqa: ANN401  # any JSON value
     notification = call_id is _MISSING
     if notification:
         call_id = None
-    elif (call_id is not None and not isinstance(call_id, str | int | float)) or isinstance(
+    # isinstance with a tuple, not a union: ~0.1 us less each (3.11)
+    elif (call_id is not None and not isinstance(call_id, (str, int, float))) or isinstance(
         call_id, bool
     ):
         return Invalid(None, INVALID_REQUEST, "id must be a string, number or null")
@@ -95,12 +96,12 @@ def _check(item: Any) -> Call | Invalid:  # noqa: ANN401  # any JSON value
     if not isinstance(method, str) or not method:
         return Invalid(call_id, INVALID_REQUEST, "method must be a non-empty string")
     params = item.get("params", [])
-    if not isinstance(params, list | dict):
+    if not isinstance(params, (list, dict)):
         return Invalid(call_id, INVALID_REQUEST, "params must be an array or an object")
     return Call(method, params, id=call_id, notification=notification, upstream_id=upstream_id)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs ~3x
 class Parsed:
     """A request body: one call or a batch (each item a Call or an Invalid)."""
 

@@ -108,6 +108,8 @@ class RpcService:
             if not name.endswith("*")
         )
         self._logs_slots = asyncio.Semaphore(settings.logs_concurrency)
+        # A cache hit's two counters, by method and tier: one lookup on the lane's path.
+        self._hit_counters: dict[tuple[str, Tier], tuple[Any, Any]] = {}
         self.coalescer: Coalescer[tuple[bytes, dict[str, Any], Upstream]] | None = (
             Coalescer() if settings.coalesce else None
         )
@@ -232,9 +234,19 @@ class RpcService:
 
     def count_cached_reply(self, call: Call, caller: Caller) -> None:
         """What ``execute`` records for a cache hit: the counts, and the rpc span."""
-        metrics = self.metrics
-        metrics.child(metrics.rpc_cache_requests, "hit").inc()
-        metrics.child(metrics.rpc_requests, self.method_label(call.method), caller.tier, "ok").inc()
+        key = (call.method, caller.tier)
+        counters = self._hit_counters.get(key)
+        if counters is None:
+            metrics = self.metrics
+            label = self.method_label(call.method)
+            counters = (
+                metrics.child(metrics.rpc_cache_requests, "hit"),
+                metrics.child(metrics.rpc_requests, label, caller.tier, "ok"),
+            )
+            if label != "other":  # bounded: the allowed methods, two tiers
+                self._hit_counters[key] = counters
+        counters[0].inc()
+        counters[1].inc()
         if is_sampled():
             self.tracer.start_span(
                 f"rpc {call.method}",

@@ -101,6 +101,8 @@ class _Active:
     sink: ClassVar[LogSink | None] = None
     fast_access_json: ClassVar[bool] = False  # JSON output at info level or below
     process_fields: ClassVar[dict[str, Any]] = {}  # bound for the process's lifetime
+    # How the access line starts: "{", then the process's fields rendered (see _render).
+    access_prefix: ClassVar[bytes] = b"{"
 
 
 def active_sink() -> LogSink | None:
@@ -114,11 +116,12 @@ def bind_process_fields(**fields: Any) -> None:  # noqa: ANN401  # any JSON valu
     """Fields on every line of this process (a worker's index): bound in structlog's context
     variables for every line, and kept here for the access line's fast path."""
     _Active.process_fields = {**_Active.process_fields, **fields}
+    rendered = orjson.dumps(_Active.process_fields, default=str)
+    _Active.access_prefix = b"{" if rendered == b"{}" else rendered[:-1] + b","
     structlog.contextvars.bind_contextvars(**fields)
 
 
-def write_access_line(  # noqa: PLR0913  # the fields of the line
-    *,
+def write_access_line(  # noqa: PLR0913, PLR0917  # the fields of the line, in their order
     method: str,
     route: str,
     path: str,
@@ -154,7 +157,7 @@ def write_access_line(  # noqa: PLR0913  # the fields of the line
     )
     sink = _Active.sink
     if _Active.fast_access_json and sink is not None:
-        sink.defer(_render_access_line, (_Active.process_fields, time.time(), fields))
+        sink.defer(_render_access_line, (_Active.access_prefix, time.time(), fields))
     else:
         _access_logger.info("request", **_access_fields(fields))
 
@@ -174,37 +177,41 @@ def _access_fields(fields: tuple[Any, ...]) -> dict[str, Any]:
         span_id,
         facts,
     ) = fields
-    own = {
-        "method": method,
-        "route": route,
-        "path": path,
-        "status": status,
-        "duration_ms": round(duration_s * 1000, 3),
-        "bytes": body_bytes,
-        "client_ip": client_ip,
-        "request_id": request_id,
-        "trace_id": f"{trace_id:032x}",
-        "span_id": f"{span_id:016x}",
-    }
-    return own if facts is None else {**facts.fields(), **own}
+    line = {} if facts is None else facts.fields()  # the facts first, as before the own
+    line["method"] = method
+    line["route"] = route
+    line["path"] = path
+    line["status"] = status
+    line["duration_ms"] = round(duration_s * 1000, 3)
+    line["bytes"] = body_bytes
+    line["client_ip"] = client_ip
+    line["request_id"] = request_id
+    line["trace_id"] = f"{trace_id:032x}"
+    line["span_id"] = f"{span_id:016x}"
+    return line
 
 
 class Facts(Protocol):
     """How an answer was made (rpc/explain.py's ``Explain``): its access-line fields."""
 
-    def fields(self) -> dict[str, str]: ...
+    def fields(self) -> dict[str, str]:
+        """A new dict each time (the access line adds its own fields to it)."""
+        ...
 
 
 def _render_access_line(deferred: tuple[Any, ...]) -> bytes:
-    process_fields, now, fields = deferred
-    return orjson.dumps(
-        {
-            **process_fields,
-            **_access_fields(fields),
-            "event": "request",
-            "level": "info",
-            "timestamp": timestamp(now),
-        }
+    """The line as structlog's JSON renderer would write it (the process's fields, the
+    access line's, event, level, timestamp), from its parts: the process's fields are
+    rendered once (``access_prefix``), the constant ones are bytes."""
+    prefix, now, fields = deferred
+    return b"".join(
+        (
+            prefix,
+            orjson.dumps(_access_fields(fields))[1:-1],
+            b',"event":"request","level":"info","timestamp":"',
+            timestamp(now).encode(),
+            b'"}',
+        )
     )
 
 

@@ -116,17 +116,17 @@ class RequestScope:
         metrics.observe_http(self.method_label, self.route, status, elapsed, exemplar)
         if telemetry.access_log:
             write_access_line(
-                method=self.method,
-                route=self.route,
-                path=self.path,
-                status=status,
-                duration_s=elapsed,
-                body_bytes=body_bytes,
-                client_ip=client_ip,
-                request_id=self.request_id,
-                trace_id=self.trace_id,
-                span_id=self.span_id,
-                facts=facts,
+                self.method,
+                self.route,
+                self.path,
+                status,
+                elapsed,
+                body_bytes,
+                client_ip,
+                self.request_id,
+                self.trace_id,
+                self.span_id,
+                facts,
             )
 
 
