@@ -183,12 +183,7 @@ class LaneProtocol(asyncio.Protocol):
             frame.authorization,
         )
         try:
-            return self._lane.answer(
-                frame.route,
-                request=request,
-                request_id=frame.request_id,
-                forwarded_for=frame.forwarded_for,
-            )
+            return self._lane.answer(frame.route, request, frame.request_id, frame.forwarded_for)
         except Exception:  # a bug in an answerer: aiohttp serves the request, and says so
             log.exception("lane answer failed; served by aiohttp")
             return None

@@ -253,7 +253,7 @@ def _hit(  # noqa: PLR0913, PLR0917  # what the lane knows of the call by then
     service.count_cached_reply(call, caller)
     if started is None:
         return LaneReply(200, reply)
-    return LaneReply(200, reply, head=hit_head(explain.block, started), facts=explain)
+    return LaneReply(200, reply, (), _JSON, hit_head(explain.block, started), explain)
 
 
 def _with_session(

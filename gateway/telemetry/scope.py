@@ -130,9 +130,8 @@ class RequestScope:
             )
 
 
-def open_scope(  # noqa: PLR0913  # what a transport knows of a request
+def open_scope(  # noqa: PLR0913, PLR0917  # what a transport knows of a request
     telemetry: Telemetry,
-    *,
     method: str,
     method_label: str,
     route: str,
