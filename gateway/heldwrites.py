@@ -4,11 +4,12 @@ A reply written to a loopback socket does the receiver's TCP work in the sender'
 call, and wakes the receiver's thread when it sleeps: on the bench's machines that wake-up
 (an interrupt to the other core) was 21 % of the gateway's CPU, one per reply, since a fast
 client is back asleep by the time the next reply goes. A deployment behind a local proxy or
-sidecar pays the same. Replies made in one pass of the loop (the requests one poll brought)
-are therefore written together when the pass ends: the first wakes the client, the rest
-find it awake, and it sends its next requests together. A cached ``eth_chainId`` went from
-19.2-21.3k to 27.8-30.9k req/s on one core (``bench/peers.py``); what a reply waits is the
-rest of its pass, which that pass's own replies waited anyway for the core.
+sidecar pays the same. The replies the lane makes as one poll's requests arrive (cache
+hits) are therefore written together when the pass ends: the first wakes the client, the
+rest find it awake, and it sends its next requests together. A cached ``eth_chainId`` went
+from 19.2-21.3k to 27.8-30.9k req/s on one core; what a reply waits is the rest of its
+pass, which that pass's own replies waited anyway for the core. A reply a task makes (a
+node's answer) is written at once: holding those measured slower (``lane/protocol.py``).
 
 The bytes of one transport are written in the order they were held; its owner flushes them
 (``flush``) before it closes or hands the transport to another protocol.

@@ -197,7 +197,11 @@ class LaneProtocol(asyncio.Protocol):
             log.error("lane answer failed", exc_info=answer.exception())
             self._close()
             return
-        self._writes.write(transport, answer.result())
+        # Written now, not held: an answer a task made (a node's reply) comes in a pass of
+        # its own, and holding it delayed the client's next call (eth_blockNumber with the
+        # cache off: 21.1k req/s written now, 17.4k held). What the pass held goes first.
+        self._writes.flush(transport)
+        transport.write(answer.result())
         if self._closing:
             self._close()
             return
