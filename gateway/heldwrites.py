@@ -7,7 +7,7 @@ client is back asleep by the time the next reply goes. A deployment behind a loc
 sidecar pays the same. The replies the lane makes as one poll's requests arrive (cache
 hits) are therefore written together when the pass ends: the first wakes the client, the
 rest find it awake, and it sends its next requests together. A cached ``eth_chainId`` went
-from 19.2-21.3k to 27.8-30.9k req/s on one core; what a reply waits is the rest of its
+from 18.2-21.3k to 26.6-30.9k req/s on one core; what a reply waits is the rest of its
 pass, which that pass's own replies waited anyway for the core. A reply a task makes (a
 node's answer) is written at once: holding those measured slower (``lane/protocol.py``).
 
