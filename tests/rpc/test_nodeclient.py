@@ -217,33 +217,36 @@ async def test_no_more_connections_than_the_limit_are_opened():
     assert node.connections == 3
 
 
-async def test_a_connection_the_node_closed_while_idle_is_not_reused():
-    class ClosingWhenIdle(RawNode):
-        async def _serve(self, reader, writer):  # one reply, then its idle timeout
-            self.connections += 1
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.requests.append(head + await reader.readexactly(2))
-            writer.write(_reply())
-            await writer.drain()
-            writer.close()
+class ClosingWhenIdle(RawNode):
+    async def _serve(self, reader, writer):  # one reply, then its idle timeout
+        self.connections += 1
+        head = await reader.readuntil(b"\r\n\r\n")
+        self.requests.append(head + await reader.readexactly(2))
+        writer.write(_reply())
+        await writer.drain()
+        writer.close()
 
-    async with ClosingWhenIdle(_ok) as node:
+
+async def _its_end_arrives(_client: NodeClient) -> None:
+    await asyncio.sleep(0.05)  # the node's end of the idle connection comes meanwhile
+
+
+async def _its_transport_closes(client: NodeClient) -> None:
+    (idle,) = client._idle  # the client's own state: closing, its end not yet seen
+    assert idle.transport is not None
+    idle.transport.close()
+
+
+@pytest.mark.parametrize(
+    ("node_kind", "meanwhile"),
+    [(ClosingWhenIdle, _its_end_arrives), (RawNode, _its_transport_closes)],
+    ids=["the node closed it while idle", "its transport is closing"],
+)
+async def test_an_idle_connection_that_is_ending_is_not_reused(node_kind, meanwhile):
+    async with node_kind(_ok) as node:
         client = NodeClient(node.url)
         await client.post(b"{}")
-        await asyncio.sleep(0.05)  # the connection's end arrives while it is idle
-        reply = await client.post(b"{}")
-        await client.close()
-    assert reply.body == OK
-    assert node.connections == 2
-
-
-async def test_a_connection_whose_transport_is_closing_is_not_reused():
-    async with RawNode(_ok) as node:
-        client = NodeClient(node.url)
-        await client.post(b"{}")
-        (idle,) = client._idle  # the client's own state: closing, its end not yet seen
-        assert idle.transport is not None
-        idle.transport.close()
+        await meanwhile(client)
         reply = await client.post(b"{}")
         await client.close()
     assert reply.body == OK
